@@ -1,0 +1,52 @@
+"""optimem: optical memory for chat agents.
+
+Older turns are typeset into page images whose cost in context tokens shrinks as they age;
+an OCR model reads them back on recall.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    InputError,
+    OptimemError,
+    PageNotFound,
+    RenderError,
+    RepresentationMismatch,
+    SchemaError,
+    SessionNotFound,
+    StoreError,
+    UnknownBackend,
+)
+from .memory import Context, OpticalMemory, Page, Recall, RecallHit, Session, Stats, Turn
+from .modes import BudgetPolicy, Mode, TurnAgePolicy, WallClockPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "BudgetPolicy",
+    "Context",
+    "InputError",
+    "Mode",
+    "OpticalMemory",
+    "OptimemError",
+    "Page",
+    "PageNotFound",
+    "Recall",
+    "RecallHit",
+    "RenderError",
+    "RepresentationMismatch",
+    "SchemaError",
+    "Session",
+    "SessionNotFound",
+    "Stats",
+    "StoreError",
+    "Turn",
+    "TurnAgePolicy",
+    "UnknownBackend",
+    "WallClockPolicy",
+    "__version__",
+]

@@ -1,0 +1,105 @@
+"""The one protocol every OCR decoder implements.
+
+Implementing
+    Subclass `Backend`, set `name` and `capabilities`, and override `decode` (one page) or
+    `decode_many` (a batch): each default calls the other. Override `encode` only when the
+    backend has a representation worth storing (DeepSeek-OCR's vision tokens); the default
+    stores nothing and decodes from the page image. `fingerprint` names the model and
+    settings, so stored representations are never fed to a different model.
+
+Using
+    backend = get_backend("tesseract")
+    decoded = backend.decode(PageInput(image, mode, lines, font_px))
+    decoded.text, decoded.confidence, decoded.lines
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from PIL import Image
+
+from ..modes import LADDER, Mode
+from ..render import LineBox
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, each flag with the reason it matters."""
+
+    native_modes: frozenset[Mode] = frozenset(LADDER)
+    """Modes the decoder reads as such; others are resized to the nearest native one."""
+    stores_representation: bool = False
+    """encode() returns bytes worth keeping (vision embeddings), so recall skips the encoder."""
+    uses_layout: bool = False
+    """Reads the page's known line boxes: fixed reading order, per-line text, no detection."""
+    batches: bool = False
+    """decode_many() is faster per page than decode() in a loop."""
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PageInput:
+    """A page as a decoder sees it: the image at its current mode and its layout scaled to it."""
+
+    image: Image.Image
+    mode: Mode
+    lines: tuple[LineBox, ...] = ()
+    font_px: float = 10.0
+    """Pixels per em of the text at this image's size (shrinks as the page ages)."""
+    has_cjk: bool = False
+    representation: bytes | None = None
+    """What this backend's encode() returned for the page, if it stores one."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Text read back from one page, with the decoder's own confidence in [0, 1]."""
+
+    text: str
+    confidence: float
+    backend: str
+    seconds: float = 0.0
+    lines: tuple[str, ...] | None = None
+    """One entry per layout line when the backend read line by line, else None."""
+    extra: dict = field(default_factory=dict)
+
+
+class Backend:
+    """Base class of OCR decoders. See the module docstring for how to implement one."""
+
+    name: ClassVar[str] = "backend"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def fingerprint(self) -> str:
+        """Identifies the model and settings whose outputs are interchangeable."""
+        return self.name
+
+    def encode(self, page: PageInput) -> bytes | None:
+        """The representation to store for this page, or None to decode from the image."""
+        return None
+
+    def decode(self, page: PageInput) -> Decoded:
+        """Read one page back to text."""
+        if type(self).decode_many is Backend.decode_many:
+            raise NotImplementedError(f"{type(self).__name__} must override decode or decode_many")
+        return self.decode_many([page])[0]
+
+    def decode_many(self, pages: Sequence[PageInput]) -> list[Decoded]:
+        """Read several pages; backends that batch override this."""
+        if type(self).decode is Backend.decode:
+            raise NotImplementedError(f"{type(self).__name__} must override decode or decode_many")
+        return [self.decode(p) for p in pages]
+
+    def close(self) -> None:
+        """Release engines and worker processes."""
+
+
+def timed(fn, *args, **kwargs):
+    """(result, seconds) of a call, for the `seconds` field of Decoded."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

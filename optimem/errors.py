@@ -1,0 +1,66 @@
+"""The exceptions optimem raises, one tree so callers can catch as broadly as they need.
+
+OptimemError
+├── InputError            bad turns, roles, budgets or options from the caller
+├── RenderError           text could not be typeset onto a page
+├── StoreError            the database could not do what was asked
+│   ├── PageNotFound
+│   ├── SessionNotFound
+│   └── SchemaError       the database was written by a newer optimem
+└── BackendError          an OCR decoder failed
+    ├── UnknownBackend    no backend of that name
+    ├── BackendUnavailable  its extra, engine or weights are missing
+    └── RepresentationMismatch  stored embeddings came from another model
+"""
+
+from __future__ import annotations
+
+
+class OptimemError(Exception):
+    """Base of every error optimem raises on purpose."""
+
+
+class InputError(OptimemError, ValueError):
+    """The caller passed something optimem cannot store or use."""
+
+
+class RenderError(OptimemError):
+    """Text could not be typeset onto a page."""
+
+
+class StoreError(OptimemError):
+    """The database could not do what was asked."""
+
+
+class PageNotFound(StoreError, KeyError):
+    """No page with that id in this session."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "page not found"
+
+
+class SessionNotFound(StoreError, KeyError):
+    """No session with that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "session not found"
+
+
+class SchemaError(StoreError):
+    """The database schema is newer than this optimem understands."""
+
+
+class BackendError(OptimemError):
+    """An OCR decoder failed."""
+
+
+class UnknownBackend(BackendError, LookupError):
+    """No backend is registered under that name."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend's extra, engine or weights are not installed here."""
+
+
+class RepresentationMismatch(BackendError):
+    """A stored representation was made by a different model than the one loaded."""

@@ -1,0 +1,846 @@
+"""OpticalMemory and Session: add turns, compress them into pages, age, recall, build context.
+
+The memory takes its collaborators (store, backend, policy) in the constructor. OCR cost is
+kept off the recall path: each page is decoded once when it is created or aged (on a
+background thread by default) and recall reads the cached text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import logging
+import math
+import os
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from PIL import Image
+from rapidfuzz import fuzz
+
+from . import calibration
+from .backends import DEFAULT_BACKEND, Backend, PageInput, get_backend
+from .errors import BackendError, InputError
+from .modes import AgingPolicy, BudgetPolicy, Mode, PageState, parse_policy
+from .render import RenderedPage, TurnText, paginate, resize_to, restore_placeholders
+from .store import DecodedRecord, NewPage, PageRecord, Store, TurnRecord, utcnow
+from .tokens import DEFAULT_ENCODING, count_tokens
+from .verbatim import VerbatimItem, extract, repair
+
+log = logging.getLogger("optimem")
+
+ROLES = frozenset({"user", "assistant", "system", "tool"})
+MAX_TURN_CHARS = 4_000_000
+DecodeWhen = Literal["background", "now", "lazy"]
+
+#: A page that fills less than this share of its height waits for more turns (unless flushed).
+MIN_FILL = 0.85
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A chat message as optimem keeps it."""
+
+    id: int
+    role: str
+    content: str | None
+    """None once the session's source archive was dropped and the turn lives only in pages."""
+    seq: int
+    name: str | None = None
+    created_at: datetime | None = None
+    metadata: dict = field(default_factory=dict)
+    text_tokens: int = 0
+    paged: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of memory: which turns it holds and what it costs now."""
+
+    id: int
+    mode: Mode
+    creation_mode: Mode
+    turn_ids: tuple[int, ...]
+    text_tokens: int
+    """Text tokens of the turn content this page holds."""
+    positions: int
+    """Decoder positions the page costs at its current mode."""
+    chars: int
+    created_at: datetime
+    aged_at: datetime | None
+    font_px: int
+    canvas: int
+
+    @property
+    def compression(self) -> float:
+        """Text tokens ÷ positions at the current mode."""
+        return self.text_tokens / self.positions
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    """What one `compress()` changed."""
+
+    created: list[int]
+    aged: list[tuple[int, Mode, Mode]]
+    tokens_before: int
+    tokens_after: int
+    over_budget: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.aged)
+
+
+@dataclass(frozen=True)
+class Recall:
+    """A page read back: text (verbatim strings restored), and how it was read."""
+
+    page_id: int
+    text: str
+    raw_text: str
+    """The decoder's output before the verbatim side channel repaired it."""
+    mode: Mode
+    backend: str
+    confidence: float
+    cached: bool
+    seconds: float
+    turns: dict[int, str]
+    """Recalled text per turn id, when the decoder read line by line."""
+    verbatim: list[VerbatimItem]
+
+
+@dataclass(frozen=True)
+class RecallHit:
+    """One page found by `recall(query=...)`."""
+
+    page_id: int
+    score: float
+    snippet: str
+    mode: Mode
+    turn_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    kind: Literal["text", "page"]
+    tokens: int
+    turn: Turn | None = None
+    page: Page | None = None
+    png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a model should see: older pages as images, recent turns as text, within budget."""
+
+    items: list[ContextItem]
+    budget_tokens: int
+    omitted_turn_ids: list[int]
+    omitted_page_ids: list[int]
+
+    @property
+    def tokens(self) -> int:
+        return sum(i.tokens for i in self.items)
+
+    def to_messages(self) -> list[dict[str, Any]]:
+        """Chat messages: each page as a user message with an image block, then the turns."""
+        out: list[dict[str, Any]] = []
+        for item in self.items:
+            if item.kind == "page":
+                assert item.page is not None and item.png is not None
+                out.append(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": page_caption(item.page)},
+                            {
+                                "type": "image",
+                                "base64": base64.b64encode(item.png).decode("ascii"),
+                                "mime_type": "image/png",
+                            },
+                        ],
+                    }
+                )
+            else:
+                assert item.turn is not None
+                out.append({"role": item.turn.role, "content": item.turn.content or ""})
+        return out
+
+
+def page_caption(page: Page) -> str:
+    first, last = page.turn_ids[0], page.turn_ids[-1]
+    return f"[memory page {page.id}, turns {first}-{last}, {page.mode.value}]"
+
+
+@dataclass(frozen=True)
+class ModeStats:
+    pages: int
+    text_tokens: int
+    positions: int
+
+    @property
+    def compression(self) -> float:
+        return self.text_tokens / self.positions if self.positions else 0.0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Token accounting of one session."""
+
+    turns: int
+    text_tokens: int
+    """All turns, as text."""
+    unpaged_tokens: int
+    paged_text_tokens: int
+    positions: int
+    per_mode: dict[Mode, ModeStats]
+
+    @property
+    def context_tokens(self) -> int:
+        """What the model sees: recent turns as text plus every page at its mode."""
+        return self.unpaged_tokens + self.positions
+
+    @property
+    def compression(self) -> float:
+        """Paged text tokens ÷ page positions."""
+        return self.paged_text_tokens / self.positions if self.positions else 0.0
+
+    @property
+    def savings(self) -> float:
+        """Full history tokens ÷ tokens the model sees."""
+        return self.text_tokens / self.context_tokens if self.context_tokens else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turns": self.turns,
+            "text_tokens": self.text_tokens,
+            "unpaged_tokens": self.unpaged_tokens,
+            "paged_text_tokens": self.paged_text_tokens,
+            "positions": self.positions,
+            "context_tokens": self.context_tokens,
+            "compression": round(self.compression, 3),
+            "savings": round(self.savings, 3),
+            "per_mode": {
+                m.value: {
+                    "pages": s.pages,
+                    "text_tokens": s.text_tokens,
+                    "positions": s.positions,
+                    "compression": round(s.compression, 3),
+                }
+                for m, s in self.per_mode.items()
+            },
+        }
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def validate_turn(role: str, content: str, name: str | None = None) -> None:
+    """Raise InputError for a turn optimem would store wrongly. See README: bad input."""
+    if not isinstance(role, str) or role not in ROLES:
+        raise InputError(f"unknown role {role!r}; use one of {', '.join(sorted(ROLES))}")
+    if not isinstance(content, str):
+        raise InputError(f"turn content must be str, got {type(content).__name__}")
+    if not content.strip():
+        raise InputError("empty or whitespace-only turn: there is nothing to remember")
+    if len(content) > MAX_TURN_CHARS:
+        raise InputError(
+            f"turn of {len(content):,} characters exceeds the {MAX_TURN_CHARS:,} limit; split it"
+        )
+    for text in (content, name or ""):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"turn holds a lone surrogate at offset {exc.start} ({text[exc.start]!r}): "
+                "not valid Unicode text; decode your input with errors='replace'"
+            ) from None
+    if name is not None and (not name.strip() or len(name) > 200 or "\n" in name):
+        raise InputError("name must be a short single-line non-empty string")
+
+
+class OpticalMemory:
+    """Optical memory over one database: `mem.session(id)` gives a Session.
+
+    Args:
+        path: SQLite file path, ``sqlite:///path`` URL, ``":memory:"`` or a Store.
+        backend: OCR backend name (``"tesseract"``, ``"rapidocr"``, ``"deepseek-ocr2"`` …)
+            or a Backend instance.
+        policy: An AgingPolicy or its short form (``"budget:4000"``, ``"turns"``,
+            ``"clock"``, ``"none"``). Default: keep each session within 4000 tokens.
+        creation_mode: The mode pages are typeset at. Default Large.
+        keep_recent_turns: Newest turns left as text by `compress()`.
+        archive: Keep the source text of paged turns (``False`` drops it after paging).
+        decode: When to OCR new and aged pages: ``"background"`` (default), ``"now"``
+            (inside compress) or ``"lazy"`` (on first recall).
+        encoding: tiktoken encoding for text tokens.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | Store = "optimem.db",
+        *,
+        backend: str | Backend = DEFAULT_BACKEND,
+        policy: AgingPolicy | str | None = None,
+        creation_mode: Mode | str = Mode.LARGE,
+        keep_recent_turns: int = 6,
+        archive: bool = True,
+        decode: DecodeWhen = "background",
+        encoding: str = DEFAULT_ENCODING,
+    ) -> None:
+        if keep_recent_turns < 0:
+            raise InputError("keep_recent_turns must be ≥ 0")
+        if decode not in ("background", "now", "lazy"):
+            raise InputError(f"decode must be 'background', 'now' or 'lazy', got {decode!r}")
+        self.store = path if isinstance(path, Store) else Store(path)
+        self.backend = get_backend(backend)
+        if policy is None:
+            policy = BudgetPolicy()
+        self.policy = parse_policy(policy) if isinstance(policy, str) else policy
+        self.creation_mode = Mode.parse(creation_mode)
+        self.keep_recent_turns = keep_recent_turns
+        self.archive = archive
+        self.decode_when: DecodeWhen = decode
+        self.encoding = encoding
+        count_tokens("", encoding)  # fail early on an unknown encoding
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: set[Future] = set()
+        self._pending_lock = threading.Lock()
+
+    def session(self, session_id: str) -> Session:
+        """The session called `session_id`, created on first write."""
+        if not isinstance(session_id, str) or not session_id.strip() or len(session_id) > 256:
+            raise InputError("session id must be a non-empty string of at most 256 characters")
+        return Session(self, session_id)
+
+    def sessions(self) -> list[str]:
+        return self.store.session_ids()
+
+    # -- background decoding ---------------------------------------------------------------
+
+    def _schedule(self, page_ids: Sequence[int]) -> None:
+        if not page_ids or self.decode_when == "lazy":
+            return
+        if self.decode_when == "now":
+            self._decode_and_cache_many(page_ids)
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optimem-decode")
+        future = self._executor.submit(self._decode_and_cache_many, list(page_ids))
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, future: Future) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+        exc = future.exception()
+        if exc is not None:
+            log.warning("background decode failed (recall will retry): %s", exc)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until background decoding has caught up."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        for f in pending:
+            f.result(timeout=timeout) if f.exception(timeout=timeout) is None else None
+
+    def close(self) -> None:
+        """Finish background decoding and close the database."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self.store.close()
+
+    def __enter__(self) -> OpticalMemory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def page_input(self, page: PageRecord) -> PageInput:
+        png, lines, representation, rep_backend = self.store.page_blobs(page.id)
+        image = Image.open(io.BytesIO(png))
+        image.load()
+        factor = page.canvas / page.creation_canvas
+        return PageInput(
+            image=image,
+            mode=page.mode,
+            lines=tuple(line.scaled(factor) for line in lines),
+            font_px=page.font_px * factor,
+            has_cjk=page.has_cjk,
+            representation=representation if rep_backend == self.backend.fingerprint() else None,
+        )
+
+    def _decode_and_cache_many(self, page_ids: Sequence[int]) -> list[DecodedRecord]:
+        records = []
+        pages = [self._page_by_id(pid) for pid in page_ids]
+        todo = [p for p in pages if self.store.get_decoded(p.id, p.mode, self.backend.name) is None]
+        if not todo:
+            return []
+        inputs = [self.page_input(p) for p in todo]
+        results = self.backend.decode_many(inputs)
+        for page, result in zip(todo, results, strict=True):
+            record = DecodedRecord(
+                page_id=page.id,
+                mode=page.mode,
+                backend=self.backend.name,
+                text=restore_placeholders(result.text),
+                lines=tuple(restore_placeholders(x) for x in result.lines)
+                if result.lines is not None
+                else None,
+                confidence=float(result.confidence),
+                seconds=float(result.seconds),
+            )
+            self.store.put_decoded(record)
+            records.append(record)
+        return records
+
+    def _page_by_id(self, page_id: int) -> PageRecord:
+        row = self.store.db.execute("SELECT session_id FROM pages WHERE id = ?", (int(page_id),)).fetchone()
+        if row is None:
+            from .errors import PageNotFound
+
+            raise PageNotFound(f"no page {page_id}")
+        return self.store.page(row[0], page_id)
+
+
+class Session:
+    """One conversation's memory. Obtain with `OpticalMemory.session(id)`."""
+
+    def __init__(self, memory: OpticalMemory, session_id: str) -> None:
+        self.memory = memory
+        self.id = session_id
+
+    @property
+    def store(self) -> Store:
+        return self.memory.store
+
+    # -- turns -----------------------------------------------------------------------------
+
+    def add_turn(
+        self,
+        role: str,
+        content: str,
+        *,
+        name: str | None = None,
+        created_at: datetime | str | None = None,
+        metadata: dict | None = None,
+    ) -> int:
+        """Append one turn; returns its id. Raises InputError for bad input (nothing stored)."""
+        return self.add_turns(
+            [
+                {
+                    "role": role,
+                    "content": content,
+                    "name": name,
+                    "created_at": created_at,
+                    "metadata": metadata,
+                }
+            ]
+        )[0]
+
+    def add_turns(self, turns: Iterable[tuple[str, str] | dict[str, Any] | Turn]) -> list[int]:
+        """Append turns in order, all or nothing; returns their ids."""
+        rows = []
+        for i, turn in enumerate(turns):
+            if isinstance(turn, Turn):
+                turn = {
+                    "role": turn.role,
+                    "content": turn.content,
+                    "name": turn.name,
+                    "created_at": turn.created_at,
+                    "metadata": turn.metadata,
+                }
+            elif isinstance(turn, tuple | list):
+                if len(turn) != 2:
+                    raise InputError(f"turn {i}: expected (role, content), got {len(turn)} items")
+                turn = {"role": turn[0], "content": turn[1]}
+            elif not isinstance(turn, dict):
+                raise InputError(f"turn {i}: expected (role, content), a dict or a Turn")
+            role, content, name = turn.get("role"), turn.get("content"), turn.get("name")
+            try:
+                validate_turn(role, content, name)  # type: ignore[arg-type]
+            except InputError as exc:
+                raise InputError(f"turn {i}: {exc}") from None
+            created = turn.get("created_at")
+            if isinstance(created, datetime):
+                created = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
+            elif created is None:
+                created = utcnow()
+            else:
+                try:
+                    created = datetime.fromisoformat(str(created)).isoformat()
+                except ValueError:
+                    raise InputError(f"turn {i}: created_at {created!r} is not ISO 8601") from None
+            rows.append(
+                {
+                    "role": role,
+                    "content": content,
+                    "name": name,
+                    "sha256": hashlib.sha256(content.encode("utf-8")).hexdigest(),
+                    "text_tokens": count_tokens(content, self.memory.encoding),
+                    "created_at": created,
+                    "metadata": turn.get("metadata"),
+                }
+            )
+        if not rows:
+            return []
+        return self.store.add_turns(self.id, rows)
+
+    def turns(self) -> list[Turn]:
+        return [_turn(t) for t in self.store.turns(self.id)]
+
+    # -- compress --------------------------------------------------------------------------
+
+    def compress(self, *, flush: bool = False) -> CompressResult:
+        """Page old turns and age pages by the policy, in one transaction each.
+
+        Args:
+            flush: Also page the newest turns and a partly filled last page.
+        """
+        mem = self.memory
+        backend = mem.backend
+        with self.store.transaction():
+            before = self._context_cost()
+            created = self._page_turns(flush=flush)
+        with self.store.transaction():
+            aged = self._age()
+            after = self._context_cost()
+        if mem.archive is False:
+            self.store.drop_archive(self.id)
+        mem._schedule(created + [pid for pid, _, _ in aged])
+        over = False
+        if isinstance(mem.policy, BudgetPolicy):
+            over = after > mem.policy.max_tokens
+        log.debug("compress %s with %s: %s pages, %s aged", self.id, backend.name, len(created), len(aged))
+        return CompressResult(created, aged, before, after, over)
+
+    def _context_cost(self) -> int:
+        unpaged = sum(t.text_tokens for t in self.store.turns(self.id, paged=False))
+        return unpaged + sum(p.positions for p in self.store.pages(self.id))
+
+    def _page_turns(self, *, flush: bool) -> list[int]:
+        mem = self.memory
+        unpaged = self.store.turns(self.id, paged=False)
+        eligible = unpaged if flush else unpaged[: max(0, len(unpaged) - mem.keep_recent_turns)]
+        if not eligible:
+            return []
+        # a turn already partly on a page (split across pages) continues where it stopped
+        resume = self._resume_offsets([t.id for t in eligible])
+        texts = [TurnText(t.id, t.role, (t.content or "")[resume.get(t.id, 0) :], t.name) for t in eligible]
+        options = calibration.render_options(mem.backend.name, mem.creation_mode)
+        rendered = paginate(texts, options)
+        if not flush and rendered and _fill(rendered[-1]) < MIN_FILL:
+            rendered = rendered[:-1]  # wait for more turns rather than pay for a half-empty page
+        if not rendered:
+            return []
+        by_id = {t.id: t for t in eligible}
+        new_pages: list[NewPage] = []
+        done: set[int] = set()
+        for page in rendered:
+            spans = [
+                type(s)(s.turn_id, s.start + resume.get(s.turn_id, 0), s.end + resume.get(s.turn_id, 0))
+                for s in page.spans
+            ]
+            text_tokens = 0
+            verbatim: list[VerbatimItem] = []
+            chars = 0
+            for s in spans:
+                content = by_id[s.turn_id].content or ""
+                piece = content[s.start : s.end]
+                text_tokens += count_tokens(piece, mem.encoding)
+                chars += len(piece)
+                verbatim += [
+                    VerbatimItem(v.kind, v.value, v.turn_id, v.offset + s.start)
+                    for v in extract(piece, s.turn_id)
+                ]
+                if s.end >= len(content):
+                    done.add(s.turn_id)
+            last = by_id[spans[-1].turn_id]
+            image = page.image
+            rep = None
+            if mem.backend.capabilities.stores_representation:
+                rep = mem.backend.encode(
+                    PageInput(image, mem.creation_mode, page.lines, options.font_px, page.has_cjk)
+                )
+            new_pages.append(
+                NewPage(
+                    mode=mem.creation_mode,
+                    canvas=options.canvas,
+                    font_px=options.font_px,
+                    has_cjk=page.has_cjk,
+                    png=png_bytes(image),
+                    lines=page.lines,
+                    spans=spans,
+                    text_tokens=text_tokens,
+                    chars=chars,
+                    verbatim=verbatim,
+                    last_turn_seq=last.seq,
+                    last_turn_at=last.created_at.isoformat(),
+                    representation=rep,
+                    representation_backend=mem.backend.fingerprint() if rep is not None else None,
+                )
+            )
+        return self.store.insert_pages(self.id, new_pages, sorted(done))
+
+    def _resume_offsets(self, turn_ids: Sequence[int]) -> dict[int, int]:
+        if not turn_ids:
+            return {}
+        marks = ",".join("?" * len(turn_ids))
+        rows = self.store.db.execute(
+            f'SELECT turn_id, MAX("end") FROM page_spans WHERE turn_id IN ({marks}) GROUP BY turn_id',
+            list(turn_ids),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def _age(self) -> list[tuple[int, Mode, Mode]]:
+        mem = self.memory
+        pages = self.store.pages(self.id)
+        if not pages:
+            return []
+        total_turns = self.store.turn_count(self.id)
+        states = [
+            PageState(p.id, p.mode, p.positions, total_turns - p.last_turn_seq, p.last_turn_at) for p in pages
+        ]
+        unpaged = sum(t.text_tokens for t in self.store.turns(self.id, paged=False))
+        plan = mem.policy.plan(states, unpaged, datetime.now(UTC))
+        aged = []
+        for page in pages:
+            target = plan.targets.get(page.id)
+            if target is None or target.rank <= page.mode.rank:
+                continue  # forgetting is one way
+            png, lines, _, _ = self.store.page_blobs(page.id)
+            image = resize_to(Image.open(io.BytesIO(png)), target.canvas)
+            rep = None
+            if mem.backend.capabilities.stores_representation:
+                factor = target.canvas / page.creation_canvas
+                rep = mem.backend.encode(
+                    PageInput(
+                        image,
+                        target,
+                        tuple(x.scaled(factor) for x in lines),
+                        page.font_px * factor,
+                        page.has_cjk,
+                    )
+                )
+            self.store.set_page_mode(
+                page.id,
+                target,
+                png_bytes(image),
+                rep,
+                mem.backend.fingerprint() if rep is not None else None,
+            )
+            aged.append((page.id, page.mode, target))
+        return aged
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def pages(self) -> list[Page]:
+        """Every page of the session, oldest first."""
+        return [_public_page(p) for p in self.store.pages(self.id)]
+
+    def page(self, page_id: int) -> Page:
+        return _public_page(self.store.page(self.id, page_id))
+
+    def page_png(self, page_id: int) -> bytes:
+        """The page image at its current mode, as PNG bytes."""
+        self.store.page(self.id, page_id)  # raises PageNotFound for another session's page
+        return self.store.page_blobs(page_id)[0]
+
+    def recall(self, page_id: int | None = None, *, query: str | None = None, limit: int = 5):
+        """Decoded text of one page (str), or with `query=` the best-matching pages (list)."""
+        if (page_id is None) == (query is None):
+            raise InputError("pass either a page id or query=..., not both")
+        if query is not None:
+            return self.search(query, limit=limit)
+        return self.recall_page(page_id).text  # type: ignore[arg-type]
+
+    def recall_page(self, page_id: int) -> Recall:
+        """Read one page back with everything known about how it was read."""
+        mem = self.memory
+        page = self.store.page(self.id, page_id)
+        record = self.store.get_decoded(page.id, page.mode, mem.backend.name)
+        cached = record is not None
+        if record is None:
+            records = mem._decode_and_cache_many([page.id])
+            record = records[0] if records else self.store.get_decoded(page.id, page.mode, mem.backend.name)
+            if record is None:
+                raise BackendError(f"page {page_id} could not be decoded by {mem.backend.name}")
+        items = self.store.verbatim(page.id)
+        text = repair(record.text, items)
+        turns: dict[int, str] = {}
+        if record.lines is not None:
+            _, layout, _, _ = self.store.page_blobs(page.id)
+            if len(layout) == len(record.lines):
+                for line, read in zip(layout, record.lines, strict=True):
+                    turns[line.turn_id] = (turns.get(line.turn_id, "") + "\n" + read).lstrip("\n")
+                turns = {tid: repair(t, [v for v in items if v.turn_id == tid]) for tid, t in turns.items()}
+        return Recall(
+            page_id=page.id,
+            text=text,
+            raw_text=record.text,
+            mode=page.mode,
+            backend=record.backend,
+            confidence=record.confidence,
+            cached=cached,
+            seconds=record.seconds,
+            turns=turns,
+            verbatim=items,
+        )
+
+    def search(self, query: str, *, limit: int = 5) -> list[RecallHit]:
+        """Rank pages by how well their recalled text and verbatim strings match `query`.
+
+        Works from decoded text, never from the source archive, so it still works after the
+        archive is dropped; fuzzy matching tolerates OCR misreads.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("query must be a non-empty string")
+        if limit <= 0:
+            raise InputError("limit must be positive")
+        terms = [t for t in unicodedata.normalize("NFKC", query).lower().split() if len(t) > 1] or [
+            query.lower().strip()
+        ]
+        hits = []
+        for page in self.store.pages(self.id):
+            recall = self.recall_page(page.id)
+            haystack = (recall.text + "\n" + " ".join(v.value for v in recall.verbatim)).lower()
+            scores = [fuzz.partial_ratio(term, haystack) / 100 for term in terms]
+            score = sum(scores) / len(scores)
+            if score < 0.6:
+                continue
+            hits.append(
+                RecallHit(page.id, round(score, 4), _snippet(recall.text, terms), page.mode, page.turn_ids)
+            )
+        hits.sort(key=lambda h: (-h.score, -h.page_id))
+        return hits[:limit]
+
+    def context(self, budget_tokens: int = 4000) -> Context:
+        """Recent turns as text, then pages newest first as images, within `budget_tokens`.
+
+        Nothing is dropped silently: what does not fit is listed in `omitted_*`.
+        """
+        if not isinstance(budget_tokens, int) or budget_tokens <= 0:
+            raise InputError(f"budget_tokens must be a positive integer, got {budget_tokens!r}")
+        enc = self.memory.encoding
+        left = budget_tokens
+        texts: list[ContextItem] = []
+        omitted_turns: list[int] = []
+        for t in reversed(self.store.turns(self.id, paged=False)):
+            cost = t.text_tokens
+            if cost <= left and not omitted_turns:
+                texts.append(ContextItem("text", cost, turn=_turn(t)))
+                left -= cost
+            else:
+                omitted_turns.append(t.id)
+        pages_in: list[ContextItem] = []
+        omitted_pages: list[int] = []
+        for p in reversed(self.store.pages(self.id)):
+            page = _public_page(p)
+            cost = page.positions + count_tokens(page_caption(page), enc)
+            if cost <= left and not omitted_pages:
+                pages_in.append(ContextItem("page", cost, page=page, png=self.store.page_blobs(p.id)[0]))
+                left -= cost
+            else:
+                omitted_pages.append(p.id)
+        items = list(reversed(pages_in)) + list(reversed(texts))
+        return Context(items, budget_tokens, sorted(omitted_turns), sorted(omitted_pages))
+
+    def stats(self) -> Stats:
+        turns = self.store.turns(self.id)
+        pages = self.store.pages(self.id)
+        per_mode: dict[Mode, ModeStats] = {}
+        for mode in Mode:
+            ps = [p for p in pages if p.mode is mode]
+            if ps:
+                per_mode[mode] = ModeStats(
+                    len(ps), sum(p.text_tokens for p in ps), sum(p.positions for p in ps)
+                )
+        return Stats(
+            turns=len(turns),
+            text_tokens=sum(t.text_tokens for t in turns),
+            unpaged_tokens=sum(t.text_tokens for t in turns if not t.paged),
+            paged_text_tokens=sum(p.text_tokens for p in pages),
+            positions=sum(p.positions for p in pages),
+            per_mode=per_mode,
+        )
+
+    def drop_archive(self) -> int:
+        """Forget the source text of paged turns; pages and verbatim strings remain."""
+        return self.store.drop_archive(self.id)
+
+    # -- async twins -----------------------------------------------------------------------
+
+    async def aadd_turn(self, role: str, content: str, **kwargs: Any) -> int:
+        return await asyncio.to_thread(self.add_turn, role, content, **kwargs)
+
+    async def acompress(self, *, flush: bool = False) -> CompressResult:
+        return await asyncio.to_thread(self.compress, flush=flush)
+
+    async def arecall(self, page_id: int | None = None, *, query: str | None = None, limit: int = 5):
+        return await asyncio.to_thread(self.recall, page_id, query=query, limit=limit)
+
+    async def acontext(self, budget_tokens: int = 4000) -> Context:
+        return await asyncio.to_thread(self.context, budget_tokens)
+
+
+def _fill(page: RenderedPage) -> float:
+    if not page.lines:
+        return 0.0
+    return (page.lines[-1].y1 + page.options.margin) / page.options.canvas
+
+
+def _snippet(text: str, terms: Sequence[str], width: int = 160) -> str:
+    lower = text.lower()
+    best = max(terms, key=lambda t: fuzz.partial_ratio(t, lower))
+    align = fuzz.partial_ratio_alignment(best, lower)
+    centre = align.dest_start if align else 0
+    start = max(0, centre - width // 2)
+    return " ".join(text[start : start + width].split())
+
+
+def _turn(t: TurnRecord) -> Turn:
+    return Turn(
+        id=t.id,
+        role=t.role,
+        content=t.content,
+        seq=t.seq,
+        name=t.name,
+        created_at=t.created_at,
+        metadata=t.metadata,
+        text_tokens=t.text_tokens,
+        paged=t.paged,
+    )
+
+
+def _public_page(p: PageRecord) -> Page:
+    return Page(
+        id=p.id,
+        mode=p.mode,
+        creation_mode=p.creation_mode,
+        turn_ids=p.turn_ids,
+        text_tokens=p.text_tokens,
+        positions=p.positions,
+        chars=p.chars,
+        created_at=p.created_at,
+        aged_at=p.aged_at,
+        font_px=p.font_px,
+        canvas=p.canvas,
+    )
+
+
+_ = math  # keep the import for ceil in future policies

@@ -1,0 +1,257 @@
+"""DeepSeek-OCR resolution modes, their token accounting, and the policies that age pages.
+
+A page is typeset once at its creation mode; aging moves it down the ladder
+Gundam → Large → Base → Small → Tiny by resizing the image, so the text stays and blurs
+while the positions it costs the model fall.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .errors import InputError
+
+
+def view_positions(grid_h: int, grid_w: int) -> int:
+    """Positions one view costs DeepSeek-OCR: a row of `grid_w` tokens plus a newline, per
+    row, and one separator (h·(w+1)+1, as its own preprocessing lays them out)."""
+    return grid_h * (grid_w + 1) + 1
+
+
+def gundam_positions(tile_rows: int, tile_cols: int) -> int:
+    """Positions of Gundam: the 1024 global view (16×16 tokens) plus 640 tiles, 10×10 each,
+    laid out as one grid with a newline per row."""
+    return view_positions(16, 16) + tile_rows * 10 * (tile_cols * 10 + 1)
+
+
+class Mode(enum.StrEnum):
+    """A resolution a page is kept at, best first. Values are the stored names."""
+
+    GUNDAM = "gundam"
+    LARGE = "large"
+    BASE = "base"
+    SMALL = "small"
+    TINY = "tiny"
+
+    @property
+    def canvas(self) -> int:
+        """Side of the square page image at this mode, in pixels."""
+        return _CANVAS[self]
+
+    @property
+    def nominal_tokens(self) -> int:
+        """Vision tokens the DeepSeek-OCR paper quotes for this mode."""
+        return _NOMINAL[self]
+
+    @property
+    def positions(self) -> int:
+        """Decoder positions this mode really costs, newline and separator tokens included."""
+        return _POSITIONS[self]
+
+    @property
+    def rank(self) -> int:
+        """0 for the sharpest mode, growing as pages age."""
+        return LADDER.index(self)
+
+    def older(self) -> Mode | None:
+        """The next mode down the ladder, or None at the bottom."""
+        i = self.rank + 1
+        return LADDER[i] if i < len(LADDER) else None
+
+    @classmethod
+    def parse(cls, value: str | Mode) -> Mode:
+        """Accept a Mode or its name in any case ("Tiny", "tiny", "TINY")."""
+        if isinstance(value, Mode):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            names = ", ".join(m.value for m in cls)
+            raise InputError(f"unknown mode {value!r}; choose one of {names}") from None
+
+
+LADDER: tuple[Mode, ...] = (Mode.GUNDAM, Mode.LARGE, Mode.BASE, Mode.SMALL, Mode.TINY)
+
+# Gundam on a square page: 1024 global view + 2×2 tiles of 640, so the page is 1280 px.
+GUNDAM_TILES = (2, 2)
+_CANVAS = {Mode.GUNDAM: 1280, Mode.LARGE: 1280, Mode.BASE: 1024, Mode.SMALL: 640, Mode.TINY: 512}
+_NOMINAL = {
+    Mode.GUNDAM: 256 + 100 * GUNDAM_TILES[0] * GUNDAM_TILES[1],
+    Mode.LARGE: 400,
+    Mode.BASE: 256,
+    Mode.SMALL: 100,
+    Mode.TINY: 64,
+}
+_POSITIONS = {
+    Mode.GUNDAM: gundam_positions(*GUNDAM_TILES),
+    Mode.LARGE: view_positions(20, 20),
+    Mode.BASE: view_positions(16, 16),
+    Mode.SMALL: view_positions(10, 10),
+    Mode.TINY: view_positions(8, 8),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Aging policies
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What a policy may look at to decide a page's mode."""
+
+    page_id: int
+    mode: Mode
+    positions: int
+    turns_since: int
+    """Turns added to the session after the page's last turn."""
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AgingPlan:
+    """Target modes by page id (only pages that should move) and the context cost after."""
+
+    targets: dict[int, Mode]
+    tokens_after: int
+    over_budget: bool = False
+
+
+class AgingPolicy:
+    """Decides which mode each page should be kept at. Implement `plan`."""
+
+    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+        """Return target modes for pages that should age, oldest pages first.
+
+        `pages` come oldest first; `text_tokens` is what the session's unpaged turns cost.
+        Policies only move pages down the ladder: forgetting is one way.
+        """
+        raise NotImplementedError
+
+
+def _lower(a: Mode, b: Mode) -> Mode:
+    return a if a.rank >= b.rank else b
+
+
+@dataclass(frozen=True)
+class StepsPolicy(AgingPolicy):
+    """Shared logic of the age policies: after each threshold, a page is kept at most at mode."""
+
+    steps: tuple[tuple[float, Mode], ...]
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise InputError("an age policy needs at least one (threshold, mode) step")
+        for threshold, mode in self.steps:
+            if threshold < 0:
+                raise InputError(f"age thresholds must be ≥ 0, got {threshold}")
+            Mode.parse(mode)
+
+    def _age(self, page: PageState, now: datetime) -> float:
+        raise NotImplementedError
+
+    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+        targets: dict[int, Mode] = {}
+        total = text_tokens
+        for page in pages:
+            mode = page.mode
+            for threshold, step_mode in self.steps:
+                if self._age(page, now) >= threshold:
+                    mode = _lower(mode, Mode.parse(step_mode))
+            if mode != page.mode:
+                targets[page.page_id] = mode
+            total += mode.positions
+        return AgingPlan(targets, total)
+
+
+@dataclass(frozen=True)
+class TurnAgePolicy(StepsPolicy):
+    """Age by how many turns came after a page: steps of (turns, mode)."""
+
+    steps: tuple[tuple[float, Mode], ...] = (
+        (20, Mode.LARGE),
+        (60, Mode.BASE),
+        (150, Mode.SMALL),
+        (400, Mode.TINY),
+    )
+
+    def _age(self, page: PageState, now: datetime) -> float:
+        return page.turns_since
+
+
+@dataclass(frozen=True)
+class WallClockPolicy(StepsPolicy):
+    """Age by time since a page was made: steps of (seconds, mode)."""
+
+    steps: tuple[tuple[float, Mode], ...] = (
+        (timedelta(hours=1).total_seconds(), Mode.LARGE),
+        (timedelta(days=1).total_seconds(), Mode.BASE),
+        (timedelta(days=7).total_seconds(), Mode.SMALL),
+        (timedelta(days=30).total_seconds(), Mode.TINY),
+    )
+
+    def _age(self, page: PageState, now: datetime) -> float:
+        created = page.created_at if page.created_at.tzinfo else page.created_at.replace(tzinfo=UTC)
+        return (now - created).total_seconds()
+
+
+@dataclass(frozen=True)
+class BudgetPolicy(AgingPolicy):
+    """Keep the session's context (unpaged text + page positions) within `max_tokens`.
+
+    Ages the oldest page one step at a time, then the next oldest, so recent pages stay sharp
+    longest. When every page is at the floor and the budget still does not fit, nothing is
+    dropped: the plan says `over_budget`.
+    """
+
+    max_tokens: int = 4000
+    floor: Mode = Mode.TINY
+
+    def __post_init__(self) -> None:
+        if self.max_tokens <= 0:
+            raise InputError(f"max_tokens must be positive, got {self.max_tokens}")
+
+    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+        modes = {p.page_id: p.mode for p in pages}
+        total = text_tokens + sum(m.positions for m in modes.values())
+        floor = Mode.parse(self.floor)
+        while total > self.max_tokens:
+            # Oldest page that can still move: step it down once and re-check.
+            victim = next((p for p in pages if modes[p.page_id].rank < floor.rank), None)
+            if victim is None:
+                break
+            current = modes[victim.page_id]
+            lower = current.older()
+            assert lower is not None
+            # Step the oldest page all the way to the floor before touching the next one.
+            total += lower.positions - current.positions
+            modes[victim.page_id] = lower
+        targets = {p.page_id: modes[p.page_id] for p in pages if modes[p.page_id] != p.mode}
+        return AgingPlan(targets, total, over_budget=total > self.max_tokens)
+
+
+def parse_policy(spec: str) -> AgingPolicy:
+    """Build a policy from a short text form: 'budget:4000', 'turns', 'clock', 'none'."""
+    name, _, arg = spec.partition(":")
+    name = name.strip().lower()
+    if name == "budget":
+        try:
+            return BudgetPolicy(max_tokens=int(arg or 4000))
+        except ValueError:
+            raise InputError(f"budget policy needs an integer token count, got {arg!r}") from None
+    if name == "turns":
+        return TurnAgePolicy()
+    if name in ("clock", "time", "wallclock"):
+        return WallClockPolicy()
+    if name in ("none", "keep"):
+        return NoAging()
+    raise InputError(f"unknown policy {spec!r}; use budget:N, turns, clock or none")
+
+
+class NoAging(AgingPolicy):
+    """Pages stay at their creation mode (for benchmarks of one fixed mode)."""
+
+    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+        return AgingPlan({}, text_tokens + sum(p.mode.positions for p in pages))

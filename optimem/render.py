@@ -1,0 +1,475 @@
+"""Render chat turns into dense square page images. No I/O, no models.
+
+Each page keeps its layout (one box per line, in pixels of the canvas it was typeset on)
+and which characters of which turns it holds, so a decoder can read line by line and a
+recalled page can be split back into turns.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image, ImageDraw
+
+from . import fonts
+from .errors import InputError, RenderError
+from .modes import Mode
+
+_CJK_CLASS = re.compile(
+    r"[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3200-\u4dbf\u4e00-\u9fff"
+    r"\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
+)
+# Emoji and pictographs: fonts may draw them, but no OCR reads them back, so they get a
+# placeholder that does survive the round trip.
+_EMOJI = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U0001f000-\U0001faff]")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+PLACEHOLDER = re.compile(r"<U\+([0-9A-F]{4,6})>")
+
+
+def placeholder(ch: str) -> str:
+    """The visible stand-in for a character no bundled font can draw (OCR reads it back)."""
+    return f"<U+{ord(ch):04X}>"
+
+
+def restore_placeholders(text: str) -> str:
+    """Turn `<U+1F600>` stand-ins in decoded text back into the characters they name."""
+
+    def _sub(m: re.Match[str]) -> str:
+        try:
+            return chr(int(m.group(1), 16))
+        except (ValueError, OverflowError):
+            return m.group(0)
+
+    return PLACEHOLDER.sub(_sub, text)
+
+
+def is_cjk(text: str) -> bool:
+    """True if `text` holds any CJK character."""
+    return _CJK_CLASS.search(text) is not None
+
+
+@dataclass(frozen=True)
+class TurnText:
+    """The part of a turn a page needs: id, speaker and text."""
+
+    turn_id: int
+    role: str
+    content: str
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Speaker label typeset before the turn's first line."""
+        return f"{self.name} ({self.role}): " if self.name else f"{self.role}: "
+
+
+@dataclass(frozen=True)
+class LineBox:
+    """One typeset line. Coordinates are pixels on the page's creation canvas."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    text: str
+    """The characters drawn on this line (placeholders spelled out)."""
+    turn_id: int
+    start: int
+    """Offset in the turn's content of the first character on this line."""
+    end: int
+    """Offset in the turn's content just past the last character on this line."""
+    kind: str = "text"
+    """'text', or 'code' for monospace lines inside a fence."""
+
+    def scaled(self, factor: float) -> LineBox:
+        """This box on a canvas `factor` times the size (aging resizes pages)."""
+        return LineBox(
+            int(self.x0 * factor),
+            int(self.y0 * factor),
+            max(int(self.x0 * factor) + 1, round(self.x1 * factor)),
+            max(int(self.y0 * factor) + 1, round(self.y1 * factor)),
+            self.text,
+            self.turn_id,
+            self.start,
+            self.end,
+            self.kind,
+        )
+
+    def to_json(self) -> list:
+        return [
+            self.x0,
+            self.y0,
+            self.x1,
+            self.y1,
+            self.text,
+            self.turn_id,
+            self.start,
+            self.end,
+            self.kind,
+        ]
+
+    @classmethod
+    def from_json(cls, row: Sequence) -> LineBox:
+        return cls(*row)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Characters [start, end) of a turn's content that a page holds."""
+
+    turn_id: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How densely to typeset. Font sizes are pixels per em on the creation canvas."""
+
+    canvas: int = Mode.LARGE.canvas
+    font_px: int = 10
+    cjk_font_px: int | None = None
+    """Size for lines holding CJK (CJK needs more pixels per glyph); defaults to font_px."""
+    margin_px: int | None = None
+    line_spacing: float = 1.2
+    cjk_line_spacing: float = 1.45
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.canvas <= 8192:
+            raise InputError(f"canvas must be 64–8192 px, got {self.canvas}")
+        if not 4 <= self.font_px <= self.canvas // 4:
+            raise InputError(f"font_px must be 4–{self.canvas // 4}, got {self.font_px}")
+        if self.cjk_font_px is not None and not 4 <= self.cjk_font_px <= self.canvas // 4:
+            raise InputError(f"cjk_font_px must be 4–{self.canvas // 4}, got {self.cjk_font_px}")
+
+    @property
+    def margin(self) -> int:
+        return self.margin_px if self.margin_px is not None else max(3, self.font_px // 2 + 1)
+
+    @property
+    def cjk_px(self) -> int:
+        return self.cjk_font_px or self.font_px
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """A typeset page: the image at its creation canvas, its lines and the turns it holds."""
+
+    image: Image.Image
+    options: RenderOptions
+    lines: tuple[LineBox, ...]
+    spans: tuple[Span, ...]
+    has_cjk: bool = False
+
+    @property
+    def text(self) -> str:
+        """What the page shows, one line per row: the reference a decoder is scored against."""
+        return "\n".join(line.text for line in self.lines)
+
+    @property
+    def turn_ids(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(s.turn_id for s in self.spans))
+
+
+# ---------------------------------------------------------------------------------------------
+# Text → runs of one font
+
+
+@dataclass
+class _Run:
+    text: str
+    font: str  # 'sans', 'bold', 'mono', 'cjk'
+    src_start: int
+    src_end: int
+    breakable_after: bool = False  # a space or a CJK character: a line may end here
+
+
+@dataclass
+class _Line:
+    runs: list[_Run] = field(default_factory=list)
+    width: float = 0.0
+    kind: str = "text"
+
+    @property
+    def text(self) -> str:
+        return "".join(r.text for r in self.runs)
+
+
+class _Typesetter:
+    def __init__(self, options: RenderOptions) -> None:
+        self.options = options
+        files = fonts.font_files()
+        self.paths = {"sans": files.sans, "bold": files.sans_bold, "mono": files.mono}
+        if files.cjk is not None:
+            self.paths["cjk"] = files.cjk
+        self.sizes = {k: options.font_px for k in self.paths}
+        self.sizes["cjk"] = options.cjk_px
+        self.charsets = {k: fonts.charset(p) for k, p in self.paths.items()}
+        self._widths: dict[tuple[str, str], float] = {}
+
+    def font(self, key: str):
+        return fonts.load(self.paths[key], self.sizes[key])
+
+    def width(self, text: str, key: str) -> float:
+        w = self._widths.get((key, text))
+        if w is None:
+            w = self.font(key).getlength(text)
+            self._widths[(key, text)] = w
+        return w
+
+    def font_for(self, ch: str, base: str) -> str | None:
+        cp = ord(ch)
+        if _EMOJI.match(ch):
+            return None
+        if _CJK_CLASS.match(ch) and "cjk" in self.charsets and cp in self.charsets["cjk"]:
+            return "cjk"
+        if cp in self.charsets[base]:
+            return base
+        if base != "sans" and cp in self.charsets["sans"]:
+            return "sans"
+        return None  # emoji and the rest: a readable placeholder, never tofu
+
+    def runs(self, text: str, offset: int, base: str) -> Iterator[_Run]:
+        """Split text into unbreakable pieces, each in one font: words, spaces, CJK glyphs."""
+        word: list[str] = []
+        word_start = offset
+        word_font = base
+
+        def flush(end: int) -> Iterator[_Run]:
+            nonlocal word
+            if word:
+                yield _Run("".join(word), word_font, word_start, end)
+                word = []
+
+        for i, ch in enumerate(text):
+            pos = offset + i
+            if ch == "\t":
+                yield from flush(pos)
+                yield _Run("    ", base, pos, pos + 1, breakable_after=True)
+                continue
+            if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+                key = None if not ch.isspace() or ch in "\u2028\u2029\x1c\x1d\x1e\x1f\x85" else base
+                if key is None:  # controls, format and unassigned code points: show them
+                    yield from flush(pos)
+                    yield _Run(placeholder(ch), base, pos, pos + 1)
+                    continue
+                yield from flush(pos)
+                yield _Run(" ", base, pos, pos + 1, breakable_after=True)
+                continue
+            key = self.font_for(ch, base)
+            if key is None:
+                yield from flush(pos)
+                yield _Run(placeholder(ch), base, pos, pos + 1)
+                continue
+            if key == "cjk":
+                yield from flush(pos)
+                yield _Run(ch, "cjk", pos, pos + 1, breakable_after=True)
+                continue
+            if word and word_font != key:
+                yield from flush(pos)
+            if not word:
+                word_start, word_font = pos, key
+            word.append(ch)
+        yield from flush(offset + len(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Paragraphs → lines
+
+
+def _paragraphs(content: str) -> Iterator[tuple[int, str, str]]:
+    """(offset, text, kind) for each line of the content; fenced code is 'code'."""
+    in_code = False
+    offset = 0
+    for raw in content.split("\n"):
+        kind = "code" if in_code or _FENCE.match(raw) else "text"
+        if _FENCE.match(raw):
+            in_code = not in_code
+        yield offset, raw, kind
+        offset += len(raw) + 1
+
+
+def _blocks(content: str, ts: _Typesetter) -> Iterator[tuple[list[_Run], str]]:
+    """Runs of each block to wrap: prose paragraphs flow together (a line break in chat text
+    costs a whole page row, and recall is scored on normalised whitespace), while each line
+    of fenced code keeps its own row in monospace."""
+    prose: list[_Run] = []
+    for offset, text, kind in _paragraphs(content):
+        if kind == "code":
+            if prose:
+                yield prose, "text"
+                prose = []
+            yield list(ts.runs(text, offset, "mono")), "code"
+            continue
+        runs = list(ts.runs(text, offset, "sans"))
+        if not runs:
+            continue
+        if prose:
+            prose.append(_Run(" ", "sans", offset - 1, offset, breakable_after=True))
+        prose.extend(runs)
+    if prose:
+        yield prose, "text"
+
+
+def _split_long(run: _Run, ts: _Typesetter, max_w: float) -> Iterator[_Run]:
+    """Break a word wider than a line into pieces that fit (URLs, hashes, base64)."""
+    piece_start = 0
+    text = run.text
+    placeholder_run = len(text) > 1 and run.src_end - run.src_start == 1
+    if placeholder_run:
+        yield run
+        return
+    while piece_start < len(text):
+        end = piece_start + 1
+        while end < len(text) and ts.width(text[piece_start : end + 1], run.font) <= max_w:
+            end += 1
+        yield _Run(text[piece_start:end], run.font, run.src_start + piece_start, run.src_start + end)
+        piece_start = end
+
+
+def _wrap(
+    runs: Iterable[_Run], ts: _Typesetter, first_indent: float, max_w: float, kind: str
+) -> Iterator[_Line]:
+    line = _Line(width=first_indent, kind=kind)
+    pending: list[_Run] = []  # the current unbreakable group (a word and its trailing space)
+    for run in runs:
+        w = ts.width(run.text, run.font)
+        pieces = list(_split_long(run, ts, max_w)) if w > max_w else [run]
+        for piece in pieces:
+            pw = ts.width(piece.text, piece.font)
+            if line.width + pw > max_w and line.runs:
+                if piece.text == " ":
+                    continue  # a space at a break is not drawn
+                yield line
+                line = _Line(kind=kind)
+            if not line.runs and piece.text == " " and kind != "code":
+                # keep offsets honest: an eaten leading space still belongs to this line
+                line.runs.append(_Run("", piece.font, piece.src_start, piece.src_end))
+                continue
+            line.runs.append(piece)
+            line.width += pw
+    del pending
+    if line.runs:
+        yield line
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[RenderedPage]:
+    """Typeset turns in order onto as many pages as they need.
+
+    Pages are filled to the bottom; a turn longer than the space left continues on the next
+    page, and every character of every turn lands on exactly one page.
+    """
+    if not turns:
+        return []
+    ts = _Typesetter(options)
+    canvas, margin = options.canvas, options.margin
+    max_w = canvas - 2 * margin
+    latin_h = max(options.font_px + 1, round(options.font_px * options.line_spacing))
+    cjk_h = max(options.cjk_px + 1, round(options.cjk_px * options.cjk_line_spacing))
+
+    pages: list[RenderedPage] = []
+    placed: list[tuple[_Line, int, int]] = []  # line, turn_id, height
+    y = margin
+
+    def finish_page() -> None:
+        nonlocal placed, y
+        if placed:
+            pages.append(_draw(placed, ts, options))
+        placed, y = [], margin
+
+    for turn in turns:
+        label_run = _Run(turn.label, "bold", 0, 0)
+        label_w = ts.width(turn.label, "bold")
+        first = True
+        blocks = list(_blocks(turn.content, ts)) or [([_Run("", "sans", 0, 0)], "text")]
+        for runs, kind in blocks:
+            if not runs:
+                continue  # a blank line inside code
+            for line in _wrap(runs, ts, label_w if first else 0.0, max_w, kind):
+                if first:
+                    line.runs.insert(0, label_run)
+                    first = False
+                height = cjk_h if any(r.font == "cjk" for r in line.runs) else latin_h
+                if y + height > canvas - margin and placed:
+                    finish_page()
+                if height > canvas - 2 * margin:
+                    raise RenderError(f"a {height}px line cannot fit a {canvas}px page")
+                placed.append((line, turn.turn_id, height))
+                y += height
+    finish_page()
+    return pages
+
+
+def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: RenderOptions) -> RenderedPage:
+    canvas, margin = options.canvas, options.margin
+    image = Image.new("L", (canvas, canvas), 255)
+    draw = ImageDraw.Draw(image)
+    boxes: list[LineBox] = []
+    spans: dict[int, list[int]] = {}
+    y = margin
+    has_cjk = False
+    for line, turn_id, height in placed:
+        x = float(margin)
+        baseline = y + round(height * 0.78)
+        # one draw call per stretch of one font: words were measured one by one for wrapping
+        for key, texts in _merge_fonts(line.runs):
+            text = "".join(texts)
+            draw.text((x, baseline), text, font=ts.font(key), fill=0, anchor="ls")
+            x += sum(ts.width(t, key) for t in texts)
+            has_cjk = has_cjk or key == "cjk"
+        src = [r for r in line.runs if r.font != "bold" or r.src_end > r.src_start]
+        start = min((r.src_start for r in src), default=0)
+        end = max((r.src_end for r in src), default=0)
+        boxes.append(
+            LineBox(
+                margin,
+                y,
+                max(margin + 1, round(x)),
+                y + height,
+                line.text,
+                turn_id,
+                start,
+                end,
+                line.kind,
+            )
+        )
+        if end > start or turn_id not in spans:
+            lo, hi = spans.setdefault(turn_id, [start, end])
+            spans[turn_id] = [min(lo, start), max(hi, end)]
+        y += height
+    return RenderedPage(
+        image=image,
+        options=options,
+        lines=tuple(boxes),
+        spans=tuple(Span(t, lo, hi) for t, (lo, hi) in spans.items()),
+        has_cjk=has_cjk,
+    )
+
+
+def _merge_fonts(runs: Sequence[_Run]) -> Iterator[tuple[str, list[str]]]:
+    key: str | None = None
+    texts: list[str] = []
+    for run in runs:
+        if not run.text:
+            continue
+        if run.font != key and texts:
+            yield key, texts  # type: ignore[misc]
+            texts = []
+        key = run.font
+        texts.append(run.text)
+    if texts:
+        yield key, texts  # type: ignore[misc]
+
+
+def resize_to(image: Image.Image, canvas: int) -> Image.Image:
+    """The page at another mode's canvas: the same text, more or fewer pixels."""
+    if image.width == canvas:
+        return image
+    return image.resize((canvas, canvas), Image.Resampling.LANCZOS)

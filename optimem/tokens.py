@@ -1,0 +1,68 @@
+"""Exact, offline text-token counting with tiktoken encodings bundled in a wheel.
+
+tiktoken fetches its encodings from the network on first use. The `bpe-openai` wheel ships
+the same files gzipped, so we copy them into a private cache under the name tiktoken looks
+for (sha1 of the official URL) and let tiktoken verify the sha256 as usual.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from .errors import InputError
+
+DEFAULT_ENCODING = "o200k_base"
+ENCODINGS = ("o200k_base", "cl100k_base")
+_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("OPTIMEM_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "optimem-cache")
+    path = Path(base) / "tiktoken"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _install_encoding(name: str, cache_dir: Path) -> None:
+    target = cache_dir / hashlib.sha1(_URL.format(name=name).encode()).hexdigest()
+    if target.exists():
+        return
+    try:
+        packed = resources.files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise InputError(f"no offline copy of the {name} encoding: pip install bpe-openai") from exc
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(gzip.decompress(packed))
+    os.replace(tmp, target)  # atomic, so concurrent processes never read half a file
+
+
+@cache
+def get_encoding(name: str = DEFAULT_ENCODING):  # -> tiktoken.Encoding
+    """Load a tiktoken encoding without touching the network."""
+    if name not in ENCODINGS:
+        raise InputError(f"unknown encoding {name!r}; choose one of {', '.join(ENCODINGS)}")
+    import tiktoken
+    import tiktoken.load
+
+    cache_dir = _cache_dir()
+    _install_encoding(name, cache_dir)
+    previous = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
+    try:
+        return tiktoken.get_encoding(name)
+    finally:
+        if previous is None:
+            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = previous
+
+
+def count_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:
+    """Number of text tokens `text` costs a model using `encoding` (special tokens as text)."""
+    return len(get_encoding(encoding).encode(text, disallowed_special=()))
