@@ -73,14 +73,15 @@ def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -
     (normalised Levenshtein similarity ≥ min_similarity) is taken to be a misread copy.
     """
     out = text
-    for item in sorted({it.value for it in items}, key=len, reverse=True):
+    values = {it.value for it in items}
+    for item in sorted(values, key=len, reverse=True):
         if item in out or len(item) < 3:
             continue
         best = _best_window(out, item)
         if best is None:
             continue
         start, end, score = best
-        if score >= min_similarity:
+        if score >= min_similarity and out[start:end] not in values:  # never overwrite a sibling
             out = out[:start] + item + out[end:]
     return out
 
@@ -90,6 +91,10 @@ def _best_window(text: str, needle: str) -> tuple[int, int, float] | None:
     if alignment is None:
         return None
     start, end = alignment.dest_start, alignment.dest_end
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
     # widen to whole tokens so "OPS-482l" is replaced, not "OPS-482" + "l"
     while start > 0 and not text[start - 1].isspace():
         start -= 1

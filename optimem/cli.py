@@ -1,0 +1,211 @@
+"""The `optimem` command: parses options, calls the library, prints. Nothing else.
+
+Library errors become one clean line here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import OptimemError
+
+DB_ENV = "OPTIMEM_DB"
+
+
+def _clean_errors(fn):
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except OptimemError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _memory(db: str, backend: str, policy: str | None = None, **kwargs: Any):
+    from .memory import OpticalMemory
+
+    return OpticalMemory(db, backend=backend, policy=policy, **kwargs)
+
+
+db_option = click.option(
+    "--db",
+    default="optimem.db",
+    envvar=DB_ENV,
+    show_default=True,
+    help=f"SQLite database file (or ${DB_ENV}).",
+)
+session_option = click.option("--session", "-s", default="default", show_default=True, help="Session id.")
+backend_option = click.option(
+    "--backend", "-b", default="tesseract", show_default=True, help="OCR backend that reads pages back."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="optimem")
+def main() -> None:
+    """Optical memory for chat agents: old turns become page images, read back by OCR."""
+
+
+def _load_turns(path: Path) -> list[dict[str, Any]]:
+    """Turns from a chat JSON: {"turns": [...]}, a bare list, or the sessions format."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"cannot read chat file {path}: {exc}") from exc
+    if isinstance(data, dict) and "sessions" in data:
+        turns = [t for s in data["sessions"] for t in s.get("turns", [])]
+    elif isinstance(data, dict):
+        turns = data.get("turns", [])
+    else:
+        turns = data
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise click.ClickException(f"{path}: expected {{'turns': [{{'role': ..., 'content': ...}}]}}")
+    return turns
+
+
+@main.command()
+@click.argument("chat_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@session_option
+@backend_option
+@click.option("--policy", default="budget:4000", show_default=True, help="budget:N, turns, clock or none.")
+@click.option("--keep-recent", default=6, show_default=True, help="Newest turns kept as text.")
+@click.option("--flush/--no-flush", default=True, show_default=True, help="Page the newest turns too.")
+@_clean_errors
+def compress(
+    chat_file: Path, db: str, session: str, backend: str, policy: str, keep_recent: int, flush: bool
+) -> None:
+    """Add the turns of CHAT_FILE to a session and compress them into pages."""
+    turns = _load_turns(chat_file)
+    with _memory(db, backend, policy, keep_recent_turns=keep_recent, decode="now") as mem:
+        s = mem.session(session)
+        ids = s.add_turns(
+            [{k: t.get(k) for k in ("role", "content", "name", "created_at", "metadata")} for t in turns]
+        )
+        result = s.compress(flush=flush)
+        st = s.stats()
+        click.echo(
+            f"added {len(ids)} turns; {len(result.created)} pages created, {len(result.aged)} aged; "
+            f"context {result.tokens_before} → {result.tokens_after} tokens"
+        )
+        _print_pages(s)
+        click.echo(
+            f"text tokens {st.text_tokens}, model sees {st.context_tokens} "
+            f"({st.savings:.1f}x fewer); pages compress {st.compression:.1f}x"
+        )
+
+
+def _print_pages(s) -> None:
+    click.echo(f"{'page':>5} {'mode':<7} {'turns':>9} {'text tok':>8} {'positions':>9} {'ratio':>6}")
+    for p in s.pages():
+        span = f"{p.turn_ids[0]}-{p.turn_ids[-1]}"
+        click.echo(
+            f"{p.id:>5} {p.mode.value:<7} {span:>9} {p.text_tokens:>8} {p.positions:>9} {p.compression:>5.1f}x"
+        )
+
+
+@main.command()
+@click.argument("page_id", type=int, required=False)
+@click.option("--query", "-q", help="Search pages instead of reading one.")
+@click.option("--limit", default=5, show_default=True, help="Hits to show with --query.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@db_option
+@session_option
+@backend_option
+@_clean_errors
+def recall(
+    page_id: int | None, query: str | None, limit: int, as_json: bool, db: str, session: str, backend: str
+) -> None:
+    """Print the recalled text of PAGE_ID, or search pages with --query."""
+    if (page_id is None) == (query is None):
+        raise click.UsageError("give a PAGE_ID or --query, not both")
+    with _memory(db, backend, decode="lazy") as mem:
+        s = mem.session(session)
+        if query is not None:
+            hits = s.recall(query=query, limit=limit)
+            if as_json:
+                click.echo(
+                    json.dumps([h.__dict__ | {"mode": h.mode.value} for h in hits], ensure_ascii=False)
+                )
+            for h in hits if not as_json else []:
+                click.echo(f"page {h.page_id} ({h.mode.value}, score {h.score:.2f}): {h.snippet}")
+            if not hits and not as_json:
+                click.echo("no page matches")
+            return
+        r = s.recall_page(page_id)  # type: ignore[arg-type]
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "page_id": r.page_id,
+                        "mode": r.mode.value,
+                        "backend": r.backend,
+                        "confidence": r.confidence,
+                        "cached": r.cached,
+                        "text": r.text,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            click.echo(r.text)
+
+
+@main.command()
+@db_option
+@session_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_clean_errors
+def stats(db: str, session: str, as_json: bool) -> None:
+    """Token accounting of a session: text tokens against positions, per mode."""
+    with _memory(db, "test-double") as mem:  # stats never decodes
+        mem.store.require_session(session)
+        s = mem.session(session)
+        st = s.stats()
+        if as_json:
+            click.echo(json.dumps(st.as_dict()))
+            return
+        _print_pages(s)
+        click.echo(
+            f"{st.turns} turns, {st.text_tokens} text tokens; model sees {st.context_tokens} "
+            f"({st.savings:.1f}x fewer)"
+        )
+
+
+@main.command("page")
+@click.argument("page_id", type=int)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@db_option
+@session_option
+@_clean_errors
+def page_png(page_id: int, out: Path, db: str, session: str) -> None:
+    """Write the image of PAGE_ID at its current mode as PNG."""
+    with _memory(db, "test-double") as mem:
+        out.write_bytes(mem.session(session).page_png(page_id))
+        click.echo(f"wrote {out}")
+
+
+def _register_bench() -> None:
+    try:
+        from .bench.cli import bench_command, demo_command
+    except ImportError as exc:  # pragma: no cover - only in a broken install
+        print(f"optimem: benchmark commands unavailable: {exc}", file=sys.stderr)
+        return
+    main.add_command(bench_command, "bench")
+    main.add_command(demo_command, "demo")
+
+
+_register_bench()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Shared fixtures: every test gets its own data folder and no network."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch, request):
+    # token encodings are unpacked once per test run, not per test
+    monkeypatch.setenv("OPTIMEM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("OPTIMEM_DB", str(tmp_path_factory.mktemp("db") / "optimem.db"))
+    if "allow_network" not in request.keywords:
+
+        def guard(*args, **kwargs):
+            raise RuntimeError("network access in a unit test")
+
+        monkeypatch.setattr(socket.socket, "connect", guard)
+        monkeypatch.setattr(socket, "create_connection", guard)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "memory.db"
+
+
+def chat_turns(n: int = 30, words: int = 60) -> list[tuple[str, str]]:
+    """Deterministic prose turns with identifiers, for plumbing tests."""
+    import random
+
+    rng = random.Random(7)
+    vocab = [
+        "migration",
+        "replica",
+        "database",
+        "cutover",
+        "schedule",
+        "budget",
+        "weekend",
+        "ticket",
+        "owner",
+        "latency",
+        "index",
+        "table",
+        "backup",
+        "restore",
+        "airflow",
+        "dag",
+        "warehouse",
+        "cluster",
+        "region",
+        "invoice",
+        "review",
+        "birthday",
+        "dinner",
+        "flight",
+        "hotel",
+        "colleague",
+        "meeting",
+        "Thursday",
+        "Friday",
+        "morning",
+        "evening",
+    ]
+    out = []
+    for i in range(n):
+        body = " ".join(rng.choice(vocab) for _ in range(words))
+        out.append(("user" if i % 2 == 0 else "assistant", f"Turn {i}: {body} OPS-{4800 + i}."))
+    return out

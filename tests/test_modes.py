@@ -1,0 +1,93 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from optimem import InputError, Mode
+from optimem.modes import (
+    LADDER,
+    BudgetPolicy,
+    NoAging,
+    PageState,
+    TurnAgePolicy,
+    WallClockPolicy,
+    gundam_positions,
+    parse_policy,
+    view_positions,
+)
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def test_positions_match_deepseek_preprocessing():
+    assert [m.positions for m in (Mode.TINY, Mode.SMALL, Mode.BASE, Mode.LARGE)] == [73, 111, 273, 421]
+    assert [m.nominal_tokens for m in (Mode.TINY, Mode.SMALL, Mode.BASE, Mode.LARGE)] == [64, 100, 256, 400]
+    assert view_positions(8, 8) == 8 * 9 + 1
+    # Gundam: 1024 global view + tile rows·10·(cols·10+1)
+    assert gundam_positions(2, 2) == 273 + 20 * 21
+    assert gundam_positions(1, 3) == 273 + 10 * 31
+    assert Mode.GUNDAM.positions == 693
+
+
+def test_ladder_goes_down_and_stops():
+    assert LADDER[0] is Mode.GUNDAM and LADDER[-1] is Mode.TINY
+    assert Mode.LARGE.older() is Mode.BASE
+    assert Mode.TINY.older() is None
+    assert [m.canvas for m in LADDER] == [1280, 1280, 1024, 640, 512]
+
+
+def test_mode_parse():
+    assert Mode.parse("Tiny") is Mode.TINY
+    with pytest.raises(InputError, match="unknown mode"):
+        Mode.parse("huge")
+
+
+def _pages(n, mode=Mode.LARGE):
+    return [PageState(i, mode, mode.positions, 10 * (n - i), NOW - timedelta(days=n - i)) for i in range(n)]
+
+
+def test_budget_policy_ages_oldest_first_until_it_fits():
+    pages = _pages(4)  # 4 × 421 = 1684
+    plan = BudgetPolicy(max_tokens=1300).plan(pages, text_tokens=0, now=NOW)
+    # the oldest page goes all the way down before the next one moves
+    assert plan.targets == {0: Mode.TINY, 1: Mode.BASE}
+    assert plan.tokens_after == 73 + 273 + 421 + 421
+    assert plan.tokens_after <= 1300 and not plan.over_budget
+
+
+def test_budget_policy_never_drops_and_reports_over_budget():
+    plan = BudgetPolicy(max_tokens=100).plan(_pages(3), text_tokens=500, now=NOW)
+    assert set(plan.targets.values()) == {Mode.TINY}
+    assert plan.over_budget and plan.tokens_after == 500 + 3 * 73
+
+
+def test_budget_policy_validates():
+    with pytest.raises(InputError):
+        BudgetPolicy(max_tokens=0)
+
+
+def test_turn_age_policy():
+    plan = TurnAgePolicy(steps=((5, Mode.BASE), (25, Mode.TINY))).plan(_pages(3), 0, NOW)
+    # turns_since = 30, 20, 10
+    assert plan.targets == {0: Mode.TINY, 1: Mode.BASE, 2: Mode.BASE}
+
+
+def test_wall_clock_policy():
+    plan = WallClockPolicy(steps=((86400 * 1.5, Mode.SMALL),)).plan(_pages(3), 0, NOW)
+    # ages 3, 2, 1 days
+    assert plan.targets == {0: Mode.SMALL, 1: Mode.SMALL}
+
+
+def test_policies_never_sharpen_a_page():
+    pages = [PageState(1, Mode.TINY, 73, 0, NOW)]
+    assert TurnAgePolicy().plan(pages, 0, NOW).targets == {}
+    assert NoAging().plan(pages, 5, NOW).tokens_after == 78
+
+
+def test_parse_policy():
+    assert parse_policy("budget:1234").max_tokens == 1234
+    assert isinstance(parse_policy("turns"), TurnAgePolicy)
+    assert isinstance(parse_policy("none"), NoAging)
+    with pytest.raises(InputError):
+        parse_policy("budget:lots")
+    with pytest.raises(InputError):
+        parse_policy("forget-everything")

@@ -1,0 +1,53 @@
+from optimem.verbatim import exact_share, extract, repair
+
+TEXT = (
+    "Check OPS-4821 on db-replica-03.eu-west.internal, mail ana.li@example.com, see "
+    "https://x.org/a?b=1. Cost $1,250.50 and 37% of 3 items; sha 9f3c2a1b7, user_id, fooBar, "
+    "123e4567-e89b-12d3-a456-426614174000 and `run_migration()`."
+)
+
+
+def test_extracts_each_kind_once():
+    found = {(i.kind, i.value) for i in extract(TEXT, turn_id=4)}
+    assert ("identifier", "OPS-4821") in found
+    assert ("identifier", "db-replica-03.eu-west.internal") in found
+    assert ("email", "ana.li@example.com") in found
+    assert ("url", "https://x.org/a?b=1") in found
+    assert ("number", "$1,250.50") in found
+    assert ("number", "37%") in found
+    assert ("hex", "9f3c2a1b7") in found
+    assert ("uuid", "123e4567-e89b-12d3-a456-426614174000") in found
+    assert ("code", "run_migration()") in found
+    # a lone digit is prose; nothing is claimed twice
+    assert all(i.value != "3" for i in extract(TEXT))
+    values = [i.value for i in extract(TEXT)]
+    assert len(values) == len(set(values))
+
+
+def test_offsets_point_at_the_value():
+    for item in extract(TEXT):
+        assert TEXT[item.offset : item.offset + len(item.value)] == item.value
+
+
+def test_repair_restores_near_misses_only():
+    items = extract(TEXT)
+    ocr = "Check OPS-482l on db-repIica-03.eu-west.internal, mail ana.Ii@example.com and unrelated words"
+    fixed = repair(ocr, items)
+    assert "OPS-4821" in fixed
+    assert "db-replica-03.eu-west.internal" in fixed
+    assert "ana.li@example.com" in fixed
+    assert "unrelated words" in fixed
+    # nothing similar → nothing inserted
+    assert repair("completely different text", items) == "completely different text"
+
+
+def test_exact_share():
+    items = extract("OPS-1234 and OPS-5678")
+    assert exact_share("OPS-1234 and OPS-5b78", items) == 0.5
+    assert exact_share("anything", []) == 1.0
+
+
+def test_repair_never_overwrites_an_exact_sibling():
+    items = extract("tickets OPS-4821 and OPS-4822")
+    assert repair("tickets OPS-4821 and OPS-482Z", items) == "tickets OPS-4821 and OPS-4822"
+    assert repair("tickets OPS-4821", items) == "tickets OPS-4821"
