@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 from PIL import Image
 
@@ -28,7 +30,7 @@ def _covered(pages, turns):
         ranges = sorted(spans[t.turn_id])
         assert ranges[0][0] == 0
         assert ranges[-1][1] >= len(t.content.rstrip())
-        for (_, a_end), (b_start, _) in zip(ranges, ranges[1:], strict=False):
+        for (_, a_end), (b_start, _) in itertools.pairwise(ranges):
             assert b_start >= a_end - 1  # pages never overlap
             assert t.content[a_end:b_start].strip() == ""  # nothing skipped between pages
 

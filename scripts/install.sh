@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install optimem and everything it renders and reads with into ./.venv.
+#   bash scripts/install.sh            # core + CPU OCR (tesseract, rapidocr)
+#   bash scripts/install.sh dev,gpu    # + test tools, torch (CPU build here) and transformers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+# System packages: the tesseract engine with English and Simplified Chinese models, and the
+# headers the tesserocr binding compiles against. Skipped when already present.
+need=()
+command -v tesseract >/dev/null 2>&1 || need+=(tesseract-ocr)
+for pkg in tesseract-ocr-eng tesseract-ocr-chi-sim libtesseract-dev libleptonica-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [[ ",$extras," == *",gpu,"* ]]; then
+  # the CPU build of torch that lies on this kind of machine; other versions download GBs
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
+spec="."
+all="tesseract${extras:+,$extras}"
+.venv/bin/python -m pip install -q -e "${spec}[${all}]"
+echo "optimem installed in .venv ($(.venv/bin/optimem --version))"

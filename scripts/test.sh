@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install optimem with every extra the tests need, then run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh dev,gpu
+.venv/bin/ruff check optimem tests benchmarks scripts
+.venv/bin/python -m pytest -q "$@"
