@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
@@ -220,6 +221,17 @@ class _Typesetter:
             self._widths[(key, text)] = w
         return w
 
+    def stamp(self, image: Image.Image, text: str, key: str, x: int, baseline: int) -> None:
+        """Draw `text` with its baseline at (x, baseline), from a cache of word bitmaps.
+
+        Chat text repeats its words, so drawing each distinct word once and pasting it is
+        about twice as fast as asking FreeType for every glyph of a dense page.
+        """
+        glyph = _word_bitmap(self.paths[key], self.sizes[key], text)
+        if glyph is not None:
+            mask, left, top = glyph
+            image.paste(0, (x + left, baseline + top), mask)
+
     def font_for(self, ch: str, base: str) -> str | None:
         cp = ord(ch)
         if _EMOJI.match(ch):
@@ -274,6 +286,17 @@ class _Typesetter:
                 word_start, word_font = pos, key
             word.append(ch)
         yield from flush(offset + len(text))
+
+
+@lru_cache(maxsize=65536)
+def _word_bitmap(path, size: int, text: str) -> tuple[Image.Image, int, int] | None:
+    font = fonts.load(path, size)
+    left, top, right, bottom = font.getbbox(text, anchor="ls")
+    if right <= left or bottom <= top:
+        return None
+    mask = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255, anchor="ls")
+    return mask, left, top
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +433,6 @@ def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[Rendered
 def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: RenderOptions) -> RenderedPage:
     canvas, margin = options.canvas, options.margin
     image = Image.new("L", (canvas, canvas), 255)
-    draw = ImageDraw.Draw(image)
     boxes: list[LineBox] = []
     spans: dict[int, list[int]] = {}
     y = margin
@@ -418,12 +440,11 @@ def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: Render
     for line, turn_id, height in placed:
         x = float(margin)
         baseline = y + round(height * 0.78)
-        # one draw call per stretch of one font: words were measured one by one for wrapping
-        for key, texts in _merge_fonts(line.runs):
-            text = "".join(texts)
-            draw.text((x, baseline), text, font=ts.font(key), fill=0, anchor="ls")
-            x += sum(ts.width(t, key) for t in texts)
-            has_cjk = has_cjk or key == "cjk"
+        for run in line.runs:
+            if run.text and not run.text.isspace():
+                ts.stamp(image, run.text, run.font, round(x), baseline)
+            x += ts.width(run.text, run.font)
+            has_cjk = has_cjk or run.font == "cjk"
         src = [r for r in line.runs if r.font != "bold" or r.src_end > r.src_start]
         start = min((r.src_start for r in src), default=0)
         end = max((r.src_end for r in src), default=0)
@@ -451,21 +472,6 @@ def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: Render
         spans=tuple(Span(t, lo, hi) for t, (lo, hi) in spans.items()),
         has_cjk=has_cjk,
     )
-
-
-def _merge_fonts(runs: Sequence[_Run]) -> Iterator[tuple[str, list[str]]]:
-    key: str | None = None
-    texts: list[str] = []
-    for run in runs:
-        if not run.text:
-            continue
-        if run.font != key and texts:
-            yield key, texts  # type: ignore[misc]
-            texts = []
-        key = run.font
-        texts.append(run.text)
-    if texts:
-        yield key, texts  # type: ignore[misc]
 
 
 def resize_to(image: Image.Image, canvas: int) -> Image.Image:
