@@ -12,12 +12,12 @@ import base64
 import hashlib
 import io
 import logging
-import math
 import os
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -350,11 +350,10 @@ class OpticalMemory:
             log.warning("background decode failed (recall will retry): %s", exc)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until background decoding has caught up."""
+        """Block until background decoding has caught up (failures are logged, not raised)."""
         with self._pending_lock:
             pending = list(self._pending)
-        for f in pending:
-            f.result(timeout=timeout) if f.exception(timeout=timeout) is None else None
+        futures_wait(pending, timeout=timeout)
 
     def close(self) -> None:
         """Finish background decoding and close the database."""
@@ -372,7 +371,7 @@ class OpticalMemory:
     # -- decoding --------------------------------------------------------------------------
 
     def page_input(self, page: PageRecord) -> PageInput:
-        png, lines, representation, rep_backend = self.store.page_blobs(page.id)
+        png, lines, representation, _ = self.store.page_blobs(page.id)
         image = Image.open(io.BytesIO(png))
         image.load()
         factor = page.canvas / page.creation_canvas
@@ -382,7 +381,8 @@ class OpticalMemory:
             lines=tuple(line.scaled(factor) for line in lines),
             font_px=page.font_px * factor,
             has_cjk=page.has_cjk,
-            representation=representation if rep_backend == self.backend.fingerprint() else None,
+            # the backend checks the fingerprint inside the blob and re-encodes on a mismatch
+            representation=representation,
         )
 
     def _decode_and_cache_many(self, page_ids: Sequence[int]) -> list[DecodedRecord]:
@@ -842,5 +842,3 @@ def _public_page(p: PageRecord) -> Page:
         canvas=p.canvas,
     )
 
-
-_ = math  # keep the import for ceil in future policies

@@ -1,0 +1,62 @@
+import json
+
+import click
+from click.testing import CliRunner
+
+from optimem.cli import main
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    assert runner.invoke(main, ["-h"]).exit_code == 0
+    for name, command in main.commands.items():
+        assert command.help, f"optimem {name} has no help text"
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0, result.output
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and "optimem" in result.output
+
+
+def test_compress_recall_stats_through_tesseract(tmp_path):
+    chat = tmp_path / "chat.json"
+    chat.write_text(
+        json.dumps(
+            {
+                "turns": [
+                    {"role": "user", "content": "Please remember ticket OPS-7731 for the Chengdu trip budget."},
+                    {"role": "assistant", "content": "Noted: OPS-7731, budget 4,200 EUR, flights on 21 April."},
+                ]
+            }
+        )
+    )
+    db = str(tmp_path / "m.db")
+    runner = CliRunner()
+    out = runner.invoke(main, ["compress", str(chat), "--db", db, "--session", "trip"])
+    assert out.exit_code == 0, out.output
+    assert "1 pages created" in out.output
+    out = runner.invoke(main, ["recall", "1", "--db", db, "--session", "trip"])
+    assert out.exit_code == 0 and "OPS-7731" in out.output
+    out = runner.invoke(main, ["recall", "--query", "Chengdu budget", "--db", db, "--session", "trip", "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)[0]["page_id"] == 1
+    out = runner.invoke(main, ["stats", "--db", db, "--session", "trip", "--json"])
+    assert json.loads(out.output)["turns"] == 2
+    png = tmp_path / "p.png"
+    out = runner.invoke(main, ["page", "1", "-o", str(png), "--db", db, "--session", "trip"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_library_errors_become_one_clean_line(tmp_path):
+    db = str(tmp_path / "m.db")
+    out = CliRunner().invoke(main, ["recall", "99", "--db", db])
+    assert out.exit_code == 1
+    assert out.output.strip() == "Error: no page 99 in session 'default'"
+    out = CliRunner().invoke(main, ["stats", "--db", db, "--session", "ghost"])
+    assert out.exit_code == 1 and "no session 'ghost'" in out.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    out = CliRunner().invoke(main, ["compress", str(bad), "--db", db])
+    assert out.exit_code == 1 and "cannot read chat file" in out.output
+    assert isinstance(main, click.Group)
