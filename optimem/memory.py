@@ -476,6 +476,7 @@ class Session:
                 validate_turn(role, content, name)  # type: ignore[arg-type]
             except InputError as exc:
                 raise InputError(f"turn {i}: {exc}") from None
+            assert isinstance(content, str)
             created = turn.get("created_at")
             if isinstance(created, datetime):
                 created = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()

@@ -291,7 +291,7 @@ class _Typesetter:
 @lru_cache(maxsize=65536)
 def _word_bitmap(path, size: int, text: str) -> tuple[Image.Image, int, int] | None:
     font = fonts.load(path, size)
-    left, top, right, bottom = font.getbbox(text, anchor="ls")
+    left, top, right, bottom = (int(v) for v in font.getbbox(text, anchor="ls"))
     if right <= left or bottom <= top:
         return None
     mask = Image.new("L", (right - left, bottom - top), 0)

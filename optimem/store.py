@@ -275,7 +275,7 @@ class Store:
                         json.dumps(row.get("metadata") or {}, ensure_ascii=False),
                     ),
                 )
-                ids.append(int(cur.lastrowid))
+                ids.append(int(cur.lastrowid or 0))
         return ids
 
     @staticmethod
@@ -358,7 +358,7 @@ class Store:
                         page.last_turn_at,
                     ),
                 )
-                page_id = int(cur.lastrowid)
+                page_id = int(cur.lastrowid or 0)
                 ids.append(page_id)
                 db.executemany(
                     'INSERT INTO page_spans (page_id, turn_id, start, "end") VALUES (?, ?, ?, ?)',
