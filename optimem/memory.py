@@ -29,7 +29,7 @@ from . import calibration
 from .backends import DEFAULT_BACKEND, Backend, PageInput, get_backend
 from .errors import BackendError, InputError
 from .modes import AgingPolicy, BudgetPolicy, Mode, PageState, parse_policy
-from .render import RenderedPage, TurnText, paginate, resize_to, restore_placeholders
+from .render import RenderedPage, Span, TurnText, paginate, resize_to, restore_placeholders
 from .store import DecodedRecord, NewPage, PageRecord, Store, TurnRecord, utcnow
 from .tokens import DEFAULT_ENCODING, count_tokens
 from .verbatim import VerbatimItem, extract, repair
@@ -42,6 +42,9 @@ DecodeWhen = Literal["background", "now", "lazy"]
 
 #: A page that fills less than this share of its height waits for more turns (unless flushed).
 MIN_FILL = 0.85
+#: ...but when the session is over its token budget, a partial page is made as soon as its
+#: text costs this many times the page's positions: paging it then saves more than it wastes.
+PARTIAL_MIN_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Page:
     aged_at: datetime | None
     font_px: int
     canvas: int
+    last_turn_seq: int = 0
+    """Position in the session of the newest turn on this page (ages count from it)."""
 
     @property
     def compression(self) -> float:
@@ -518,6 +523,9 @@ class Session:
         with self.store.transaction():
             before = self._context_cost()
             created = self._page_turns(flush=flush)
+            budget = getattr(mem.policy, "max_tokens", None)
+            if not flush and budget is not None and self._context_cost() > budget:
+                created += self._page_turns(flush=False, partial_ok=True)
         with self.store.transaction():
             aged = self._age()
             after = self._context_cost()
@@ -534,7 +542,12 @@ class Session:
         unpaged = sum(t.text_tokens for t in self.store.turns(self.id, paged=False))
         return unpaged + sum(p.positions for p in self.store.pages(self.id))
 
-    def _page_turns(self, *, flush: bool) -> list[int]:
+    def _page_turns(self, *, flush: bool, partial_ok: bool = False) -> list[int]:
+        """Typeset eligible unpaged turns onto new pages; returns their ids.
+
+        A last page filled less than MIN_FILL waits for more turns, unless `flush`, or
+        `partial_ok` and it already holds PARTIAL_MIN_RATIO times its positions in text.
+        """
         mem = self.memory
         unpaged = self.store.turns(self.id, paged=False)
         eligible = unpaged if flush else unpaged[: max(0, len(unpaged) - mem.keep_recent_turns)]
@@ -545,38 +558,21 @@ class Session:
         texts = [TurnText(t.id, t.role, (t.content or "")[resume.get(t.id, 0) :], t.name) for t in eligible]
         options = calibration.render_options(mem.backend.name, mem.creation_mode)
         rendered = paginate(texts, options)
-        if not flush and rendered and _fill(rendered[-1]) < MIN_FILL:
-            rendered = rendered[:-1]  # wait for more turns rather than pay for a half-empty page
-        if not rendered:
-            return []
         by_id = {t.id: t for t in eligible}
+        contents = [self._page_contents(page, resume, by_id) for page in rendered]
+        if not flush and rendered and _fill(rendered[-1]) < MIN_FILL:
+            worth_it = partial_ok and contents[-1][1] >= PARTIAL_MIN_RATIO * mem.creation_mode.positions
+            if not worth_it:  # wait for more turns rather than pay for a half-empty page
+                rendered, contents = rendered[:-1], contents[:-1]
         new_pages: list[NewPage] = []
         done: set[int] = set()
-        for page in rendered:
-            spans = [
-                type(s)(s.turn_id, s.start + resume.get(s.turn_id, 0), s.end + resume.get(s.turn_id, 0))
-                for s in page.spans
-            ]
-            text_tokens = 0
-            verbatim: list[VerbatimItem] = []
-            chars = 0
-            for s in spans:
-                content = by_id[s.turn_id].content or ""
-                piece = content[s.start : s.end]
-                text_tokens += count_tokens(piece, mem.encoding)
-                chars += len(piece)
-                verbatim += [
-                    VerbatimItem(v.kind, v.value, v.turn_id, v.offset + s.start)
-                    for v in extract(piece, s.turn_id)
-                ]
-                if s.end >= len(content):
-                    done.add(s.turn_id)
+        for page, (spans, text_tokens, chars, verbatim) in zip(rendered, contents, strict=True):
+            done.update(s.turn_id for s in spans if s.end >= len(by_id[s.turn_id].content or ""))
             last = by_id[spans[-1].turn_id]
-            image = page.image
             rep = None
             if mem.backend.capabilities.stores_representation:
                 rep = mem.backend.encode(
-                    PageInput(image, mem.creation_mode, page.lines, options.font_px, page.has_cjk)
+                    PageInput(page.image, mem.creation_mode, page.lines, options.font_px, page.has_cjk)
                 )
             new_pages.append(
                 NewPage(
@@ -584,7 +580,7 @@ class Session:
                     canvas=options.canvas,
                     font_px=options.font_px,
                     has_cjk=page.has_cjk,
-                    png=png_bytes(image),
+                    png=png_bytes(page.image),
                     lines=page.lines,
                     spans=spans,
                     text_tokens=text_tokens,
@@ -596,7 +592,30 @@ class Session:
                     representation_backend=mem.backend.fingerprint() if rep is not None else None,
                 )
             )
+        if not new_pages:
+            return []
         return self.store.insert_pages(self.id, new_pages, sorted(done))
+
+    def _page_contents(
+        self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, TurnRecord]
+    ) -> tuple[list[Span], int, int, list[VerbatimItem]]:
+        """(spans in turn offsets, text tokens, characters, verbatim strings) of a page."""
+        enc = self.memory.encoding
+        spans = [
+            Span(s.turn_id, s.start + resume.get(s.turn_id, 0), s.end + resume.get(s.turn_id, 0))
+            for s in page.spans
+        ]
+        text_tokens = chars = 0
+        verbatim: list[VerbatimItem] = []
+        for s in spans:
+            piece = (by_id[s.turn_id].content or "")[s.start : s.end]
+            text_tokens += count_tokens(piece, enc)
+            chars += len(piece)
+            verbatim += [
+                VerbatimItem(v.kind, v.value, v.turn_id, v.offset + s.start)
+                for v in extract(piece, s.turn_id)
+            ]
+        return spans, text_tokens, chars, verbatim
 
     def _resume_offsets(self, turn_ids: Sequence[int]) -> dict[int, int]:
         if not turn_ids:
@@ -841,5 +860,5 @@ def _public_page(p: PageRecord) -> Page:
         aged_at=p.aged_at,
         font_px=p.font_px,
         canvas=p.canvas,
+        last_turn_seq=p.last_turn_seq,
     )
-

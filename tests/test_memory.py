@@ -63,7 +63,7 @@ def test_budget_policy_ages_oldest_pages(db_path):
     result = s.compress(flush=True)
     modes = [p.mode for p in s.pages()]
     assert result.aged
-    assert modes == [Mode.SMALL, Mode.BASE]  # the oldest page steps down until it fits
+    assert modes == [Mode.SMALL, Mode.BASE]  # the oldest page steps down first
     assert result.tokens_after <= 400 or result.over_budget
     # aged pages are resized, not re-typeset
     png = s.page_png(s.pages()[0].id)
@@ -324,3 +324,19 @@ def test_sigkill_inside_the_compress_transaction(db_path):
     assert mem_integrity(db_path) == []
     s.compress(flush=True)  # and compress works afterwards
     assert s.pages()
+
+
+def test_over_budget_pages_waiting_turns_before_aging(db_path):
+    from optimem.memory import PARTIAL_MIN_RATIO
+
+    mem = memory(db_path, policy="budget:900", keep_recent_turns=2, creation_mode="large")
+    s = mem.session("a")
+    s.add_turns(chat_turns(14, words=60))  # ~1,400 text tokens: far from a full Large page
+    result = s.compress()
+    (page,) = s.pages()  # a partial page, because waiting text alone broke the budget
+    assert page.text_tokens >= PARTIAL_MIN_RATIO * page.positions
+    assert not result.aged and result.tokens_after <= 900
+    # under budget, a partial page still waits for more turns
+    relaxed = memory(db_path, policy="budget:100000", keep_recent_turns=2).session("b")
+    relaxed.add_turns(chat_turns(14, words=60))
+    assert relaxed.compress().created == []

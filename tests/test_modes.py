@@ -45,13 +45,22 @@ def _pages(n, mode=Mode.LARGE):
     return [PageState(i, mode, mode.positions, 10 * (n - i), NOW - timedelta(days=n - i)) for i in range(n)]
 
 
-def test_budget_policy_ages_oldest_first_until_it_fits():
+def test_budget_policy_spreads_forgetting_oldest_first():
     pages = _pages(4)  # 4 × 421 = 1684
-    plan = BudgetPolicy(max_tokens=1300).plan(pages, text_tokens=0, now=NOW)
-    # the oldest page goes all the way down before the next one moves
-    assert plan.targets == {0: Mode.TINY, 1: Mode.BASE}
-    assert plan.tokens_after == 73 + 273 + 421 + 421
-    assert plan.tokens_after <= 1300 and not plan.over_budget
+    plan = BudgetPolicy(max_tokens=1400).plan(pages, text_tokens=0, now=NOW)
+    # one rung at a time, oldest of the sharpest pages first
+    assert plan.targets == {0: Mode.BASE, 1: Mode.BASE}
+    assert plan.tokens_after == 273 + 273 + 421 + 421
+    plan = BudgetPolicy(max_tokens=1000).plan(pages, text_tokens=0, now=NOW)
+    assert [plan.targets.get(i, Mode.LARGE) for i in range(4)] == [Mode.SMALL, Mode.BASE, Mode.BASE, Mode.BASE]
+    assert plan.tokens_after <= 1000 and not plan.over_budget
+
+
+def test_budget_policy_never_keeps_an_older_page_sharper():
+    pages = [PageState(0, Mode.BASE, 273, 50, NOW), PageState(1, Mode.LARGE, 421, 10, NOW)]
+    plan = BudgetPolicy(max_tokens=500).plan(pages, text_tokens=0, now=NOW)
+    modes = [plan.targets.get(p.page_id, p.mode) for p in pages]
+    assert modes[0].rank >= modes[1].rank
 
 
 def test_budget_policy_never_drops_and_reports_over_budget():

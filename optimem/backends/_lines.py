@@ -1,0 +1,172 @@
+"""Geometry shared by the CPU OCR backends: line crops, upscaling, reading order. No engines.
+
+The layout knows where every line is, so a layout-aware backend never needs detection: it
+cuts each line out (centred, with a fixed height in ems so the recogniser sees the text at a
+known size), upscales small type, and reads the crops in layout order. Without a layout,
+`rows_by_centre` puts detected boxes back into reading order, and `assign_to_lines` maps
+them onto known lines when a caller wants full-page detection but aligned lines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..render import LineBox
+
+LATIN_SPACING = 1.2
+"""Line height in ems of a Latin line (render.RenderOptions.line_spacing default)."""
+CJK_SPACING = 1.45
+"""Line height in ems of a line holding CJK (render.RenderOptions.cjk_line_spacing default)."""
+
+
+def line_em(box: LineBox, font_px: float) -> tuple[float, bool]:
+    """(pixels per em, looks like a CJK line) of one line box, from its geometry alone.
+
+    CJK lines are typeset with a taller line spacing (and often a larger size), so a box
+    clearly taller than `font_px` × 1.2 is read as a CJK line and its em is taken from its
+    height. Only the box is used, never its known text: a decoder must read, not peek.
+    """
+    height = box.y1 - box.y0
+    if font_px > 0 and height > font_px * (LATIN_SPACING + CJK_SPACING) / 2 + 0.5:
+        return height / CJK_SPACING, True
+    return (font_px if font_px > 0 else height / LATIN_SPACING), False
+
+
+def upscale_factor(em: float, steps: Sequence[tuple[float, int]]) -> int:
+    """The first factor whose minimum em `em` reaches, from `steps` of (min_em, factor)."""
+    for min_em, factor in steps:
+        if em >= min_em:
+            return factor
+    return steps[-1][1]
+
+
+def crop_line(
+    gray: np.ndarray, box: LineBox, em: float, height_em: float, pad_em: float = 0.25
+) -> np.ndarray:
+    """The line's pixels, `height_em` ems tall around its vertical centre, padded white.
+
+    `gray` is the page as a uint8 array (H, W). Parts outside the page are white, so every
+    crop of a page has the same height whatever the line's place on it.
+    """
+    h, w = gray.shape
+    cy = (box.y0 + box.y1) / 2
+    half = max(1.0, height_em * em / 2)
+    y0, y1 = math.floor(cy - half), math.ceil(cy + half)
+    pad = max(1, round(pad_em * em))
+    x0, x1 = box.x0 - pad, box.x1 + pad
+    out = np.full((y1 - y0, x1 - x0), 255, dtype=np.uint8)
+    sy0, sy1, sx0, sx1 = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
+    if sy1 > sy0 and sx1 > sx0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = gray[sy0:sy1, sx0:sx1]
+    return out
+
+
+def is_blank(crop: np.ndarray, ink: int = 160) -> bool:
+    """True when no pixel of the crop is darker than `ink`: nothing to read (engines invent
+    text on empty crops)."""
+    return crop.size == 0 or int(crop.min()) > ink
+
+
+def resize(crop: np.ndarray, factor: float, resample: Image.Resampling) -> np.ndarray:
+    """`crop` scaled by `factor` with PIL's filter (bilinear reads best for tesseract)."""
+    if factor == 1:
+        return crop
+    image = Image.fromarray(crop)
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return np.asarray(image.resize(size, resample))
+
+
+def as_gray(image: Image.Image) -> np.ndarray:
+    """The page as a (H, W) uint8 array."""
+    return np.asarray(image if image.mode == "L" else image.convert("L"))
+
+
+@dataclass(frozen=True)
+class Box:
+    """A detected text box in page pixels, with what the engine read and its score."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+    score: float
+
+    @property
+    def cy(self) -> float:
+        return (self.y0 + self.y1) / 2
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+def rows_by_centre(boxes: Sequence[Box]) -> list[list[Box]]:
+    """Boxes grouped into rows by vertical centre, rows top to bottom, boxes left to right.
+
+    A box joins the current row when its centre lies within half the row's median height of
+    the row's centre; engines' own sorts chain boxes by their tops and scramble small type.
+    """
+    rows: list[list[Box]] = []
+    for box in sorted(boxes, key=lambda b: (b.cy, b.x0)):
+        if rows:
+            row = rows[-1]
+            centre = sum(b.cy for b in row) / len(row)
+            height = float(np.median([b.height for b in row]))
+            if abs(box.cy - centre) <= max(1.0, 0.5 * min(height, box.height)):
+                row.append(box)
+                continue
+        rows.append([box])
+    return [sorted(row, key=lambda b: b.x0) for row in rows]
+
+
+def join_rows(rows: Sequence[Sequence[Box]]) -> str:
+    """Text of rows: boxes of a row joined by a space, rows by newlines."""
+    return "\n".join(" ".join(b.text for b in row if b.text) for row in rows)
+
+
+def assign_to_lines(boxes: Sequence[Box], lines: Sequence[LineBox]) -> list[str]:
+    """Text per layout line: each box goes to the line whose band holds its centre.
+
+    Boxes outside every band go to the nearest line; a line no box falls on reads "".
+    """
+    if not lines:
+        return []
+    centres = np.array([(ln.y0 + ln.y1) / 2 for ln in lines])
+    per_line: list[list[Box]] = [[] for _ in lines]
+    for box in boxes:
+        inside = [i for i, ln in enumerate(lines) if ln.y0 <= box.cy < ln.y1]
+        i = inside[0] if inside else int(np.argmin(np.abs(centres - box.cy)))
+        per_line[i].append(box)
+    return [" ".join(b.text for b in sorted(row, key=lambda b: b.x0) if b.text) for row in per_line]
+
+
+def mean_score(scores: Sequence[float]) -> float:
+    """Mean of engine scores clipped to [0, 1]; 0 when nothing was read."""
+    vals = [min(1.0, max(0.0, float(s))) for s in scores]
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+_CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_LATIN_THEN_WIDE_COLON = re.compile(r"([A-Za-z0-9])：\s*")
+_WIDE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s*([,:;!?])\s*(?=[{_CJK}]|$)|^\s*([,:;!?])\s*(?=[{_CJK}])")
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}]) +(?=[{_CJK}])")
+_WIDE = {",": "，", ":": "：", ";": "；", "!": "！", "?": "？"}
+
+
+def tidy_cjk(text: str) -> str:
+    """Undo the usual script slips of OCR on mixed Chinese/Latin lines.
+
+    Spaces between two CJK glyphs go (tesseract spaces every glyph out); ASCII , : ; ! ?
+    written between CJK glyphs become full width; a full-width colon after a Latin letter or
+    digit ("user：") becomes ": ".
+    """
+    text = _SPACE_BETWEEN_CJK.sub("", text)
+    text = _WIDE_BETWEEN_CJK.sub(lambda m: _WIDE[m.group(1) or m.group(2)], text)
+    return _LATIN_THEN_WIDE_COLON.sub(r"\1: ", text)

@@ -1,0 +1,118 @@
+"""Hand-computed checks of the benchmark arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimem.bench import metrics as m
+from optimem.modes import Mode
+
+
+def test_normalise_answer_folds_case_space_quotes_and_edge_punctuation():
+    assert m.normalise_answer("  “Kestrel   Logistics”.\n") == '"kestrel logistics"'.strip('"')
+    assert m.normalise_answer("OPS–4821") == "ops-4821"  # en dash made plain
+
+
+@pytest.mark.parametrize(
+    ("answer", "text", "found"),
+    [
+        ("OPS-4821", "the umbrella ticket is OPS-4821 and", True),
+        ("ops-4821", "The umbrella ticket is OPS-4821.", True),
+        ("OPS-4821", "ticket OPS-4B21", False),  # 7 of 8 characters: 0.875 < 0.9
+        ("Kestrel Logistics in Dublin", "works at Kestrel Logistcs in Dublin now", True),  # one letter lost
+        ("EUR 48,500", "budget is EUR\n 48,500 in total", True),  # whitespace normalised
+        ("2022", "painted it in 2021", False),
+        ("", "anything", False),
+    ],
+)
+def test_answer_found(answer, text, found):
+    assert m.answer_found(answer, text) is found
+
+
+def test_answer_score_by_hand():
+    # partial ratio = Indel similarity 2·M/(len a + len b) of the best-aligned stretch:
+    # "abcdefghi" (9 matches) against the 10-character answer gives 18/19
+    assert m.answer_score("abcdefghij", "xx abcdefghij yy") == 1.0
+    assert m.answer_score("abcdefghij", "abcdefghiX") == pytest.approx(18 / 19)
+
+
+def test_savings_and_compression():
+    assert m.savings(16_000, 4_000) == 4.0
+    assert m.savings(10, 0) == float("inf")
+    assert m.compression(842, 421) == 2.0
+    assert m.compression(5, 0) == 0.0
+    assert m.share(0, 0) is None
+    assert m.share(1, 4) == 0.25
+
+
+def test_sliding_window_keeps_the_newest_turns_that_fit():
+    assert m.window_start([100, 200, 300], 500) == 1  # 300 + 200 = 500 fits
+    assert m.window_start([100, 200, 300], 499) == 2
+    assert m.window_start([100, 200, 300], 10) == 3  # the newest turn alone is too big
+    assert m.window_start([100, 200, 300], 10_000) == 0
+    assert m.window_series([100, 200, 300], 350) == [100, 300, 300]
+
+
+def test_age_buckets():
+    assert m.age_bucket(0) == "0-9"
+    assert m.age_bucket(9) == "0-9"
+    assert m.age_bucket(10) == "10-24"
+    assert m.age_bucket(399) == "200-399"
+    assert m.age_bucket(400) == "400+"
+    with pytest.raises(ValueError):
+        m.age_bucket(-1)
+
+
+def test_openai_tiles_match_the_documented_examples():
+    assert m.openai_tile_tokens(1024, 1024) == 765  # → 768², 4 tiles
+    assert m.openai_tile_tokens(2048, 4096) == 1105  # → 1024×2048 → 768×1536, 6 tiles
+    assert m.openai_tile_tokens(512, 512) == 255  # not enlarged: one tile
+    assert m.openai_tile_tokens(1280, 1280) == 765
+
+
+def test_openai_patches_match_the_documented_examples():
+    assert m.openai_patch_tokens(1024, 1024) == 1024
+    assert m.openai_patch_tokens(1800, 2400) == 1452
+    assert m.openai_patch_tokens(512, 512) == 256
+
+
+def test_anthropic_area_rule():
+    assert m.anthropic_tokens(1000, 1000) == 1334  # docs: 1000×1000 ≈ 1,334 tokens
+    assert m.anthropic_tokens(512, 512) == 350  # 262,144 / 750 = 349.5
+    assert m.anthropic_tokens(1280, 1280) == 1599  # scaled to 1095² (≤ ~1,600 tokens)
+
+
+def test_gemini_tiles():
+    assert m.gemini_tokens(384, 384) == 258
+    assert m.gemini_tokens(512, 512) == 258
+    assert m.gemini_tokens(1280, 1280) == 4 * 258
+
+
+def test_qwen_smart_resize():
+    assert m.qwen25_vl_tokens(512, 512) == 18 * 18  # 512 → 504
+    assert m.qwen25_vl_tokens(1280, 1280) == 46 * 46  # 1280 → 1288
+    assert m.qwen25_vl_tokens(20, 20) == 4  # raised to min_pixels: 56×56
+
+
+def test_page_tokens_per_consumer():
+    assert m.page_tokens("deepseek-ocr", Mode.TINY) == 73
+    assert m.page_tokens("deepseek-ocr", Mode.GUNDAM) == 693
+    assert m.page_tokens("deepseek-ocr", Mode.LARGE) == 421
+    assert m.page_tokens("openai-tiles", Mode.SMALL) == 765  # 640 → 2×2 tiles
+    assert set(m.CONSUMERS) == {
+        "deepseek-ocr",
+        "openai-tiles",
+        "openai-patches",
+        "anthropic",
+        "gemini",
+        "qwen2.5-vl",
+    }
+    for c in m.CONSUMERS.values():
+        assert c.source and c.rule
+
+
+def test_paper_points_are_the_papers():
+    tiny = [(p.precision, p.compression) for p in m.PAPER_FOX if p.mode == "tiny"]
+    small = [(p.precision, p.compression) for p in m.PAPER_FOX if p.mode == "small"]
+    assert tiny == [(0.965, 10.5), (0.838, 13.2), (0.793, 16.5), (0.591, 19.7)]
+    assert small == [(0.985, 6.7), (0.968, 8.5), (0.915, 10.6), (0.871, 12.6)]
