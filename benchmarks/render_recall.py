@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 from optimem import OpticalMemory
-from optimem.bench.datasets import load_default_chat
+from optimem.bench.datasets import load_default
 from optimem.calibration import render_options
 from optimem.modes import LADDER, NoAging
 from optimem.render import TurnText, paginate
 
 
 def bench_render(backend: str, repeats: int) -> list[dict]:
-    chat = load_default_chat()
+    chat = load_default()
     turns = [TurnText(i, t.role, t.content) for i, t in enumerate(chat.turns)]
     rows = []
     for mode in LADDER:
@@ -52,7 +52,7 @@ def bench_render(backend: str, repeats: int) -> list[dict]:
 
 
 def bench_recall(backend: str, pages: int) -> dict:
-    chat = load_default_chat()
+    chat = load_default()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "m.db"
         mem = OpticalMemory(db, backend=backend, decode="now", policy=NoAging(), creation_mode="small")
