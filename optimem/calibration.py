@@ -38,7 +38,7 @@ def _table() -> dict:
     return json.loads(raw).get("backends", {})
 
 
-def density(backend: str, mode: Mode, *, fallback_backend: str = "tesseract") -> Density:
+def density(backend: str, mode: Mode, *, fallback_backend: str = "cpu") -> Density:
     """Font sizes for a page created at `mode` that `backend` reads back at ≥97%."""
     table = _table()
     for name in (backend, fallback_backend):

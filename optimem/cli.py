@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .backends import DEFAULT_BACKEND
 from .errors import OptimemError
 
 DB_ENV = "OPTIMEM_DB"
@@ -45,7 +46,7 @@ db_option = click.option(
 )
 session_option = click.option("--session", "-s", default="default", show_default=True, help="Session id.")
 backend_option = click.option(
-    "--backend", "-b", default="tesseract", show_default=True, help="OCR backend that reads pages back."
+    "--backend", "-b", default=DEFAULT_BACKEND, show_default=True, help="OCR backend that reads pages back."
 )
 
 

@@ -15,13 +15,14 @@ from .base import Backend, Capabilities, Decoded, PageInput
 
 # name → (module, class, pip extra that brings what it needs)
 _REGISTRY: dict[str, tuple[str, str, str]] = {
+    "cpu": ("optimem.backends.cpu", "CpuBackend", "tesseract"),
     "tesseract": ("optimem.backends.tesseract", "TesseractBackend", "tesseract"),
     "rapidocr": ("optimem.backends.rapidocr", "RapidOCRBackend", ""),
     "deepseek-ocr2": ("optimem.backends.deepseek_ocr2", "DeepseekOcr2Backend", "gpu"),
     "deepseek-ocr": ("optimem.backends.deepseek_ocr", "DeepseekOcrBackend", "gpu"),
     "test-double": ("optimem.backends.testing", "TestDoubleBackend", ""),
 }
-DEFAULT_BACKEND = "tesseract"
+DEFAULT_BACKEND = "cpu"
 
 _instances: dict[tuple[str, tuple], Backend] = {}
 _lock = threading.Lock()

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..backends import DEFAULT_BACKEND
 from ..errors import OptimemError
 from ..modes import LADDER, Mode
 from . import datasets, report, runner
@@ -122,7 +123,7 @@ def _finish(doc: dict[str, Any], out: Path | None, plots: bool, json_path: str |
 @click.command("bench")
 @click.argument("chats", nargs=-1)
 @click.option(
-    "--backend", "-b", default="tesseract", show_default=True, help="OCR backend that reads pages back."
+    "--backend", "-b", default=DEFAULT_BACKEND, show_default=True, help="OCR backend that reads pages back."
 )
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for bench.json, bench.md and the PNG plots.")  # fmt: skip
@@ -150,7 +151,7 @@ def bench_command(chats: tuple[str, ...], backend: str, out: Path | None, json_p
 
 @click.command("demo")
 @click.option(
-    "--backend", "-b", default="tesseract", show_default=True, help="OCR backend that reads pages back."
+    "--backend", "-b", default=DEFAULT_BACKEND, show_default=True, help="OCR backend that reads pages back."
 )
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("optimem-demo"),
               show_default=True, help="Folder for bench.json, bench.md and the PNG plots.")  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .. import __version__
-from ..backends import Backend, get_backend
+from ..backends import DEFAULT_BACKEND, Backend, get_backend
 from ..errors import InputError
 from ..memory import OpticalMemory, Session
 from ..modes import LADDER, BudgetPolicy, Mode, NoAging
@@ -44,7 +44,7 @@ TEST_DOUBLE_WARNING = (
 class BenchConfig:
     """What to run. Defaults are those of `optimem bench`."""
 
-    backend: str | Backend = "tesseract"
+    backend: str | Backend = DEFAULT_BACKEND
     budget_tokens: int = 4000
     """Token budget of the default policy (BudgetPolicy) and of the sliding window."""
     modes: tuple[Mode, ...] = LADDER

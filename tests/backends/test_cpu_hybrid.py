@@ -1,0 +1,40 @@
+"""The 'cpu' backend: Latin lines through tesseract, CJK lines through rapidocr (real engines)."""
+
+from optimem.backends import get_backend
+from optimem.backends.base import PageInput
+from optimem.metrics import fidelity
+from optimem.modes import Mode
+from optimem.render import RenderOptions, TurnText, paginate
+
+MIXED = [
+    TurnText(1, "user", "The meeting with Chen Wei is at 10:30 on Thursday, room 4B, ticket OPS-4821."),
+    TurnText(2, "assistant", "我们四月二十三日在成都办公室开会，然后周五去大熊猫繁育研究基地。"),
+    TurnText(3, "user", "Great, and book the hotel near Kuanzhai Alley for three nights."),
+]
+
+
+def _page(turns):
+    (page,) = paginate(turns, RenderOptions(canvas=640, font_px=8, cjk_font_px=10))
+    return page, PageInput(page.image, Mode.SMALL, page.lines, 8.0, page.has_cjk)
+
+
+def test_mixed_page_routes_lines_by_script_and_keeps_alignment():
+    page, inp = _page(MIXED)
+    decoded = get_backend("cpu").decode(inp)
+    assert decoded.backend == "cpu"
+    assert len(decoded.lines) == len(page.lines)
+    assert fidelity(decoded.text, page.text) >= 0.95
+    cjk_line = next(i for i, line in enumerate(page.lines) if "成都" in line.text)
+    assert "成都" in decoded.lines[cjk_line]
+    assert 0.0 <= decoded.confidence <= 1.0
+
+
+def test_latin_page_reads_like_tesseract():
+    page, inp = _page([MIXED[0], MIXED[2]])
+    assert not page.has_cjk
+    assert get_backend("cpu").decode(inp).text == get_backend("tesseract").decode(inp).text
+
+
+def test_fingerprint_names_both_engines():
+    fp = get_backend("cpu").fingerprint()
+    assert fp.startswith("cpu[latin=tesseract-") and ";cjk=rapidocr-" in fp
