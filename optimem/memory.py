@@ -40,6 +40,9 @@ ROLES = frozenset({"user", "assistant", "system", "tool"})
 MAX_TURN_CHARS = 4_000_000
 DecodeWhen = Literal["background", "now", "lazy"]
 
+#: The mode new pages are typeset at (see OpticalMemory's creation_mode).
+DEFAULT_CREATION_MODE = Mode.SMALL
+
 #: A page that fills less than this share of its height waits for more turns (unless flushed).
 MIN_FILL = 0.85
 #: ...but when the session is over its token budget, a partial page is made as soon as its
@@ -284,7 +287,10 @@ class OpticalMemory:
             or a Backend instance.
         policy: An AgingPolicy or its short form (``"budget:4000"``, ``"turns"``,
             ``"clock"``, ``"none"``). Default: keep each session within 4000 tokens.
-        creation_mode: The mode pages are typeset at. Default Large.
+        creation_mode: The mode pages are typeset at; they age down the ladder from there.
+            Default Small: measured on the CPU backends, chat typeset at 8 px on a 640 px
+            page compresses 13x at 97.5%, against 9.6x on a 1280 px page (short paragraphs
+            waste more of a wide line), and a page shrunk one rung keeps ~88%.
         keep_recent_turns: Newest turns left as text by `compress()`.
         archive: Keep the source text of paged turns (``False`` drops it after paging).
         decode: When to OCR new and aged pages: ``"background"`` (default), ``"now"``
@@ -298,7 +304,7 @@ class OpticalMemory:
         *,
         backend: str | Backend = DEFAULT_BACKEND,
         policy: AgingPolicy | str | None = None,
-        creation_mode: Mode | str = Mode.LARGE,
+        creation_mode: Mode | str = DEFAULT_CREATION_MODE,
         keep_recent_turns: int = 6,
         archive: bool = True,
         decode: DecodeWhen = "background",

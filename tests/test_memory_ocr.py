@@ -1,4 +1,4 @@
-"""End to end through a real OCR engine (tesseract): every mode, aging, persistence."""
+"""End to end through real OCR engines (the default "cpu" backend: tesseract + rapidocr)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ IDS = "Ticket OPS-4821 tracks host db-replica-03.eu-west.internal; mail mara.l@k
 
 def ocr_memory(path, mode, **kw):
     kw.setdefault("policy", NoAging())
-    return OpticalMemory(path, backend="tesseract", decode="now", keep_recent_turns=0, creation_mode=mode, **kw)
+    return OpticalMemory(path, backend="cpu", decode="now", keep_recent_turns=0, creation_mode=mode, **kw)
 
 
 def page_text(mem, page_id):
@@ -41,7 +41,7 @@ def test_round_trip_at_every_mode(tmp_path, mode):
     (page,) = s.pages()
     assert page.mode is mode and page.canvas == mode.canvas
     recall = s.recall_page(page.id)
-    assert recall.backend == "tesseract" and recall.cached
+    assert recall.backend == "cpu" and recall.cached
     # raw OCR, before the verbatim side channel: the calibrated density reads back
     assert fidelity(recall.raw_text, page_text(mem, page.id)) >= 0.95
     # identifiers are exact after the side channel
@@ -71,7 +71,7 @@ _CHILD = textwrap.dedent(
     import json, sys
     from optimem import OpticalMemory
     from optimem.modes import NoAging
-    mem = OpticalMemory(sys.argv[1], backend="tesseract", decode="now", keep_recent_turns=0,
+    mem = OpticalMemory(sys.argv[1], backend="cpu", decode="now", keep_recent_turns=0,
                         creation_mode="small", policy=NoAging())
     s = mem.session("p")
     s.add_turns([("user", sys.argv[2])])
@@ -88,7 +88,7 @@ def test_pages_and_decoded_text_persist_across_processes(tmp_path):
         [sys.executable, "-c", _CHILD, str(db), PROSE], capture_output=True, text=True, check=True
     )
     written = {int(k): v for k, v in json.loads(out.stdout).items()}
-    mem = OpticalMemory(db, backend="tesseract", decode="lazy")
+    mem = OpticalMemory(db, backend="cpu", decode="lazy")
     s = mem.session("p")
     for page_id, text in written.items():
         r = s.recall_page(page_id)

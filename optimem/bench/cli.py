@@ -14,6 +14,7 @@ import click
 
 from ..backends import DEFAULT_BACKEND
 from ..errors import OptimemError
+from ..memory import DEFAULT_CREATION_MODE
 from ..modes import LADDER, Mode
 from . import datasets, report, runner
 from .metrics import CONSUMERS
@@ -65,7 +66,7 @@ def _common(fn):
         ),
         click.option("--limit-turns", type=click.IntRange(min=1), default=None, help="Replay only the first N turns of each chat."),
         click.option(
-            "--creation-mode", default="large", show_default=True,
+            "--creation-mode", default=DEFAULT_CREATION_MODE.value, show_default=True,
             type=click.Choice([m.value for m in LADDER], case_sensitive=False),
             help="Mode the budget run typesets pages at; they age down the ladder from there.",
         ),

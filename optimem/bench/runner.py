@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..backends import DEFAULT_BACKEND, Backend, get_backend
 from ..errors import InputError
-from ..memory import OpticalMemory, Session
+from ..memory import DEFAULT_CREATION_MODE, OpticalMemory, Session
 from ..modes import LADDER, BudgetPolicy, Mode, NoAging
 from ..render import restore_placeholders
 from ..store import PageRecord
@@ -53,7 +53,7 @@ class BenchConfig:
     """Pages decoded per fixed-mode run, evenly spread; 0 decodes every page."""
     limit_turns: int | None = None
     keep_recent_turns: int = 6
-    creation_mode: Mode = Mode.LARGE
+    creation_mode: Mode = DEFAULT_CREATION_MODE
     """Mode the budget run typesets pages at (they age down from there)."""
     extra_encoding: str | None = "cl100k_base"
     consumers: tuple[str, ...] = tuple(m.CONSUMERS)
