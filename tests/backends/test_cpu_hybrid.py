@@ -38,3 +38,18 @@ def test_latin_page_reads_like_tesseract():
 def test_fingerprint_names_both_engines():
     fp = get_backend("cpu").fingerprint()
     assert fp.startswith("cpu[latin=tesseract-") and ";cjk=rapidocr-" in fp
+
+
+def test_blurred_pages_go_to_rapidocr():
+    from optimem.render import resize_to
+
+    page, _ = _page([MIXED[0], MIXED[2]])
+    factor = Mode.TINY.canvas / Mode.SMALL.canvas  # aged one rung: 8 px → 6.4 px
+    aged = PageInput(
+        resize_to(page.image, Mode.TINY.canvas),
+        Mode.TINY,
+        tuple(line.scaled(factor) for line in page.lines),
+        8.0 * factor,
+        False,
+    )
+    assert get_backend("cpu").decode(aged).text == get_backend("rapidocr").decode(aged).text
