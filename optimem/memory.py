@@ -555,10 +555,18 @@ class Session:
         `partial_ok` and it already holds PARTIAL_MIN_RATIO times its positions in text.
         """
         mem = self.memory
-        unpaged = self.store.turns(self.id, paged=False)
-        eligible = unpaged if flush else unpaged[: max(0, len(unpaged) - mem.keep_recent_turns)]
+
+        def eligible_turns() -> list[TurnRecord]:
+            unpaged = self.store.turns(self.id, paged=False)
+            return unpaged if flush else unpaged[: max(0, len(unpaged) - mem.keep_recent_turns)]
+
+        eligible = eligible_turns()
         if not eligible:
             return []
+        # a half-empty last page takes the new turns too, instead of staying half empty
+        reopened = self.store.reopen_last_page(self.id, mem.creation_mode, MIN_FILL)
+        if reopened is not None:
+            eligible = eligible_turns()
         # a turn already partly on a page (split across pages) continues where it stopped
         resume = self._resume_offsets([t.id for t in eligible])
         texts = [TurnText(t.id, t.role, (t.content or "")[resume.get(t.id, 0) :], t.name) for t in eligible]
@@ -566,7 +574,7 @@ class Session:
         rendered = paginate(texts, options)
         by_id = {t.id: t for t in eligible}
         contents = [self._page_contents(page, resume, by_id) for page in rendered]
-        if not flush and rendered and _fill(rendered[-1]) < MIN_FILL:
+        if not flush and reopened is None and rendered and _fill(rendered[-1]) < MIN_FILL:
             worth_it = partial_ok and contents[-1][1] >= PARTIAL_MIN_RATIO * mem.creation_mode.positions
             if not worth_it:  # wait for more turns rather than pay for a half-empty page
                 rendered, contents = rendered[:-1], contents[:-1]
@@ -600,7 +608,9 @@ class Session:
             )
         if not new_pages:
             return []
-        return self.store.insert_pages(self.id, new_pages, sorted(done))
+        return self.store.insert_pages(
+            self.id, new_pages, sorted(done), reuse_id=reopened[0] if reopened else None
+        )
 
     def _page_contents(
         self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, TurnRecord]
@@ -825,9 +835,10 @@ class Session:
 
 
 def _fill(page: RenderedPage) -> float:
+    """Share of the page's height that holds text (the same measure the store uses)."""
     if not page.lines:
         return 0.0
-    return (page.lines[-1].y1 + page.options.margin) / page.options.canvas
+    return page.lines[-1].y1 / page.options.canvas
 
 
 def _snippet(text: str, terms: Sequence[str], width: int = 160) -> str:

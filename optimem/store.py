@@ -319,11 +319,16 @@ class Store:
     # -- pages -----------------------------------------------------------------------------
 
     def insert_pages(
-        self, session_id: str, pages: Sequence[NewPage], fully_paged: Sequence[int]
+        self,
+        session_id: str,
+        pages: Sequence[NewPage],
+        fully_paged: Sequence[int],
+        reuse_id: int | None = None,
     ) -> list[int]:
         """Write pages with their spans and verbatim strings; mark `fully_paged` turns paged.
 
-        Call inside `transaction()` together with the read that chose the turns.
+        `reuse_id` gives the first page the id of a page just reopened, so ids users hold stay
+        valid. Call inside `transaction()` together with the read that chose the turns.
         """
         ids: list[int] = []
         with self.transaction() as db:
@@ -333,12 +338,14 @@ class Store:
             now = utcnow()
             for page in pages:
                 seq += 1
+                explicit_id = reuse_id if page is pages[0] else None
                 cur = db.execute(
-                    "INSERT INTO pages (session_id, seq, mode, creation_mode, canvas, creation_canvas,"
+                    "INSERT INTO pages (id, session_id, seq, mode, creation_mode, canvas, creation_canvas,"
                     " font_px, has_cjk, png, layout, text_tokens, chars, representation,"
                     " representation_backend, created_at, last_turn_seq, last_turn_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
+                        explicit_id,
                         session_id,
                         seq,
                         page.mode.value,
@@ -371,6 +378,33 @@ class Store:
             if fully_paged:
                 db.executemany("UPDATE turns SET paged = 1 WHERE id = ?", [(t,) for t in fully_paged])
         return ids
+
+    def reopen_last_page(self, session_id: str, mode: Mode, min_fill: float) -> tuple[int, int] | None:
+        """Take back the session's last page if it is partly filled and never aged.
+
+        Its turns become unpaged again (a turn split across pages keeps its earlier pieces),
+        so the next compress typesets them together with newer turns instead of leaving a
+        half-empty page behind forever. Returns (id, seq) for the page that replaces it.
+        Call inside `transaction()`.
+        """
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT id, seq, mode, creation_mode, canvas, layout FROM pages WHERE session_id = ?"
+                " ORDER BY seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            if row is None or row["mode"] != mode.value or row["creation_mode"] != mode.value:
+                return None
+            lines = json.loads(row["layout"])
+            fill = (lines[-1][3] / row["canvas"]) if lines else 0.0
+            if fill >= min_fill:
+                return None
+            turn_ids = [
+                r[0] for r in db.execute("SELECT turn_id FROM page_spans WHERE page_id = ?", (row["id"],))
+            ]
+            db.execute("DELETE FROM pages WHERE id = ?", (row["id"],))  # spans, verbatim, decoded cascade
+            db.executemany("UPDATE turns SET paged = 0 WHERE id = ?", [(t,) for t in turn_ids])
+            return int(row["id"]), int(row["seq"])
 
     def _spans(self, page_ids: Sequence[int]) -> dict[int, list[Span]]:
         out: dict[int, list[Span]] = {pid: [] for pid in page_ids}

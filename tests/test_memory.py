@@ -340,3 +340,28 @@ def test_over_budget_pages_waiting_turns_before_aging(db_path):
     relaxed = memory(db_path, policy="budget:100000", keep_recent_turns=2).session("b")
     relaxed.add_turns(chat_turns(14, words=60))
     assert relaxed.compress().created == []
+
+
+def test_half_empty_last_page_is_reopened_for_new_turns(db_path):
+    s = memory(db_path, keep_recent_turns=0, creation_mode="small").session("a")
+    s.add_turns(chat_turns(3, words=40))
+    (first,) = s.compress(flush=True).created  # a half-empty page
+    s.add_turns(chat_turns(3, words=40))
+    created = s.compress(flush=True).created
+    assert created[0] == first  # the same id now holds old and new turns
+    (page,) = s.pages()
+    assert len(page.turn_ids) == 6
+    assert s.recall(page.id).count("Turn ") == 6
+    assert mem_integrity(db_path) == []
+
+
+def test_aged_pages_are_never_reopened(db_path):
+    s = memory(db_path, keep_recent_turns=0, creation_mode="small", policy="budget:50").session("a")
+    s.add_turns(chat_turns(3, words=40))
+    s.compress(flush=True)
+    (aged,) = s.pages()
+    assert aged.mode is Mode.TINY
+    s.add_turns(chat_turns(3, words=40))
+    s.compress(flush=True)
+    pages = s.pages()
+    assert len(pages) == 2 and pages[0].id == aged.id and pages[0].turn_ids == aged.turn_ids
