@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,9 @@ import click
 
 from . import __version__
 from .backends import DEFAULT_BACKEND
-from .errors import OptimemError
+from .cli_errors import clean_errors as _clean_errors
 
 DB_ENV = "OPTIMEM_DB"
-
-
-def _clean_errors(fn):
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        try:
-            return fn(*args, **kwargs)
-        except OptimemError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
 
 
 def _memory(db: str, backend: str, policy: str | None = None, **kwargs: Any):

@@ -6,29 +6,17 @@ The lead registers `bench_command` and `demo_command` in the `optimem` click gro
 from __future__ import annotations
 
 import json
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..backends import DEFAULT_BACKEND
-from ..errors import OptimemError
+from ..cli_errors import clean_errors as _clean_errors
 from ..memory import DEFAULT_CREATION_MODE
 from ..modes import LADDER, Mode
 from . import datasets, report, runner
 from .metrics import CONSUMERS
-
-
-def _clean_errors(fn):
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        try:
-            return fn(*args, **kwargs)
-        except OptimemError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
 
 
 def _modes(value: str) -> tuple[Mode, ...]:
