@@ -33,7 +33,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|(?=[A-Za-z]*\d)[A-Za-z0-9]{3,}(?<![0-9]))\b"  # v2, ab12cd
         ),
     ),
-    ("number", re.compile(r"(?<![\w.])[-+]?[$€£¥]?\d[\d,]*(?:\.\d+)?(?:%|[kKmMbB]\b)?")),
+    ("number", re.compile(r"(?<![\w.])[-+]?[$€£¥]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:%|[kKmMbB]\b)?")),
 )
 
 
@@ -81,28 +81,42 @@ def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -
         if best is None:
             continue
         start, end, score = best
-        if score >= min_similarity and out[start:end] not in values:  # never overwrite a sibling
+        # a short string one character off is as likely a different name ("c.oid", "n.oid")
+        needed = max(min_similarity, 0.85) if len(item) < 8 else min_similarity
+        window = out[start:end]
+        misread_punctuation = len(window) == len(item) and _digits(window) == _digits(item) != ""
+        if (score >= needed or misread_punctuation) and window not in values:  # never overwrite a sibling
             out = out[:start] + item + out[end:]
     return out
 
 
-def _best_window(text: str, needle: str) -> tuple[int, int, float] | None:
+def _best_window(text: str, needle: str, slack: int = 3) -> tuple[int, int, float] | None:
+    """(start, end, similarity) of the stretch of `text` most like `needle`.
+
+    Starts from rapidfuzz's best partial alignment and tries moving each edge by up to
+    `slack` characters, so a misread last character ("OPS-482l") is replaced with the rest,
+    while glued neighbours (OCR often drops spaces in code) are left alone.
+    """
     alignment = fuzz.partial_ratio_alignment(needle, text, score_cutoff=60)
     if alignment is None:
         return None
-    start, end = alignment.dest_start, alignment.dest_end
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    # widen to whole tokens so "OPS-482l" is replaced, not "OPS-482" + "l"
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    window = text[start:end].rstrip(".,;:!?)")
-    end = start + len(window)
-    return start, end, Levenshtein.normalized_similarity(window, needle)
+    best: tuple[int, int, float] | None = None
+    for ds in range(-slack, slack + 1):
+        for de in range(-slack, slack + 1):
+            start, end = alignment.dest_start + ds, alignment.dest_end + de
+            if start < 0 or end > len(text) or end <= start:
+                continue
+            window = text[start:end]
+            if window != window.strip():
+                continue
+            score = Levenshtein.normalized_similarity(window, needle)
+            if best is None or (score, end - start) > (best[2], best[1] - best[0]):
+                best = (start, end, score)
+    return best
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
 
 
 def exact_share(recalled: str, items: list[VerbatimItem]) -> float:

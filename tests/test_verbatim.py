@@ -51,3 +51,15 @@ def test_repair_never_overwrites_an_exact_sibling():
     items = extract("tickets OPS-4821 and OPS-4822")
     assert repair("tickets OPS-4821 and OPS-482Z", items) == "tickets OPS-4821 and OPS-4822"
     assert repair("tickets OPS-4821", items) == "tickets OPS-4821"
+
+
+def test_repair_takes_a_misread_last_character_but_not_glued_neighbours():
+    items = extract("the role kestrel_ops and ticket OPS-4821 cost 48,500, fine")
+    assert [i.value for i in items if i.kind == "number"] == ["48,500"]  # no trailing comma
+    fixed = repair("the role kestrel ops.is and ticket OPS-482l cost 48.500, fine", items)
+    assert "kestrel_ops.is" in fixed and "OPS-4821 cost" in fixed and "48,500," in fixed
+
+
+def test_short_strings_need_a_closer_match():
+    items = extract("join on n.oid")
+    assert repair("join on c.oid", items) == "join on c.oid"
