@@ -6,11 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 
-# System packages: the tesseract engine with English and Simplified Chinese models, and the
-# headers the tesserocr binding compiles against. Skipped when already present.
+# System packages: tesseract's English and Simplified Chinese trained data (the engine itself
+# comes inside the tesserocr wheel). Skipped when already present.
 need=()
-command -v tesseract >/dev/null 2>&1 || need+=(tesseract-ocr)
-for pkg in tesseract-ocr-eng tesseract-ocr-chi-sim libtesseract-dev libleptonica-dev pkg-config; do
+for pkg in tesseract-ocr-eng tesseract-ocr-chi-sim; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
