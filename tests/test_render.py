@@ -118,3 +118,17 @@ def test_resize_and_scaled_boxes():
     assert (half.x0, half.y0, half.x1, half.y1) == (5, 10, 55, 20)
     assert (half.text, half.turn_id) == ("x", 1)
     assert LineBox.from_json(box.to_json()) == box
+
+
+def test_the_project_brings_its_own_cjk_font(monkeypatch):
+    # fonts-noto-cjk from Debian may hide a missing dependency on a developer's machine
+    from optimem import fonts
+
+    monkeypatch.delenv("OPTIMEM_CJK_FONT", raising=False)
+    fonts.font_files.cache_clear()
+    try:
+        files = fonts.font_files()
+        assert files.cjk is not None and "noto_cjk_sans_otc" in str(files.cjk)
+        assert files.sans.name == "DejaVuSans.ttf" and files.mono.name == "DejaVuSansMono.ttf"
+    finally:
+        fonts.font_files.cache_clear()
