@@ -45,44 +45,53 @@ def full_size_config(smoke: bool = False):
     from transformers import DeepseekOcr2Config
 
     if smoke:
-        return DeepseekOcr2Config(
-            vision_config={
-                "sam_config": {
-                    "hidden_size": 32,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "global_attn_indexes": [1],
-                    "output_channels": 32,
-                    "downsample_channels": [32, 64],
-                    "mlp_dim": 64,
-                },
-                "encoder_config": {
-                    "hidden_size": 64,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 4,
-                    "num_key_value_heads": 2,
-                    "intermediate_size": 128,
-                    "vocab_size": 1,
-                },
+        from optimem.backends.deepseek_ocr2 import tiny_config
+
+        return tiny_config(
+            vocab_size=VOCAB,
+            image_token_id=IMAGE_TOKEN,
+            bos_token_id=0,
+            eos_token_id=1,
+            max_position_embeddings=4096,
+        )
+    return DeepseekOcr2Config(
+        vision_config={
+            "sam_config": {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "global_attn_indexes": [1],
+                "output_channels": 32,
+                "downsample_channels": [32, 64],
+                "mlp_dim": 64,
             },
-            text_config={
-                "vocab_size": VOCAB,
+            "encoder_config": {
                 "hidden_size": 64,
-                "intermediate_size": 128,
                 "num_hidden_layers": 2,
                 "num_attention_heads": 4,
-                "num_key_value_heads": 4,
-                "n_routed_experts": 8,
-                "num_experts_per_tok": 2,
-                "moe_intermediate_size": 32,
-                "n_shared_experts": 1,
-                "mlp_layer_types": ["dense", "sparse"],
-                "bos_token_id": 0,
-                "eos_token_id": 1,
-                "max_position_embeddings": 4096,
+                "num_key_value_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 1,
             },
-            image_token_id=IMAGE_TOKEN,
-        )
+        },
+        text_config={
+            "vocab_size": VOCAB,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "n_routed_experts": 8,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "n_shared_experts": 1,
+            "mlp_layer_types": ["dense", "sparse"],
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "max_position_embeddings": 4096,
+        },
+        image_token_id=IMAGE_TOKEN,
+    )
     return DeepseekOcr2Config(
         vision_config={
             "sam_config": {

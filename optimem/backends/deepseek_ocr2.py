@@ -121,6 +121,70 @@ def image_positions(mode: Mode, width: int | None = None, height: int | None = N
 # The decode engine
 
 
+def tiny_config(
+    *,
+    vocab_size: int,
+    image_token_id: int,
+    bos_token_id: int,
+    eos_token_id: int,
+    max_position_embeddings: int = 2048,
+    initializer_ranges: tuple[float, float, float] | None = None,
+):
+    """A DeepSeek-OCR 2 config with the real vision geometry and tiny widths, for tests and
+    CPU smoke runs of random models: SAM keeps 1024 px images and 16 px patches, so pages
+    still cost 257 / 145 / 257 + 144·k image tokens. The encoder width must equal SAM's last
+    downsample channel count. `initializer_ranges` (SAM, encoder, text) widen the random init
+    so that images visibly change the generated tokens."""
+    from transformers import DeepseekOcr2Config
+
+    sam, enc, text = ({}, {}, {}) if initializer_ranges is None else (
+        {"initializer_range": initializer_ranges[0]},
+        {"initializer_range": initializer_ranges[1]},
+        {"initializer_range": initializer_ranges[2]},
+    )  # fmt: skip
+    return DeepseekOcr2Config(
+        vision_config={
+            "sam_config": {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "global_attn_indexes": [1],
+                "output_channels": 32,
+                "downsample_channels": [32, 64],
+                "mlp_dim": 64,
+                **sam,
+            },
+            "encoder_config": {
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 1,
+                **enc,
+            },
+        },
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "n_routed_experts": 8,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "n_shared_experts": 1,
+            "mlp_layer_types": ["dense", "sparse"],
+            "bos_token_id": bos_token_id,
+            "eos_token_id": eos_token_id,
+            "max_position_embeddings": max_position_embeddings,
+            **text,
+        },
+        image_token_id=image_token_id,
+    )
+
+
 class _Layer:
     """One decoder layer's weights, laid out for the decode loop (views of the model's own)."""
 

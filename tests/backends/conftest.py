@@ -44,48 +44,14 @@ def _tokenizer():
 
 def tiny_ocr2_config():
     """DeepSeek-OCR 2 config with the real vision geometry and tiny widths."""
-    from transformers import DeepseekOcr2Config
+    from optimem.backends.deepseek_ocr2 import tiny_config
 
-    return DeepseekOcr2Config(
-        vision_config={
-            "sam_config": {
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "global_attn_indexes": [1],
-                "output_channels": 32,
-                "downsample_channels": [32, 64],
-                "mlp_dim": 64,
-                "initializer_range": 0.05,
-            },
-            "encoder_config": {
-                "hidden_size": 64,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "intermediate_size": 128,
-                "vocab_size": 1,
-                "initializer_range": 0.1,
-            },
-        },
-        text_config={
-            "vocab_size": VOCAB_SIZE,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "n_routed_experts": 8,
-            "num_experts_per_tok": 2,
-            "moe_intermediate_size": 32,
-            "n_shared_experts": 1,
-            "mlp_layer_types": ["dense", "sparse"],
-            "bos_token_id": 1,
-            "eos_token_id": 2,
-            "max_position_embeddings": 2048,
-            "initializer_range": 0.3,
-        },
+    return tiny_config(
+        vocab_size=VOCAB_SIZE,
         image_token_id=3,
+        bos_token_id=1,
+        eos_token_id=2,
+        initializer_ranges=(0.05, 0.1, 0.3),
     )
 
 
