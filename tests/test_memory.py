@@ -365,3 +365,22 @@ def test_aged_pages_are_never_reopened(db_path):
     s.compress(flush=True)
     pages = s.pages()
     assert len(pages) == 2 and pages[0].id == aged.id and pages[0].turn_ids == aged.turn_ids
+
+
+def test_ocr_failure_is_raised_on_recall_and_never_loses_data(db_path, caplog):
+    from optimem import BackendError
+    from optimem.backends.testing import TestDoubleBackend
+
+    broken = TestDoubleBackend(fail=True)
+    mem = OpticalMemory(db_path, backend=broken, decode="background", keep_recent_turns=0, policy=NoAging())
+    s = mem.session("a")
+    ids = s.add_turns(chat_turns(8))
+    s.compress(flush=True)
+    mem.wait(timeout=30)  # the background failure is logged, not raised into the caller
+    assert "background decode failed" in caplog.text
+    with pytest.raises(BackendError, match="test double asked to fail"):
+        s.recall(s.pages()[0].id)
+    assert [t.id for t in s.turns()] == ids and s.pages()
+    broken.fail = False  # the engine recovers: recall decodes then and caches
+    assert s.recall_page(s.pages()[0].id).text.startswith("user: Turn 0")
+    mem.close()
