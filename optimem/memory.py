@@ -546,7 +546,8 @@ class Session:
 
     def _context_cost(self) -> int:
         unpaged = sum(t.text_tokens for t in self.store.turns(self.id, paged=False))
-        return unpaged + sum(p.positions for p in self.store.pages(self.id))
+        cost = self.memory.backend.positions
+        return unpaged + sum(cost(p.mode) for p in self.store.pages(self.id))
 
     def _page_turns(self, *, flush: bool, partial_ok: bool = False) -> list[int]:
         """Typeset eligible unpaged turns onto new pages; returns their ids.
@@ -575,7 +576,8 @@ class Session:
         by_id = {t.id: t for t in eligible}
         contents = [self._page_contents(page, resume, by_id) for page in rendered]
         if not flush and reopened is None and rendered and _fill(rendered[-1]) < MIN_FILL:
-            worth_it = partial_ok and contents[-1][1] >= PARTIAL_MIN_RATIO * mem.creation_mode.positions
+            page_cost = mem.backend.positions(mem.creation_mode)
+            worth_it = partial_ok and contents[-1][1] >= PARTIAL_MIN_RATIO * page_cost
             if not worth_it:  # wait for more turns rather than pay for a half-empty page
                 rendered, contents = rendered[:-1], contents[:-1]
         new_pages: list[NewPage] = []
@@ -649,11 +651,13 @@ class Session:
         if not pages:
             return []
         total_turns = self.store.turn_count(self.id)
+        cost = mem.backend.positions
         states = [
-            PageState(p.id, p.mode, p.positions, total_turns - p.last_turn_seq, p.last_turn_at) for p in pages
+            PageState(p.id, p.mode, cost(p.mode), total_turns - p.last_turn_seq, p.last_turn_at)
+            for p in pages
         ]
         unpaged = sum(t.text_tokens for t in self.store.turns(self.id, paged=False))
-        plan = mem.policy.plan(states, unpaged, datetime.now(UTC))
+        plan = mem.policy.plan(states, unpaged, datetime.now(UTC), cost=cost)
         aged = []
         for page in pages:
             target = plan.targets.get(page.id)
@@ -685,12 +689,15 @@ class Session:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _public(self, p: PageRecord) -> Page:
+        return _public_page(p, self.memory.backend.positions(p.mode))
+
     def pages(self) -> list[Page]:
         """Every page of the session, oldest first."""
-        return [_public_page(p) for p in self.store.pages(self.id)]
+        return [self._public(p) for p in self.store.pages(self.id)]
 
     def page(self, page_id: int) -> Page:
-        return _public_page(self.store.page(self.id, page_id))
+        return self._public(self.store.page(self.id, page_id))
 
     def page_png(self, page_id: int) -> bytes:
         """The page image at its current mode, as PNG bytes."""
@@ -786,7 +793,7 @@ class Session:
         pages_in: list[ContextItem] = []
         omitted_pages: list[int] = []
         for p in reversed(self.store.pages(self.id)):
-            page = _public_page(p)
+            page = self._public(p)
             cost = page.positions + count_tokens(page_caption(page), enc)
             if cost <= left and not omitted_pages:
                 pages_in.append(ContextItem("page", cost, page=page, png=self.store.page_blobs(p.id)[0]))
@@ -797,6 +804,7 @@ class Session:
         return Context(items, budget_tokens, sorted(omitted_turns), sorted(omitted_pages))
 
     def stats(self) -> Stats:
+        cost = self.memory.backend.positions
         turns = self.store.turns(self.id)
         pages = self.store.pages(self.id)
         per_mode: dict[Mode, ModeStats] = {}
@@ -804,14 +812,14 @@ class Session:
             ps = [p for p in pages if p.mode is mode]
             if ps:
                 per_mode[mode] = ModeStats(
-                    len(ps), sum(p.text_tokens for p in ps), sum(p.positions for p in ps)
+                    len(ps), sum(p.text_tokens for p in ps), sum(cost(p.mode) for p in ps)
                 )
         return Stats(
             turns=len(turns),
             text_tokens=sum(t.text_tokens for t in turns),
             unpaged_tokens=sum(t.text_tokens for t in turns if not t.paged),
             paged_text_tokens=sum(p.text_tokens for p in pages),
-            positions=sum(p.positions for p in pages),
+            positions=sum(cost(p.mode) for p in pages),
             per_mode=per_mode,
         )
 
@@ -864,14 +872,14 @@ def _turn(t: TurnRecord) -> Turn:
     )
 
 
-def _public_page(p: PageRecord) -> Page:
+def _public_page(p: PageRecord, positions: int) -> Page:
     return Page(
         id=p.id,
         mode=p.mode,
         creation_mode=p.creation_mode,
         turn_ids=p.turn_ids,
         text_tokens=p.text_tokens,
-        positions=p.positions,
+        positions=positions,
         chars=p.chars,
         created_at=p.created_at,
         aged_at=p.aged_at,

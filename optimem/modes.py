@@ -8,7 +8,7 @@ while the positions it costs the model fall.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -119,13 +119,25 @@ class AgingPlan:
     over_budget: bool = False
 
 
+def mode_positions(mode: Mode) -> int:
+    """The default page cost: DeepSeek-OCR's positions for the mode."""
+    return mode.positions
+
+
 class AgingPolicy:
     """Decides which mode each page should be kept at. Implement `plan`."""
 
-    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+    def plan(
+        self,
+        pages: Sequence[PageState],
+        text_tokens: int,
+        now: datetime,
+        cost: Callable[[Mode], int] = mode_positions,
+    ) -> AgingPlan:
         """Return target modes for pages that should age, oldest pages first.
 
-        `pages` come oldest first; `text_tokens` is what the session's unpaged turns cost.
+        `pages` come oldest first; `text_tokens` is what the session's unpaged turns cost;
+        `cost` is what a page at a mode costs the model (the backend's `positions`).
         Policies only move pages down the ladder: forgetting is one way.
         """
         raise NotImplementedError
@@ -152,7 +164,13 @@ class StepsPolicy(AgingPolicy):
     def _age(self, page: PageState, now: datetime) -> float:
         raise NotImplementedError
 
-    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+    def plan(
+        self,
+        pages: Sequence[PageState],
+        text_tokens: int,
+        now: datetime,
+        cost: Callable[[Mode], int] = mode_positions,
+    ) -> AgingPlan:
         targets: dict[int, Mode] = {}
         total = text_tokens
         for page in pages:
@@ -162,7 +180,7 @@ class StepsPolicy(AgingPolicy):
                     mode = _lower(mode, Mode.parse(step_mode))
             if mode != page.mode:
                 targets[page.page_id] = mode
-            total += mode.positions
+            total += cost(mode)
         return AgingPlan(targets, total)
 
 
@@ -215,20 +233,34 @@ class BudgetPolicy(AgingPolicy):
         if self.max_tokens <= 0:
             raise InputError(f"max_tokens must be positive, got {self.max_tokens}")
 
-    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
+    def plan(
+        self,
+        pages: Sequence[PageState],
+        text_tokens: int,
+        now: datetime,
+        cost: Callable[[Mode], int] = mode_positions,
+    ) -> AgingPlan:
         modes = {p.page_id: p.mode for p in pages}
-        total = text_tokens + sum(m.positions for m in modes.values())
+        total = text_tokens + sum(cost(m) for m in modes.values())
         floor = Mode.parse(self.floor)
+
+        def cheaper(mode: Mode) -> Mode | None:
+            # the next rung that costs less (a model may see two rungs at the same price)
+            lower = mode.older()
+            while lower is not None and lower.rank <= floor.rank and cost(lower) >= cost(mode):
+                lower = lower.older()
+            return lower if lower is not None and lower.rank <= floor.rank else None
+
         while total > self.max_tokens:
-            movable = [p for p in pages if modes[p.page_id].rank < floor.rank]
+            movable = [p for p in pages if cheaper(modes[p.page_id]) is not None]
             if not movable:
                 break
             sharpest = min(modes[p.page_id].rank for p in movable)
             victim = next(p for p in movable if modes[p.page_id].rank == sharpest)  # oldest first
             current = modes[victim.page_id]
-            lower = current.older()
+            lower = cheaper(current)
             assert lower is not None
-            total += lower.positions - current.positions
+            total += cost(lower) - cost(current)
             modes[victim.page_id] = lower
         targets = {p.page_id: modes[p.page_id] for p in pages if modes[p.page_id] != p.mode}
         return AgingPlan(targets, total, over_budget=total > self.max_tokens)
@@ -255,5 +287,11 @@ def parse_policy(spec: str) -> AgingPolicy:
 class NoAging(AgingPolicy):
     """Pages stay at their creation mode (for benchmarks of one fixed mode)."""
 
-    def plan(self, pages: Sequence[PageState], text_tokens: int, now: datetime) -> AgingPlan:
-        return AgingPlan({}, text_tokens + sum(p.mode.positions for p in pages))
+    def plan(
+        self,
+        pages: Sequence[PageState],
+        text_tokens: int,
+        now: datetime,
+        cost: Callable[[Mode], int] = mode_positions,
+    ) -> AgingPlan:
+        return AgingPlan({}, text_tokens + sum(cost(p.mode) for p in pages))

@@ -384,3 +384,26 @@ def test_ocr_failure_is_raised_on_recall_and_never_loses_data(db_path, caplog):
     broken.fail = False  # the engine recovers: recall decodes then and caches
     assert s.recall_page(s.pages()[0].id).text.startswith("user: Turn 0")
     mem.close()
+
+
+def test_stats_and_budget_count_what_the_backends_model_sees(db_path):
+    from optimem.backends.testing import TestDoubleBackend
+
+    class SeesV2(TestDoubleBackend):
+        def positions(self, mode):
+            return {Mode.GUNDAM: 833, Mode.LARGE: 257, Mode.BASE: 257, Mode.SMALL: 145, Mode.TINY: 145}[mode]
+
+    mem = OpticalMemory(
+        db_path,
+        backend=SeesV2(),
+        decode="now",
+        keep_recent_turns=0,
+        creation_mode="large",
+        policy="budget:200",
+    )
+    s = mem.session("a")
+    s.add_turns(chat_turns(20))
+    s.compress(flush=True)
+    pages = s.pages()
+    assert {p.mode for p in pages} == {Mode.SMALL} and all(p.positions == 145 for p in pages)
+    assert s.stats().positions == 145 * len(pages)

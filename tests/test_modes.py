@@ -52,7 +52,12 @@ def test_budget_policy_spreads_forgetting_oldest_first():
     assert plan.targets == {0: Mode.BASE, 1: Mode.BASE}
     assert plan.tokens_after == 273 + 273 + 421 + 421
     plan = BudgetPolicy(max_tokens=1000).plan(pages, text_tokens=0, now=NOW)
-    assert [plan.targets.get(i, Mode.LARGE) for i in range(4)] == [Mode.SMALL, Mode.BASE, Mode.BASE, Mode.BASE]
+    assert [plan.targets.get(i, Mode.LARGE) for i in range(4)] == [
+        Mode.SMALL,
+        Mode.BASE,
+        Mode.BASE,
+        Mode.BASE,
+    ]
     assert plan.tokens_after <= 1000 and not plan.over_budget
 
 
@@ -100,3 +105,17 @@ def test_parse_policy():
         parse_policy("budget:lots")
     with pytest.raises(InputError):
         parse_policy("forget-everything")
+
+
+V2_COST = {Mode.GUNDAM: 833, Mode.LARGE: 257, Mode.BASE: 257, Mode.SMALL: 145, Mode.TINY: 145}.__getitem__
+
+
+def test_budget_policy_counts_the_backends_cost_and_skips_rungs_that_save_nothing():
+    # DeepSeek-OCR 2 sees Large and Base alike (257), and Small and Tiny alike (145)
+    pages = _pages(3)
+    plan = BudgetPolicy(max_tokens=700).plan(pages, text_tokens=0, now=NOW, cost=V2_COST)
+    assert plan.targets == {0: Mode.SMALL}  # straight past Base: blurring it would save nothing
+    assert plan.tokens_after == 145 + 257 + 257
+    plan = BudgetPolicy(max_tokens=100).plan(pages, text_tokens=0, now=NOW, cost=V2_COST)
+    assert set(plan.targets.values()) == {Mode.SMALL}  # never Tiny: it costs the same as Small
+    assert plan.over_budget and plan.tokens_after == 3 * 145

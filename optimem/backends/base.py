@@ -78,6 +78,15 @@ class Backend:
         """Identifies the model and settings whose outputs are interchangeable."""
         return self.name
 
+    def positions(self, mode: Mode) -> int:
+        """Decoder positions a page at `mode` costs the model this backend stands for.
+
+        The default is DeepSeek-OCR's (v1) count for the mode; a backend whose model sees
+        pages differently (DeepSeek-OCR 2: 833 / 257 / 145) overrides it, and budgets and
+        stats then count what that model really sees.
+        """
+        return mode.positions
+
     def encode(self, page: PageInput) -> bytes | None:
         """The representation to store for this page, or None to decode from the image."""
         return None

@@ -109,7 +109,7 @@ class Replay:
     turn_ids: dict[str, int]
     """Source turn id → memory turn id."""
     series: list[int] = field(default_factory=list)
-    """Tokens the model sees (text + DeepSeek-OCR positions) after each turn."""
+    """Tokens the model sees (text + page positions as the backend counts them) after each turn."""
     compress_seconds: list[float] = field(default_factory=list)
     over_budget: bool = False
     reads: dict[int, PageRead] = field(default_factory=dict)
@@ -300,8 +300,9 @@ def _seen(rep: Replay, consumers: Sequence[str], text_tokens: int) -> dict[str, 
     return out
 
 
-def _page_row(read: PageRead) -> dict[str, Any]:
+def _page_row(read: PageRead, cost: Callable[[Mode], int]) -> dict[str, Any]:
     p = read.page
+    positions = cost(p.mode)  # what the backend's model sees, not always DeepSeek-OCR v1's
     return {
         "page_id": p.id,
         "mode": p.mode.value,
@@ -310,8 +311,8 @@ def _page_row(read: PageRead) -> dict[str, Any]:
         "age_bucket": m.age_bucket(read.turns_since),
         "turn_ids": list(p.turn_ids),
         "text_tokens": p.text_tokens,
-        "positions": p.positions,
-        "compression": _r(m.compression(p.text_tokens, p.positions)),
+        "positions": positions,
+        "compression": _r(m.compression(p.text_tokens, positions)),
         "chars": p.chars,
         "font_px": p.font_px,
         "canvas": p.canvas,
@@ -366,7 +367,7 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
         rs = [r for r in reads if r.page.mode is mode]
         if rs:
             tt = sum(r.page.text_tokens for r in rs)
-            pos = sum(r.page.positions for r in rs)
+            pos = sum(backend.positions(r.page.mode) for r in rs)
             by_mode[mode.value] = {
                 "pages": len(rs),
                 "text_tokens": tt,
@@ -412,14 +413,14 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
         freads = list(frep.reads.values())
         fstats = fs.stats()
         tt = sum(p.text_tokens for p in fpages)
-        pos = sum(p.positions for p in fpages)
+        pos = sum(backend.positions(p.mode) for p in fpages)
         fixed_recalled[mode.value] = _recalled(frep, chat)
         fixed[mode.value] = {
             "pages": len(fpages),
             "pages_decoded": len(freads),
             "font_px": fpages[0].font_px if fpages else None,
             "canvas": mode.canvas,
-            "positions_per_page": mode.positions,
+            "positions_per_page": backend.positions(mode),
             "text_tokens": tt,
             "positions": pos,
             "compression": _r(m.compression(tt, pos)),
@@ -430,7 +431,7 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
             "identifiers": _identifiers(freads),
             "timing": _timing(frep, freads),
             "series": frep.series,
-            "page_rows": [_page_row(r) for r in freads],
+            "page_rows": [_page_row(r, backend.positions) for r in freads],
         }
         frep.memory.close()
 
@@ -495,7 +496,7 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
             "identifiers": _identifiers(reads),
             "timing": _timing(rep, reads),
             "series": rep.series,
-            "page_rows": [_page_row(r) for r in reads],
+            "page_rows": [_page_row(r, backend.positions) for r in reads],
         },
         "baselines": {
             "full_history": {

@@ -64,6 +64,12 @@ def test_mode_mapping_and_positions():
     assert image_positions(Mode.GUNDAM, 1280, 640) == 257 + 2 * 144  # wide page: 2×1 tiles
 
 
+def test_backend_reports_what_its_model_sees(tiny_ocr2):
+    # budgets and stats use Backend.positions: v2's counts, not v1's 693/421/273/111/73
+    b = backend(tiny_ocr2)
+    assert [b.positions(m) for m in Mode] == [833, 257, 257, 145, 145]
+
+
 def test_prompt_ids_match_processor(tiny_ocr2, make_page):
     b = backend(tiny_ocr2)
     for mode in (Mode.BASE, Mode.SMALL):
