@@ -19,8 +19,9 @@ from .errors import (
     StoreError,
     UnknownBackend,
 )
-from .memory import Context, OpticalMemory, Page, Recall, RecallHit, Session, Stats, Turn
+from .memory import OpticalMemory, Session
 from .modes import BudgetPolicy, Mode, TurnAgePolicy, WallClockPolicy
+from .records import Context, Page, Recall, RecallHit, Stats, Turn
 
 __version__ = "0.1.0"
 
