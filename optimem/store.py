@@ -239,13 +239,6 @@ class Store:
         if self.db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
             raise SessionNotFound(f"no session {session_id!r}")
 
-    def delete_session(self, session_id: str) -> None:
-        with self.transaction() as db:
-            self.require_session(session_id)
-            db.execute("DELETE FROM pages WHERE session_id = ?", (session_id,))
-            db.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
-            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-
     def add_turns(self, session_id: str, rows: Sequence[dict]) -> list[int]:
         """Append turns in order; returns their ids. All or nothing."""
         ids: list[int] = []
@@ -485,13 +478,6 @@ class Store:
                 "UPDATE pages SET mode = ?, canvas = ?, png = ?, representation = ?,"
                 " representation_backend = ?, aged_at = ? WHERE id = ?",
                 (mode.value, mode.canvas, png, representation, backend, utcnow(), int(page_id)),
-            )
-
-    def set_representation(self, page_id: int, representation: bytes | None, backend: str | None) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE pages SET representation = ?, representation_backend = ? WHERE id = ?",
-                (representation, backend, int(page_id)),
             )
 
     def verbatim(self, page_id: int) -> list[VerbatimItem]:
