@@ -137,25 +137,13 @@ def full_size_config(smoke: bool = False):
 
 def synthetic_tokenizer():
     """A WordLevel tokenizer with the checkpoint's vocabulary size and special-token ids."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from optimem.backends.deepseek_ocr2 import word_tokenizer
 
     words = [f"t{i}" for i in range(VOCAB)]
     words[0], words[1], words[IMAGE_TOKEN] = "<s>", "</s>", "<image>"
     for i, w in enumerate(["Free", "OCR", ".", "\n", "<td>", "</td>"]):
         words[1000 + i] = w
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="t2"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split("\n", "isolated"),
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Punctuation(),
-        ]
-    )
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="t2")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    return fast
+    return word_tokenizer(words, unk_token="t2")
 
 
 def build_model(device: str, smoke: bool):

@@ -189,6 +189,31 @@ def tiny_config(
 # The backend
 
 
+def word_tokenizer(words: Sequence[str], *, unk_token: str, pad_token: str | None = None):
+    """A word-level tokenizer over `words` (id = position) with DeepSeek-OCR's special tokens
+    ("<s>", "</s>", "<image>"), for random test and benchmark models: the real tokenizer
+    ships with the weights, which cannot be downloaded here."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=unk_token))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split("\n", "isolated"),
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(),
+        ]
+    )
+    bos = list(words).index("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    extra = {"pad_token": pad_token} if pad_token is not None else {}
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token=unk_token, **extra
+    )
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return fast
+
+
 class DeepseekOcr2Backend(Backend):
     """DeepSeek-OCR 2 through transformers' `DeepseekOcr2ForConditionalGeneration`.
 

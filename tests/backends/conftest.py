@@ -22,24 +22,10 @@ VOCAB_SIZE = 128
 
 
 def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from optimem.backends.deepseek_ocr2 import word_tokenizer
 
     words = WORDS + [f"w{i}" for i in range(VOCAB_SIZE - len(WORDS))]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split("\n", "isolated"),
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Punctuation(),
-        ]
-    )
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
-    )
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    return fast
+    return word_tokenizer(words, unk_token="<unk>", pad_token="</s>")
 
 
 def tiny_ocr2_config():
