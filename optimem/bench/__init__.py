@@ -1,13 +1,15 @@
 """The token-savings benchmark: replay chats through optical memory and its baselines.
 
-datasets (load chats) → runner (replay, score) → report (table, JSON, markdown, plots);
+datasets (load chats) → replay → score → aggregate, driven by runner; report writes schema-checked
+JSON, text (table, markdown) and plots;
 metrics holds the pure arithmetic. `optimem bench` and `optimem demo` are in `cli`.
 """
 
 from __future__ import annotations
 
+from .config import SCHEMA_ID, BenchConfig
 from .datasets import Chat, ChatTurn, Question, load, load_default, load_many
-from .runner import SCHEMA_ID, BenchConfig, run
+from .runner import run
 
 __all__ = [
     "SCHEMA_ID",

@@ -1,0 +1,55 @@
+"""What a benchmark run does: its options (`BenchConfig`) and the schema id it writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..backends import DEFAULT_BACKEND, Backend
+from ..errors import InputError
+from ..memory import DEFAULT_CREATION_MODE
+from ..modes import LADDER, Mode
+from . import metrics as m
+
+SCHEMA_ID = "optimem.bench/1"
+TEST_DOUBLE_WARNING = (
+    "TEST DOUBLE: the 'test-double' backend reads the page layout, not pixels. Its fidelity, "
+    "survival and speed figures are NOT measurements; use them only to check plumbing."
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to run. Defaults are those of `optimem bench`."""
+
+    backend: str | Backend = DEFAULT_BACKEND
+    budget_tokens: int = 4000
+    """Token budget of the default policy (BudgetPolicy) and of the sliding window."""
+    modes: tuple[Mode, ...] = LADDER
+    """Fixed modes to replay (pages typeset at that mode, never aged)."""
+    pages_per_mode: int = 3
+    """Pages decoded per fixed-mode run, evenly spread; 0 decodes every page."""
+    limit_turns: int | None = None
+    keep_recent_turns: int = 6
+    creation_mode: Mode = DEFAULT_CREATION_MODE
+    """Mode the budget run typesets pages at (they age down from there)."""
+    extra_encoding: str | None = "cl100k_base"
+    consumers: tuple[str, ...] = tuple(m.CONSUMERS)
+    allow_test_double: bool = False
+    progress: bool = True
+    workdir: Path | None = None
+    """Keep the replay databases here (default: a temporary folder, removed after)."""
+
+    def __post_init__(self) -> None:
+        if self.budget_tokens <= 0:
+            raise InputError(f"budget must be a positive token count, got {self.budget_tokens}")
+        if self.pages_per_mode < 0:
+            raise InputError("pages per mode must be ≥ 0 (0 decodes every page)")
+        unknown = [c for c in self.consumers if c not in m.CONSUMERS]
+        if unknown:
+            raise InputError(f"unknown consumer {unknown[0]!r}; choose from {', '.join(m.CONSUMERS)}")
+
+
+def is_test_double(backend: Backend) -> bool:
+    """True for a backend that reads the layout instead of pixels (never a measurement)."""
+    return bool(getattr(backend, "is_test_double", False)) or backend.name == "test-double"
