@@ -9,6 +9,7 @@ from typing import Any
 from ..modes import Mode
 from ..tokens import DEFAULT_ENCODING
 from . import metrics as m
+from . import strict
 from .config import BenchConfig
 from .score import r as rnd
 
@@ -113,4 +114,6 @@ def overall(chats: Sequence[dict[str, Any]], cfg: BenchConfig, decoder: str) -> 
             },
         },
         "modes": modes,
+        "targets": [strict.pool([c["targets"][i] for c in chats]) for i in range(len(cfg.target_savings))],
+        "window_curve": strict.pool_window([c["window_curve"] for c in chats]),
     }

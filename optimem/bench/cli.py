@@ -75,6 +75,11 @@ def _common(fn=None, *, budget: int = 4000):
             "--allow-test-double", is_flag=True,
             help="Allow the 'test-double' backend (reads the layout, not pixels): a plumbing check, never a measurement.",
         ),
+        click.option(
+            "--target-savings", default="", show_default=False,
+            help="Strict runs: comma list of savings targets (e.g. 10,20); each replays every chat at a budget "
+                 "of its text tokens ÷ target and scores exact answers, in context and by recall.",
+        ),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG plots beside the JSON."),
     ]  # fmt: skip
@@ -85,7 +90,7 @@ def _common(fn=None, *, budget: int = 4000):
 
 def _config(backend: str, budget: int, modes: str, pages_per_mode: int, limit_turns: int | None,
             keep_recent: int, creation_mode: str, encoding: str, consumers: str, allow_test_double: bool,
-            progress: bool) -> runner.BenchConfig:  # fmt: skip
+            progress: bool, target_savings: str = "") -> runner.BenchConfig:  # fmt: skip
     return runner.BenchConfig(
         backend=backend,
         budget_tokens=budget,
@@ -98,7 +103,15 @@ def _config(backend: str, budget: int, modes: str, pages_per_mode: int, limit_tu
         consumers=_consumers(consumers),
         allow_test_double=allow_test_double,
         progress=progress,
+        target_savings=_targets(target_savings),
     )
+
+
+def _targets(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"--target-savings takes numbers like 10,20, got {value!r}") from exc
 
 
 def _finish(doc: dict[str, Any], out: Path | None, plots: bool, json_path: str | None) -> None:

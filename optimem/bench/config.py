@@ -11,7 +11,8 @@ from ..memory import DEFAULT_CREATION_MODE
 from ..modes import LADDER, Mode
 from . import metrics as m
 
-SCHEMA_ID = "optimem.bench/1"
+SCHEMA_ID = "optimem.bench/2"
+"""Bumped to 2 with the strict runs (`targets`, `window_curve`, `config.target_savings`)."""
 TEST_DOUBLE_WARNING = (
     "TEST DOUBLE: the 'test-double' backend reads the page layout, not pixels. Its fidelity, "
     "survival and speed figures are NOT measurements; use them only to check plumbing."
@@ -37,6 +38,8 @@ class BenchConfig:
     consumers: tuple[str, ...] = tuple(m.CONSUMERS)
     allow_test_double: bool = False
     progress: bool = True
+    target_savings: tuple[float, ...] = ()
+    """Strict runs: for each target T, a budget replay at (text tokens ÷ T) per chat."""
     workdir: Path | None = None
     """Keep the replay databases here (default: a temporary folder, removed after)."""
 
@@ -45,6 +48,8 @@ class BenchConfig:
             raise InputError(f"budget must be a positive token count, got {self.budget_tokens}")
         if self.pages_per_mode < 0:
             raise InputError("pages per mode must be ≥ 0 (0 decodes every page)")
+        if any(t < 1 for t in self.target_savings):
+            raise InputError("target savings must be ≥ 1 (e.g. 10 for a tenth of the text tokens)")
         unknown = [c for c in self.consumers if c not in m.CONSUMERS]
         if unknown:
             raise InputError(f"unknown consumer {unknown[0]!r}; choose from {', '.join(m.CONSUMERS)}")

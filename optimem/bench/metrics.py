@@ -56,6 +56,26 @@ def answer_found(answer: str, text: str, threshold: float = ANSWER_THRESHOLD) ->
     return answer_score(answer, text) >= threshold
 
 
+_WORD = re.compile(r"\w+")
+
+
+def answer_words(text: str) -> list[str]:
+    """The normalised words of `text` (NFKC, case-folded, punctuation dropped)."""
+    return _WORD.findall(normalise_answer(text))
+
+
+def answer_exact(answer: str, text: str) -> bool:
+    """True when the answer's normalised words appear in `text`'s as one unbroken sequence.
+
+    The strict test: "K-200A" is not found in "K-2004", nor "near a park" in "near park".
+    """
+    a, t = answer_words(answer), answer_words(text)
+    if not a:
+        return False
+    n = len(a)
+    return any(t[i : i + n] == a for i in range(len(t) - n + 1) if t[i] == a[0])
+
+
 def share(hits: int, total: int) -> float | None:
     """hits ÷ total, or None when there is nothing to count (never a misleading 0 or 1)."""
     return hits / total if total else None
@@ -320,8 +340,10 @@ __all__ = [
     "PAPER_FOX",
     "Consumer",
     "age_bucket",
+    "answer_exact",
     "answer_found",
     "answer_score",
+    "answer_words",
     "compression",
     "fidelity",
     "normalise_answer",

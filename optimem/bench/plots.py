@@ -11,6 +11,7 @@ PLOTS = {
     "savings_fidelity": "savings_fidelity.png",
     "fidelity_age": "fidelity_age.png",
     "tokens_seen": "tokens_seen.png",
+    "strict_survival": "strict_survival.png",
 }
 
 _MODE_COLOURS = {
@@ -134,10 +135,47 @@ def plot_tokens_seen(doc: dict[str, Any], path: Path, max_chats: int = 6) -> Pat
     return path
 
 
+def plot_strict_survival(doc: dict[str, Any], path: Path) -> Path:
+    """Exact answer survival against savings: strict runs, the sliding window, the paper's Fox points."""
+    dec = doc["decoder"]["name"]
+    fig = _figure(8, 5.2)
+    ax = fig.add_subplot()
+    curve = doc["overall"]["window_curve"]
+    text = doc["overall"]["text_tokens"]
+    ax.plot([text / max(1, p["seen_tokens"]) for p in curve], [100 * (p["share"] or 0) for p in curve], "-", color="#8c564b",
+            label="sliding window, same budget (exact answers)")  # fmt: skip
+    runs = doc["overall"]["targets"]
+    if runs:
+        xs = [t["savings"] for t in runs]
+        for key, style, label in (
+            ("exact", "o-", f"optimem, exact, every page by recall ({dec})"),
+            ("exact_in_context", "s--", f"optimem, exact, only pages in context ({dec})"),
+            ("loose", "^:", f"optimem, loose (fuzzy >= 0.9), by recall ({dec})"),
+        ):
+            ys = [100 * (t["survival"][key]["share"] or 0) for t in runs]
+            ax.plot(xs, ys, style, color="#1f77b4", label=label)
+    for mode, style in (("tiny", "x"), ("small", "+")):
+        paper = [p for p in doc["paper_reference"]["points"] if p["mode"] == mode]
+        ax.scatter([p["compression"] for p in paper], [100 * p["precision"] for p in paper], marker=style, s=50,
+                   color=_MODE_COLOURS[mode],
+                   label=f"DeepSeek-OCR paper, Fox, {mode.title()}: OCR precision at compression")  # fmt: skip
+    ax.set_xlim(0.5, 25.5)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("savings: text tokens ÷ tokens the model sees")
+    ax.set_ylabel("answers found exactly, %")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Exact answer survival against savings (decoder {dec})")
+    ax.legend(fontsize=7, loc="lower left")
+    _stamp(fig, doc)
+    fig.savefig(path, format="png")
+    return path
+
+
 def write_plots(doc: dict[str, Any], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return {
         "savings_fidelity": plot_savings_fidelity(doc, folder / PLOTS["savings_fidelity"]),
         "fidelity_age": plot_fidelity_age(doc, folder / PLOTS["fidelity_age"]),
         "tokens_seen": plot_tokens_seen(doc, folder / PLOTS["tokens_seen"]),
+        "strict_survival": plot_strict_survival(doc, folder / PLOTS["strict_survival"]),
     }

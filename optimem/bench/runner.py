@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..modes import LADDER, BudgetPolicy, NoAging
 from ..tokens import DEFAULT_ENCODING, count_tokens
 from . import metrics as m
-from . import score
+from . import score, strict
 from .aggregate import overall
 from .config import SCHEMA_ID, TEST_DOUBLE_WARNING, BenchConfig, is_test_double
 from .datasets import Chat
@@ -113,6 +113,9 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
             chat, mode, cfg, backend, folder, text_tokens
         )
 
+    # --- strict runs at target savings ------------------------------------------------------
+    targets = [strict.run_target(chat, t, cfg, backend, folder, tokens) for t in cfg.target_savings]
+
     # --- questions ------------------------------------------------------------------------
     answers = []
     outcomes: dict[str, list[bool | None]] = defaultdict(list)
@@ -200,6 +203,8 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
             },
         },
         "modes": fixed,
+        "targets": targets,
+        "window_curve": strict.window_curve(chat, tokens),
         "answers": answers,
     }
     rep.memory.close()
@@ -243,6 +248,7 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
             "encoding": DEFAULT_ENCODING,
             "extra_encoding": cfg.extra_encoding,
             "answer_threshold": m.ANSWER_THRESHOLD,
+            "target_savings": list(cfg.target_savings),
         },
         "consumers": {
             name: {

@@ -196,6 +196,70 @@ ANSWER = _obj(
     optional=("optimem", "sliding_window", "full_history", "archive", "modes"),
     desc="one answerable question; outcomes only when in_source",
 )
+STRICT_COUNT = _obj({"survived": INT, "share": SHARE_N})
+STRICT_SURVIVAL = _obj(
+    {k: STRICT_COUNT for k in ("exact", "loose", "exact_in_context", "loose_in_context", "window")},
+    desc="questions whose answer survives: exact (normalised words, one sequence) or loose (fuzzy >= 0.9), "
+    "counting every page reachable by recall or only pages context(budget) shows; window: a sliding "
+    "window of the same budget",
+)
+SIDE_CHANNEL = _obj(
+    {
+        "bytes": INT,
+        "page_text_bytes": INT,
+        "share": SHARE_N,
+        "page_share_max": NUM_N,
+        "pages_over_10pct": INT,
+    },
+    optional=("page_share_max", "pages_over_10pct"),
+    desc="verbatim strings kept as text beside the pages, in bytes and as a share of the pages' text bytes",
+)
+TARGET_RUN = _obj(
+    {
+        "target": NUM,
+        "text_tokens": INT,
+        "budget_tokens": INT,
+        "seen_tokens": INT,
+        "savings": NUM_N,
+        "pages": INT,
+        "pages_in_context": INT,
+        "modes": _map(INT, "pages per final mode"),
+        "eligible": INT,
+        "survival": STRICT_SURVIVAL,
+        "identifiers": IDENTIFIERS,
+        "fidelity": FIDELITY,
+        "side_channel": SIDE_CHANNEL,
+        "misses": _list(_obj({"answer": STR, "evidence": _list(STR), "loose": BOOL})),
+    },
+    desc="a strict run: budget = text tokens / target, every page read back",
+)
+TARGET_POOL = _obj(
+    {
+        "target": NUM,
+        "text_tokens": INT,
+        "seen_tokens": INT,
+        "savings": NUM_N,
+        "pages": INT,
+        "pages_in_context": INT,
+        "eligible": INT,
+        "survival": STRICT_SURVIVAL,
+        "identifiers": _obj({"total": INT, "exact_with_verbatim": INT, "share_with_verbatim": SHARE_N}),
+        "side_channel": SIDE_CHANNEL,
+    },
+    desc="the strict runs of one target pooled over chats",
+)
+WINDOW_POINT = _obj(
+    {
+        "target": INT,
+        "budget_tokens": INT,
+        "seen_tokens": INT,
+        "survived": INT,
+        "eligible": INT,
+        "share": SHARE_N,
+    },
+    optional=("budget_tokens", "share"),
+    desc="a sliding window of text / target tokens: questions whose evidence it still holds (exact answers)",
+)
 CHAT = _obj(
     {
         "name": STR,
@@ -209,6 +273,8 @@ CHAT = _obj(
         "optimem": OPTIMEM_RUN,
         "baselines": BASELINES,
         "modes": _map(MODE_RUN, "fixed-mode runs by mode name"),
+        "targets": _list(TARGET_RUN),
+        "window_curve": _list(WINDOW_POINT),
         "answers": _list(ANSWER),
     }
 )
@@ -264,6 +330,8 @@ OVERALL = _obj(
             ),
             "fixed-mode runs pooled over chats",
         ),
+        "targets": _list(TARGET_POOL),
+        "window_curve": _list(WINDOW_POINT),
     },
     desc="every chat pooled: token sums, pooled questions, mean fidelity over all decoded pages",
 )
@@ -292,6 +360,7 @@ SCHEMA: dict[str, Any] = {
                     "encoding": STR,
                     "extra_encoding": {"type": ["string", "null"]},
                     "answer_threshold": NUM,
+                    "target_savings": _list(NUM),
                 }
             ),
             "consumers": _map(

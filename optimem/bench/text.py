@@ -261,7 +261,58 @@ def _sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
                     ),
                 )
             )
+    out += _strict_sections(doc, markdown)
     return out
+
+
+def _share(c: dict[str, Any], n: int) -> str:
+    return f"{c['survived']}/{n} {_pct(c['share'])}" if n else "n/a"
+
+
+def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
+    """One table of the strict runs: a row per chat and target, then the pooled rows."""
+    dec = doc["decoder"]["name"]
+    head = [
+        "chat",
+        "target",
+        "savings",
+        "pages in ctx",
+        "exact (reachable)",
+        "loose (reachable)",
+        "exact (in context)",
+        "sliding window",
+        "ids exact",
+        "side channel",
+    ]
+    rows = []
+    scopes = [(c["name"], c["targets"]) for c in doc["chats"]]
+    if len(doc["chats"]) > 1:
+        scopes.append(("all", doc["overall"]["targets"]))
+    for name, runs in scopes:
+        for t in runs:
+            sv, n = t["survival"], t["eligible"]
+            ids = t["identifiers"]
+            rows.append(
+                [
+                    name,
+                    f"{t['target']:g}x",
+                    _x(t["savings"]),
+                    f"{t['pages_in_context']}/{t['pages']}",
+                    _share(sv["exact"], n),
+                    _share(sv["loose"], n),
+                    _share(sv["exact_in_context"], n),
+                    _share(sv["window"], n),
+                    _pct(ids["share_with_verbatim"]),
+                    _pct(t["side_channel"]["share"]),
+                ]
+            )
+    if not rows:
+        return []
+    title = (
+        f"strict runs [{dec}]: budget = text tokens ÷ target; exact = the answer's normalised words as one "
+        "sequence in the recalled evidence; side channel = verbatim bytes ÷ page text bytes"
+    )
+    return [(title, _grid(head, rows, markdown))]
 
 
 def format_table(doc: dict[str, Any]) -> str:
