@@ -378,6 +378,7 @@ def to_markdown(doc: dict[str, Any], plots: dict[str, str] | None = None) -> str
         "savings_fidelity": f"Fidelity against compression per mode (ours: decoder {dec['name']}; paper: DeepSeek-OCR on Fox)",
         "fidelity_age": f"Fidelity against page age in the budget run (decoder {dec['name']})",
         "tokens_seen": "Tokens the model sees over the conversation",
+        "strict_survival": f"Exact answer survival against savings (decoder {dec['name']}; sliding window; paper: OCR precision on Fox)",
     }
     for key, path in (plots or {}).items():
         lines += [f"![{captions.get(key, key)}]({path})", ""]
