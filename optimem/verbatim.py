@@ -23,6 +23,9 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     ("code", re.compile(r"`([^`\n]{2,80})`")),
     ("hex", re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}\b")),
+    # digit-first identifiers: 443/tcp, 2024-05-01, 02:00, 10.0.0.1, 1.2.3, 3rd-party (kept when
+    # they hold a letter, a / : - separator or two dots; 3.14 and 1,250 stay numbers)
+    ("identifier", re.compile(r"(?<![\w.,$€£¥-])\d\w*(?:[./:-]\w+)+")),
     (
         "identifier",
         re.compile(
@@ -58,6 +61,8 @@ def extract(text: str, turn_id: int = 0) -> list[VerbatimItem]:
             value = m.group(group)
             if kind == "number" and len(value.strip("+-$€£¥,.%")) < 2:
                 continue  # single digits are prose, not data
+            if value[0].isdigit() and kind == "identifier" and not _digit_first_ok(value):
+                continue
             if any(taken[start:end]):
                 continue
             taken[start:end] = [True] * (end - start)
@@ -69,25 +74,167 @@ def extract(text: str, turn_id: int = 0) -> list[VerbatimItem]:
 def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -> str:
     """Replace near-misses of each verbatim string in OCR output with the exact string.
 
-    A window of the OCR text of about the item's length that matches it closely enough
-    (normalised Levenshtein similarity ≥ min_similarity) is taken to be a misread copy.
+    The kept strings are walked in the order they were written. Each one already in the text
+    as a whole token anchors its place; each missing one is looked for only between the
+    anchors of its neighbours, in two passes. First, a stretch that reads the same once OCR's
+    look-alike characters are folded together (``ZX-LOO0`` for ``ZX-1000``, ``K-2004`` for
+    ``K-200A``). Then a stretch of about its length that is close enough: normalised
+    Levenshtein similarity ≥ min_similarity (stricter for short strings), only punctuation
+    differing, or, for strings of six or more, one folded character off. A stretch that is
+    itself another kept string, or folds to one still missing, is never overwritten.
     """
-    out = text
+    order = sorted((it for it in items if len(it.value) >= 3), key=lambda it: (it.turn_id, it.offset))
     values = {it.value for it in items}
-    for item in sorted(values, key=len, reverse=True):
-        if item in out or len(item) < 3:
-            continue
-        best = _best_window(out, item)
-        if best is None:
-            continue
-        start, end, score = best
-        # a short string one character off is as likely a different name ("c.oid", "n.oid")
-        needed = max(min_similarity, 0.85) if len(item) < 8 else min_similarity
-        window = out[start:end]
-        misread_punctuation = len(window) == len(item) and _digits(window) == _digits(item) != ""
-        if (score >= needed or misread_punctuation) and window not in values:  # never overwrite a sibling
-            out = out[:start] + item + out[end:]
+    out = text
+    for near in (False, True):
+        spans = _anchors(out, order)
+        for i, item in enumerate(order):
+            if spans[i] is not None:
+                continue
+            lo = max((sp[1] for sp in spans[:i] if sp is not None), default=0)
+            hi = min((sp[0] for sp in spans[i + 1 :] if sp is not None), default=len(out))
+            if hi <= lo:
+                continue
+            missing = {_fold(it.value) for it, sp in zip(order, spans, strict=True) if sp is None}
+            missing.discard(_fold(item.value))
+            region = _mask(out[lo:hi], values)
+            best = _near(region, item.value, missing) if near else _lookalike(region, item.value)
+            if best is None:
+                continue
+            start, end, score = best[0] + lo, best[1] + lo, best[2]
+            window = out[start:end]
+            if window in values or (near and not _misread(window, item.value, score, min_similarity)):
+                continue  # never overwrite a sibling
+            out = out[:start] + item.value + out[end:]
+            delta = len(item.value) - (end - start)
+            spans[i] = (start, start + len(item.value))
+            spans[i + 1 :] = [None if sp is None else (sp[0] + delta, sp[1] + delta) for sp in spans[i + 1 :]]
     return out
+
+
+def _anchors(text: str, order: list[VerbatimItem]) -> list[tuple[int, int] | None]:
+    """Where each kept string (in written order) stands in `text` as a whole token, or None.
+
+    Matched left to right; a copy much further on than the source's spacing allows is taken
+    to be a later mention, not this one.
+    """
+    spans: list[tuple[int, int] | None] = []
+    cursor, prev = 0, None
+    for item in order:
+        hits = [i for i in _whole(text, item.value) if i >= cursor]
+        span = None
+        if hits:
+            pos = hits[0]
+            if prev is not None and prev.turn_id == item.turn_id:
+                gap = item.offset - (prev.offset + len(prev.value))
+                if pos - cursor > 2 * max(gap, 0) + 40:
+                    pos = -1
+            if pos >= 0:
+                span = (pos, pos + len(item.value))
+                cursor, prev = span[1], item
+        spans.append(span)
+    return spans
+
+
+def _near(text: str, value: str, others: set[str]) -> tuple[int, int, float] | None:
+    """The closest stretch to `value` that does not fold to another string still missing.
+
+    A whole token one folded character off wins (for strings of six or more); otherwise the
+    best-aligned stretch of about the same length.
+    """
+    if len(value) >= 6:
+        target, found = _fold(value), None
+        for m in _TOKEN.finditer(text):
+            tok = m.group(0)
+            if "\0" in tok or abs(len(tok) - len(value)) > 1 or _fold(tok) in others:
+                continue
+            if Levenshtein.distance(_fold(tok), target, score_cutoff=1) <= 1:
+                score = Levenshtein.normalized_similarity(tok, value)
+                if found is None or score > found[2]:
+                    found = (m.start(), m.end(), score)
+        if found is not None:
+            return found
+    best = _best_window(text, value)
+    if best is not None and _fold(text[best[0] : best[1]]) in others:
+        return None
+    return best
+
+
+_TOKEN = re.compile(r"[^\s.,;!?()\[\]\"']+(?:[.,][^\s.,;!?()\[\]\"']+)*")
+
+
+def _misread(window: str, value: str, score: float, min_similarity: float) -> bool:
+    """Whether `window` of OCR output is a misread copy of `value`."""
+    # a short string one character off is as likely a different name ("c.oid", "n.oid")
+    needed = max(min_similarity, 0.85) if len(value) < 8 else min_similarity
+    if score >= needed:
+        return True
+    if len(window) == len(value) and _digits(window) == _digits(value) != "":
+        return True  # only punctuation or letters around the digits differ
+    folded_w, folded_v = _fold(window), _fold(value)
+    if folded_w == folded_v:
+        return True
+    return (
+        len(value) >= 6
+        and abs(len(window) - len(value)) <= 1
+        and Levenshtein.distance(folded_w, folded_v) <= 1
+    )
+
+
+#: Characters OCR engines confuse, folded onto one representative (compared case-folded).
+_LOOKALIKE = str.maketrans(
+    {
+        "O": "0", "o": "0", "Q": "0", "D": "0", "I": "1", "l": "1", "L": "1", "|": "1", "!": "1",
+        "i": "1", "j": "1", "Z": "2", "z": "2", "S": "5", "s": "5", "B": "8", "G": "6", "b": "6",
+        "g": "9", "q": "9", "A": "4", "T": "7", "—": "-", "–": "-", "_": "-", ",": ".",
+    }
+)  # fmt: skip
+
+
+def _fold(text: str) -> str:
+    """`text` with look-alike characters folded together; same length as `text`."""
+    return "".join(c.translate(_LOOKALIKE).casefold()[:1] or c for c in text)
+
+
+def _lookalike(text: str, needle: str) -> tuple[int, int, float] | None:
+    """The first whole-token stretch of `text` that reads as `needle` once look-alikes fold."""
+    folded, target = _fold(text), _fold(needle)
+    i = folded.find(target)
+    while i >= 0:
+        end = i + len(needle)
+        window = text[i:end]
+        if "\0" not in window and not (
+            (i > 0 and _joins(text[i - 1], window[0])) or (end < len(text) and _joins(text[end], window[-1]))
+        ):
+            return i, end, Levenshtein.normalized_similarity(window, needle)
+        i = folded.find(target, i + 1)
+    return None
+
+
+def _whole(text: str, value: str) -> list[int]:
+    """Offsets where `value` stands in `text` as a whole token (not inside a longer word)."""
+    out, i = [], text.find(value)
+    while i >= 0:
+        before = text[i - 1] if i > 0 else " "
+        after = text[i + len(value)] if i + len(value) < len(text) else " "
+        if not (_joins(before, value[0]) or _joins(after, value[-1])):
+            out.append(i)
+        i = text.find(value, i + 1)
+    return out
+
+
+def _joins(neighbour: str, edge: str) -> bool:
+    """True when `neighbour` would continue the token whose edge character is `edge`."""
+    return neighbour.isalnum() and edge.isalnum()
+
+
+def _mask(text: str, values: set[str]) -> str:
+    """`text` with every whole-token copy of a kept string blanked out (same length)."""
+    masked = text
+    for value in sorted(values, key=len, reverse=True):
+        for i in _whole(masked, value):
+            masked = masked[:i] + "\0" * len(value) + masked[i + len(value) :]
+    return masked
 
 
 def _best_window(text: str, needle: str, slack: int = 3) -> tuple[int, int, float] | None:
@@ -97,7 +244,7 @@ def _best_window(text: str, needle: str, slack: int = 3) -> tuple[int, int, floa
     `slack` characters, so a misread last character ("OPS-482l") is replaced with the rest,
     while glued neighbours (OCR often drops spaces in code) are left alone.
     """
-    alignment = fuzz.partial_ratio_alignment(needle, text, score_cutoff=60)
+    alignment = fuzz.partial_ratio_alignment(needle, text, score_cutoff=50)
     if alignment is None:
         return None
     best: tuple[int, int, float] | None = None
@@ -107,12 +254,17 @@ def _best_window(text: str, needle: str, slack: int = 3) -> tuple[int, int, floa
             if start < 0 or end > len(text) or end <= start:
                 continue
             window = text[start:end]
-            if window != window.strip():
+            if window != window.strip() or "\0" in window:
                 continue
             score = Levenshtein.normalized_similarity(window, needle)
             if best is None or (score, end - start) > (best[2], best[1] - best[0]):
                 best = (start, end, score)
     return best
+
+
+def _digit_first_ok(value: str) -> bool:
+    """A digit-first string is an identifier if it holds a letter, a / : - or two dots."""
+    return any(c.isalpha() for c in value) or any(c in "/:-" for c in value) or value.count(".") >= 2
 
 
 def _digits(text: str) -> str:

@@ -63,3 +63,39 @@ def test_repair_takes_a_misread_last_character_but_not_glued_neighbours():
 def test_short_strings_need_a_closer_match():
     items = extract("join on n.oid")
     assert repair("join on c.oid", items) == "join on c.oid"
+
+
+def test_look_alike_characters_are_folded():
+    items = extract("the code is ZX-1000 and the part K-200A")
+    fixed = repair("the code is ZX-LOO0 and the part K-2004", items)
+    assert fixed == "the code is ZX-1000 and the part K-200A"
+
+
+def test_a_copy_inside_a_longer_token_does_not_count():
+    # "ZX-1010" appears inside the misread "ZX-10101"; ZX-1001 must still come back
+    items = extract("ZX-1001 then ZX-1010")
+    assert repair("ZX-10101 then ZX-1010", items) == "ZX-1001 then ZX-1010"
+
+
+def test_each_copy_of_a_repeated_string_is_repaired():
+    items = extract("OPS-4821 first, OPS-4821 again")
+    assert repair("OPS-4821 first, 0PS-482l again", items) == "OPS-4821 first, OPS-4821 again"
+
+
+def test_digit_first_identifiers_are_kept_whole():
+    text = "ssh 22/tcp on 2024-05-01 at 02:00, host 10.0.0.1, release v1.2.3 and 3rd-party; pi 3.14, $1,250"
+    values = {(i.kind, i.value) for i in extract(text)}
+    for v in ("22/tcp", "2024-05-01", "02:00", "10.0.0.1", "v1.2.3", "3rd-party"):
+        assert ("identifier", v) in values
+    assert ("number", "3.14") in values and ("number", "$1,250") in values
+    fixed = repair("ssh 22/tep on 2024-O5-01 at 02:0O, host 10.0.0.l, release vl.2.3", extract(text))
+    assert "22/tcp" in fixed and "2024-05-01" in fixed and "02:00" in fixed
+    assert "10.0.0.1" in fixed and "v1.2.3" in fixed
+
+
+def test_order_decides_between_two_missing_look_alikes():
+    # "ZX-LOOG" is one folded character from both ZX-1005 and ZX-1008: its place decides
+    source = "item 4 ZX-1004, item 5 ZX-1005, item 7 ZX-1007, item 8 ZX-1008, item 9 ZX-1009"
+    ocr = "item 4 ZX-1004, item 5 ZX-1OO5, item 7 ZX-1007, item 8 ZX-LOOG, item 9 ZX-1009"
+    fixed = repair(ocr, extract(source))
+    assert "item 8 ZX-1008," in fixed and "item 5 ZX-1005," in fixed
