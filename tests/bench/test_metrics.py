@@ -116,3 +116,32 @@ def test_paper_points_are_the_papers():
     small = [(p.precision, p.compression) for p in m.PAPER_FOX if p.mode == "small"]
     assert tiny == [(0.965, 10.5), (0.838, 13.2), (0.793, 16.5), (0.591, 19.7)]
     assert small == [(0.985, 6.7), (0.968, 8.5), (0.915, 10.6), (0.871, 12.6)]
+
+
+def test_answer_exact_needs_every_word_in_one_run():
+    assert m.answer_exact("near a park", "We live near a park, or woods.")
+    assert not m.answer_exact("near a park", "We live near park or woods.")
+    assert not m.answer_exact("K-200A", "the model K-2004 arrived")
+    assert m.answer_exact("pet-friendly", "a Pet friendly spot")  # punctuation is not a word
+    assert not m.answer_exact("", "anything")
+    # the loose test forgives what the strict one does not
+    for answer, misread in (("took them to the beach", "took them tote beach"), ("a day", "a dav")):
+        assert m.answer_found(answer, misread) is (len(answer) > 5)
+        assert not m.answer_exact(answer, misread)
+
+
+def test_window_curve_counts_questions_whose_evidence_the_window_keeps():
+    from optimem.bench import strict
+    from optimem.bench.datasets import Chat, ChatTurn, Question
+
+    turns = tuple(ChatTurn(f"t{i}", "user", f"word{i} " * 3) for i in range(4))
+    qs = (
+        Question("q0", "word0", ("t0",), "x"),
+        Question("q3", "word3", ("t3",), "x"),
+        Question("q", "absent", ("t1",), "x"),  # not in the source: not eligible
+    )
+    chat = Chat("c", "test", "plain", turns, qs)
+    curve = strict.window_curve(chat, [10, 10, 10, 10])
+    assert curve[0] == {"target": 1, "budget_tokens": 40, "seen_tokens": 40, "survived": 2, "eligible": 2}
+    assert curve[1]["budget_tokens"] == 20 and curve[1]["survived"] == 1  # keeps t2, t3
+    assert curve[4]["budget_tokens"] == 8 and curve[4]["survived"] == 0  # nothing fits

@@ -36,7 +36,14 @@ def test_docs_hold_the_schema_verbatim():
 
 def test_write_all_writes_json_markdown_and_valid_pngs(bench_doc, tmp_path):
     written = report.write_all(bench_doc, tmp_path)
-    assert set(written) == {"savings_fidelity", "fidelity_age", "tokens_seen", "strict_survival", "json", "markdown"}
+    assert set(written) == {
+        "savings_fidelity",
+        "fidelity_age",
+        "tokens_seen",
+        "strict_survival",
+        "json",
+        "markdown",
+    }
     for key in report.PLOTS:
         path = written[key]
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -122,16 +122,31 @@ def test_sample_pages_spreads_evenly():
     assert runner.sample_pages(pages, 20) == pages
 
 
-def test_end_to_end_through_tesseract():
-    get_backend("tesseract")  # the real engine is installed by scripts/install.sh: no skip
-    chat = tiny_chat(14, 70)
+def test_end_to_end_through_the_cpu_ocr_gives_real_figures():
+    """The default `cpu` decoder (tesseract + rapidocr) on a 14-turn chat of exact codes.
+
+    Measured on the dev machine: fidelity 99.5%, raw OCR keeps 9 of 14 codes and the side
+    channel brings back all 14, savings 4.2x, every answer exact (a sliding window: 4 of 14).
+    """
+    get_backend("cpu")  # the real engines are installed by scripts/install.sh: no skip
     doc = runner.run(
-        [chat],
-        config(backend="tesseract", allow_test_double=False, modes=(Mode.TINY,), pages_per_mode=1),
+        [tiny_chat(14, 70)],
+        config(
+            backend="cpu", allow_test_double=False, modes=(Mode.TINY,), pages_per_mode=1, target_savings=(3,)
+        ),
     )
-    assert doc["decoder"]["name"] == "tesseract" and not doc["decoder"]["test_double"]
-    o = doc["chats"][0]["optimem"]
-    assert o["pages"] >= 1
-    assert 0.0 <= o["fidelity"]["mean"] <= 1.0
-    assert o["timing"]["decoder_s_total"] > 0
-    assert doc["chats"][0]["baselines"]["archive"]["answer_survival"]["share"] == 1.0
+    assert doc["decoder"]["name"] == "cpu" and not doc["decoder"]["test_double"]
+    chat = doc["chats"][0]
+    o = chat["optimem"]
+    assert o["pages"] >= 1 and o["fidelity"]["mean"] >= 0.97
+    assert 3.5 <= o["savings"] <= 5.0
+    ids = o["identifiers"]
+    assert ids["total"] >= 14 and ids["share_with_verbatim"] >= 0.95
+    assert ids["exact_with_verbatim"] >= ids["exact_ocr"]
+    assert o["answer_survival"]["share"] >= 0.9
+    assert chat["baselines"]["sliding_window"]["answer_survival"]["share"] <= 0.5
+    assert o["timing"]["decoder_chars_per_s"] > 300
+    (strict,) = chat["targets"]
+    assert strict["eligible"] == 14 and strict["survival"]["exact"]["share"] >= 0.9
+    assert strict["survival"]["window"]["share"] <= 0.5
+    assert 0 < strict["side_channel"]["share"] <= 0.10
