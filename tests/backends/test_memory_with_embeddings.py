@@ -24,14 +24,19 @@ def _backend(tiny, **kw):
 def test_pages_store_embeddings_and_recall_decodes_from_them(tiny_ocr2, tmp_path):
     backend = _backend(tiny_ocr2)
     mem = OpticalMemory(
-        tmp_path / "m.db", backend=backend, decode="lazy", policy=NoAging(), keep_recent_turns=0, creation_mode="base"
+        tmp_path / "m.db",
+        backend=backend,
+        decode="lazy",
+        policy=NoAging(),
+        keep_recent_turns=0,
+        creation_mode="base",
     )
     s = mem.session("a")
     s.add_turns(chat_turns(12, words=40))
     s.compress(flush=True)
     pages = s.pages()
     assert pages and all(p.positions == 257 for p in pages)  # DeepSeek-OCR 2's Base: 1024 global view
-    png, _, representation, fingerprint = mem.store.page_blobs(pages[0].id)
+    _, _, representation, fingerprint = mem.store.page_blobs(pages[0].id)
     assert representation and fingerprint == backend.fingerprint()
     first = s.recall_page(pages[0].id)
     assert not first.cached and first.backend == "deepseek-ocr2"
@@ -39,7 +44,9 @@ def test_pages_store_embeddings_and_recall_decodes_from_them(tiny_ocr2, tmp_path
     assert again.cached and again.raw_text == first.raw_text  # read once, cached by fingerprint
     from optimem.backends.base import PageInput
 
-    direct = backend.decode(PageInput(mem.decoder.page_input(mem.store.page_by_id(pages[0].id)).image, Mode.BASE))
+    direct = backend.decode(
+        PageInput(mem.decoder.page_input(mem.store.page_by_id(pages[0].id)).image, Mode.BASE)
+    )
     assert direct.text == first.raw_text  # decoding the stored embeddings equals decoding pixels
     assert s.stats().positions == 257 * len(pages)
 
@@ -47,7 +54,12 @@ def test_pages_store_embeddings_and_recall_decodes_from_them(tiny_ocr2, tmp_path
 def test_aging_reencodes_and_budget_counts_deepseek2_positions(tiny_ocr2, tmp_path):
     backend = _backend(tiny_ocr2)
     mem = OpticalMemory(
-        tmp_path / "m.db", backend=backend, decode="lazy", policy="budget:200", keep_recent_turns=0, creation_mode="base"
+        tmp_path / "m.db",
+        backend=backend,
+        decode="lazy",
+        policy="budget:200",
+        keep_recent_turns=0,
+        creation_mode="base",
     )
     s = mem.session("a")
     s.add_turns(chat_turns(12, words=40))
