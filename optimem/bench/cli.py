@@ -15,8 +15,8 @@ from ..backends import DEFAULT_BACKEND
 from ..cli_errors import clean_errors as _clean_errors
 from ..memory import DEFAULT_CREATION_MODE
 from ..modes import LADDER, Mode
+from ..pricing import CONSUMERS
 from . import datasets, report, runner
-from .metrics import CONSUMERS
 
 
 def _modes(value: str) -> tuple[Mode, ...]:

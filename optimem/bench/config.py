@@ -9,7 +9,7 @@ from ..backends import DEFAULT_BACKEND, Backend
 from ..errors import InputError
 from ..memory import DEFAULT_CREATION_MODE
 from ..modes import LADDER, Mode
-from . import metrics as m
+from ..pricing import CONSUMERS
 
 SCHEMA_ID = "optimem.bench/2"
 """Bumped to 2 with the strict runs (`targets`, `window_curve`, `config.target_savings`)."""
@@ -35,7 +35,7 @@ class BenchConfig:
     creation_mode: Mode = DEFAULT_CREATION_MODE
     """Mode the budget run typesets pages at (they age down from there)."""
     extra_encoding: str | None = "cl100k_base"
-    consumers: tuple[str, ...] = tuple(m.CONSUMERS)
+    consumers: tuple[str, ...] = tuple(CONSUMERS)
     allow_test_double: bool = False
     progress: bool = True
     target_savings: tuple[float, ...] = ()
@@ -50,9 +50,9 @@ class BenchConfig:
             raise InputError("pages per mode must be ≥ 0 (0 decodes every page)")
         if any(t < 1 for t in self.target_savings):
             raise InputError("target savings must be ≥ 1 (e.g. 10 for a tenth of the text tokens)")
-        unknown = [c for c in self.consumers if c not in m.CONSUMERS]
+        unknown = [c for c in self.consumers if c not in CONSUMERS]
         if unknown:
-            raise InputError(f"unknown consumer {unknown[0]!r}; choose from {', '.join(m.CONSUMERS)}")
+            raise InputError(f"unknown consumer {unknown[0]!r}; choose from {', '.join(CONSUMERS)}")
 
 
 def is_test_double(backend: Backend) -> bool:

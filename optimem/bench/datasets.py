@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..memory import ROLES
+from ..turns import ROLES, load_chat, validate_turn
 
 #: LoCoMo's QA categories: 1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop are
 #: answerable; 5 is adversarial (the chat holds no answer).
@@ -92,6 +92,8 @@ def load(spec: str | Path) -> Chat:
         raise InputError(f"no such chat file: {path}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(raw, list) or (isinstance(raw, dict) and "turns" in raw and "sessions" not in raw):
+        return load_plain(path, name=path.stem)
     return from_json(raw, name=path.stem, source=str(path))
 
 
@@ -116,8 +118,6 @@ def from_json(raw: Any, *, name: str, source: str) -> Chat:
         return load_locomo(raw, name=name, source=source)
     if isinstance(raw, dict) and "sessions" in raw:
         return load_optimem(raw, name=name, source=source)
-    if isinstance(raw, list) or (isinstance(raw, dict) and ("turns" in raw or "messages" in raw)):
-        return load_plain(raw, name=name, source=source)
     raise InputError(
         f"{source}: unknown chat format; expected LoCoMo (speaker_a, session_N, qa), "
         '{"turns": [{"role", "content"}]} or {"sessions": [...], "questions": [...]}'
@@ -134,24 +134,22 @@ def load_default() -> Chat:
 # Formats
 
 
-def load_plain(raw: Any, *, name: str, source: str) -> Chat:
-    """``{"turns": [{"role", "content", "name"?}]}`` (or ``"messages"``, or a bare list)."""
-    items = raw if isinstance(raw, list) else raw.get("turns", raw.get("messages"))
-    if not isinstance(items, list):
-        raise InputError(f"{source}: 'turns' must be a list of {{role, content}} objects")
+def load_plain(path: str | Path, *, name: str) -> Chat:
+    """A plain chat file, read by the same rules as the CLI (`optimem.turns.load_chat`):
+    ``{"turns": [{"role", "content", "name"?}]}`` or a bare list. Whitespace-only turns are
+    skipped and counted; any other bad turn is an InputError naming it."""
+    source = str(path)
     turns: list[ChatTurn] = []
     skipped = 0
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise InputError(f"{source}: turn {i} is not an object")
+    for i, item in enumerate(load_chat(path)):
         role, content = item.get("role"), item.get("content")
-        if role not in ROLES:
-            raise InputError(f"{source}: turn {i} has role {role!r}; use one of {', '.join(sorted(ROLES))}")
-        if not isinstance(content, str):
-            raise InputError(f"{source}: turn {i} content must be a string")
-        if not content.strip():
+        if isinstance(content, str) and not content.strip():
             skipped += 1
             continue
+        try:
+            validate_turn(role, content, item.get("name"))  # type: ignore[arg-type]
+        except InputError as exc:
+            raise InputError(f"{source}: turn {i}: {exc}") from None
         turns.append(ChatTurn(str(item.get("id", f"t{i + 1}")), role, content, _name(item.get("name"))))
     if not turns:
         raise InputError(f"{source}: the chat holds no turns with text")

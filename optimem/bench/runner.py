@@ -22,6 +22,7 @@ from .. import __version__
 from ..backends import Backend, get_backend
 from ..errors import InputError
 from ..modes import LADDER, BudgetPolicy, NoAging
+from ..pricing import CONSUMERS, page_tokens
 from ..tokens import DEFAULT_ENCODING, count_tokens
 from . import metrics as m
 from . import score, strict
@@ -163,6 +164,7 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
             "pages": len(pages),
             "unpaged_tokens": stats.unpaged_tokens,
             "positions": stats.positions,
+            "page_tokens": stats.page_tokens,
             "seen_tokens": seen,
             "savings": r(m.savings(text_tokens, seen)),
             "savings_by_encoding": extra,
@@ -255,9 +257,9 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
                 "label": c.label,
                 "rule": c.rule,
                 "source": c.source,
-                "page_tokens": {mode.value: m.page_tokens(name, mode) for mode in LADDER},
+                "page_tokens": {mode.value: page_tokens(name, mode) for mode in LADDER},
             }
-            for name, c in m.CONSUMERS.items()
+            for name, c in CONSUMERS.items()
             if name in cfg.consumers
         },
         "chats": results,

@@ -142,6 +142,7 @@ OPTIMEM_RUN = _obj(
         "pages": INT,
         "unpaged_tokens": INT,
         "positions": INT,
+        "page_tokens": INT,
         "seen_tokens": INT,
         "savings": NUM_N,
         "savings_by_encoding": _map(NUM_N, "savings with text counted in another encoding"),

@@ -108,12 +108,10 @@ def timing(rep: Replay, reads: Sequence[PageRead]) -> dict[str, Any]:
 
 
 def seen(rep: Replay, consumers: Sequence[str], text_tokens: int) -> dict[str, Any]:
-    """Tokens each consumer's model sees: recent text + every page image at its rule."""
-    unpaged = sum(t.text_tokens for t in rep.unpaged())
-    pages = rep.session.pages()
+    """Tokens each consumer's model sees: recent text + every page (image and caption) at its rule."""
     out = {}
     for c in consumers:
-        n = unpaged + sum(m.page_tokens(c, p.mode) for p in pages)
+        n = rep.session.stats(consumer=c).context_tokens
         out[c] = {"seen_tokens": n, "savings": r(m.savings(text_tokens, n))}
     return out
 

@@ -51,17 +51,22 @@ def window_curve(chat: Chat, tokens: Sequence[int]) -> list[dict[str, Any]]:
     return out
 
 
-def _visible(rep: Replay, budget: int) -> set[int]:
-    """Memory turn ids the model sees in `context(budget)`: text turns and turns on shown pages."""
+def _visible(rep: Replay, budget: int) -> tuple[set[int], set[int]]:
+    """Memory turn ids `context(budget)` shows in full, and those among them shown as source text
+    (recent turns, and pages the context shows as their text because that is cheaper)."""
     ctx = rep.session.context(budget_tokens=budget)
     shown: set[int] = set()
+    as_text: set[int] = set()
     for item in ctx.items:
         if item.turn is not None:
             shown.add(item.turn.id)
+            as_text.add(item.turn.id)
         if item.page is not None:
             shown.update(item.page.turn_ids)
+            if item.presented == "text":
+                as_text.update(item.page.turn_ids)
     omitted = {tid for p in rep.session.pages() if p.id in set(ctx.omitted_page_ids) for tid in p.turn_ids}
-    return shown - omitted  # a turn split over a shown and an omitted page is not fully seen
+    return shown - omitted, as_text - omitted  # a turn split over a shown and an omitted page is not seen
 
 
 def _side_channel(rep: Replay) -> dict[str, Any]:
@@ -93,14 +98,15 @@ def run_target(
     pages = rep.session.pages()
     read_pages(rep, pages, cfg, chat)
     recalled = score.recalled_text(rep)
-    visible = _visible(rep, budget)
+    visible, as_text = _visible(rep, budget)
+    content = {t.id: t.content for t in chat.turns}
     qs = eligible(chat)
     counts = dict.fromkeys(("exact", "loose", "exact_in_context", "loose_in_context", "window"), 0)
     misses = []
     start = m.window_start(tokens, budget)
     index = {t.id: i for i, t in enumerate(chat.turns)}
     for q in qs:
-        got = "\n".join(recalled(e) or "" for e in q.evidence)
+        got = "\n".join(content[e] if rep.turn_ids[e] in as_text else recalled(e) or "" for e in q.evidence)
         exact, loose = m.answer_exact(q.answer, got), m.answer_found(q.answer, got)
         in_ctx = all(rep.turn_ids[e] in visible for e in q.evidence)
         counts["exact"] += exact

@@ -64,7 +64,6 @@ def test_real_locomo_files_load_with_the_readme_turn_counts():
 def test_plain_chat_formats(tmp_path):
     for raw in (
         {"turns": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
     ):
         path = tmp_path / "c.json"
@@ -72,6 +71,11 @@ def test_plain_chat_formats(tmp_path):
         chat = datasets.load(path)
         assert chat.format == "plain" and [t.id for t in chat.turns] == ["t1", "t2"]
         assert chat.questions == ()
+    # the same rules as the CLI's loader: whitespace-only turns are skipped and counted
+    path.write_text(
+        json.dumps({"turns": [{"role": "user", "content": " "}, {"role": "user", "content": "x"}]})
+    )
+    assert datasets.load(path).skipped_turns == 1
 
 
 def test_bad_files_say_what_is_wrong(tmp_path):
