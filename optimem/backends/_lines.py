@@ -38,6 +38,89 @@ def line_em(box: LineBox, font_px: float) -> tuple[float, bool]:
     return (font_px if font_px > 0 else height / LATIN_SPACING), False
 
 
+MONO_ADVANCE = 0.6021
+"""Advance of one DejaVu Sans Mono glyph in ems (1233/2048), the width of one code column."""
+
+
+def indent(gray: np.ndarray, box: LineBox, em: float, ink: int = 160) -> int:
+    """Leading spaces of a monospace line, read from where its ink starts.
+
+    The typesetter starts every line at the box's left edge and advances over leading spaces
+    without drawing them, so the blank stretch before the first dark column, in monospace
+    columns (less a glyph's left bearing, ~0.2 column), is the indentation.
+    """
+    band = gray[max(0, box.y0) : box.y1, max(0, box.x0) : box.x1 + 1]
+    if band.size == 0:
+        return 0
+    cols = np.flatnonzero(band.min(axis=0) < ink)
+    if cols.size == 0:
+        return 0
+    return max(0, round(cols[0] / (MONO_ADVANCE * em) - 0.2))
+
+
+def expected_chars(lines: Sequence[LineBox]) -> list[tuple[int, int]]:
+    """(fewest, most) characters each line should read as, from the layout's offsets alone.
+
+    A line holds `end - start` characters of its turn (one of them may be a space eaten at
+    the break); the first line of a turn also holds its speaker label, whose length the
+    decoder does not know: 6 ("user: ") to 40 characters more.
+    """
+    out = []
+    for box in lines:
+        n = max(0, box.end - box.start)
+        lo, hi = max(0, n - 1), n
+        if box.start == 0:
+            lo, hi = lo + 6, hi + 40
+        out.append((lo, hi))
+    return out
+
+
+def misfit(text: str, bounds: tuple[int, int]) -> int:
+    """How many characters `text` (stripped) falls outside `bounds`; 0 when it fits."""
+    n = len(text.strip())
+    lo, hi = bounds
+    return lo - n if n < lo else n - hi if n > hi else 0
+
+
+def merge_spaces(letters: str, spaces: str) -> str:
+    """`letters` with the word gaps `spaces` reads added where `letters` has none.
+
+    rapidocr reads blurred small type's letters well but glues words ("getinvolved",
+    "wantto"); tesseract, upscaled, finds the gaps but misreads letters ("te" for "to").
+    The two readings are aligned without their spaces, and a gap of either goes in.
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    a, b = letters.replace(" ", ""), spaces.replace(" ", "")
+    gaps_a = _gaps(letters)
+    gaps_b = _gaps(spaces)
+    b_to_a: dict[int, int] = {}
+    for tag, a0, a1, b0, _ in Levenshtein.opcodes(a, b):
+        if tag == "equal":
+            for k in range(a1 - a0):
+                b_to_a[b0 + k] = a0 + k
+    # a gap counts only where both readings agree on the characters either side of it
+    gaps = set(gaps_a) | {b_to_a[j] for j in gaps_b if j in b_to_a and b_to_a.get(j + 1) == b_to_a[j] + 1}
+    out = []
+    for i, ch in enumerate(a):
+        out.append(ch)
+        if i in gaps and i < len(a) - 1:
+            out.append(" ")
+    return "".join(out)
+
+
+def _gaps(text: str) -> list[int]:
+    """Indexes (in `text` without spaces) of the characters followed by a word gap."""
+    out, n = [], -1
+    for ch in text.strip():
+        if ch == " ":
+            if n >= 0 and (not out or out[-1] != n):
+                out.append(n)
+        else:
+            n += 1
+    return out
+
+
 def upscale_factor(em: float, steps: Sequence[tuple[float, int]]) -> int:
     """The first factor whose minimum em `em` reaches, from `steps` of (min_em, factor)."""
     for min_em, factor in steps:
