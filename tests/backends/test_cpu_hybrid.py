@@ -1,7 +1,8 @@
 """The 'cpu' backend: Latin lines through tesseract, CJK lines through rapidocr (real engines)."""
 
 from optimem.backends import get_backend
-from optimem.backends.base import PageInput
+from optimem.backends.base import Decoded, PageInput
+from optimem.backends.cpu import CpuBackend
 from optimem.metrics import fidelity
 from optimem.modes import Mode
 from optimem.render import RenderOptions, TurnText, paginate
@@ -32,7 +33,8 @@ def test_mixed_page_routes_lines_by_script_and_keeps_alignment():
 def test_latin_page_reads_like_tesseract():
     page, inp = _page([MIXED[0], MIXED[2]])
     assert not page.has_cjk
-    assert get_backend("cpu").decode(inp).text == get_backend("tesseract").decode(inp).text
+    plain = CpuBackend(recheck=False)  # routing alone; the re-check may improve single lines
+    assert plain.decode(inp).text == get_backend("tesseract").decode(inp).text
 
 
 def test_fingerprint_names_both_engines():
@@ -52,4 +54,34 @@ def test_blurred_pages_go_to_rapidocr():
         8.0 * factor,
         False,
     )
-    assert get_backend("cpu").decode(aged).text == get_backend("rapidocr").decode(aged).text
+    assert CpuBackend(recheck=False).decode(aged).text == get_backend("rapidocr").decode(aged).text
+
+
+CODE = (
+    "Try this:\n```python\ndef quicksort(arr):\n    if len(arr) <= 1:\n        return arr\n"
+    "    pivot = arr[0]\n    return quicksort([x for x in arr[1:] if x < pivot]) + [pivot]\n```"
+)
+
+
+def test_code_lines_come_back_indented():
+    page, inp = _page([TurnText(1, "user", CODE)])
+    decoded = get_backend("cpu").decode(inp)
+    code = [
+        (box.text, read) for box, read in zip(page.lines, decoded.lines, strict=True) if box.kind == "code"
+    ]
+    assert len(code) >= 6
+    for source, read in code:
+        assert len(read) - len(read.lstrip(" ")) == len(source) - len(source.lstrip(" ")), (source, read)
+
+
+def test_a_misread_line_is_re_read_by_the_other_engine():
+    page, inp = _page([MIXED[0], MIXED[2]])
+    backend = get_backend("cpu")
+    good = backend.decode(inp)
+    lines = list(good.lines)
+    lines[0] = lines[0].replace(" ", "", 3)[:-6]  # glued words and a lost tail: too short for its box
+    broken = Decoded("\n".join(lines), good.confidence, "tesseract", good.seconds, tuple(lines))
+    fixed = backend._checked(inp, broken, backend.cjk)
+    assert fixed.extra["rechecked_lines"] >= 1 and fixed.extra["replaced_lines"] >= 1
+    assert fidelity(fixed.lines[0], page.lines[0].text) > fidelity(lines[0], page.lines[0].text)
+    assert fidelity(fixed.lines[0], page.lines[0].text) >= 0.95
