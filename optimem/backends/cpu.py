@@ -1,9 +1,10 @@
-"""CpuBackend: each line to the CPU engine that reads its script best.
+"""CpuBackend: each line to the CPU engine that reads it best.
 
 Measured here (docs/cpu-backends.md, optimem/data/calibration.json): tesseract reads dense
 Latin type at ≥97% several times faster than rapidocr, but its Chinese model tops out near
 97% even at 16–24 px, while rapidocr reads Chinese at 99% from 9–10 px. So Latin lines go to
-tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr.
+tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr, as
+do fenced code lines (rapidocr reads brackets and operators better; benchmarks/code_recall.py).
 Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to rapidocr, which
 reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
 against 89% with tesseract (default chat, measured here).
@@ -16,7 +17,7 @@ and the reading whose length fits better is kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from . import _lines
 from .base import Backend, Capabilities, Decoded, PageInput
@@ -35,6 +36,7 @@ class CpuBackend(Backend):
         *,
         blur_px: float = 7.5,
         recheck: bool = True,
+        code_to_cjk: bool = True,
     ) -> None:
         """Args:
         latin: reads sharp Latin lines (default tesseract).
@@ -42,6 +44,8 @@ class CpuBackend(Backend):
         blur_px: pages whose type is smaller than this (px per em, after aging) go to `cjk`.
         recheck: re-read lines whose reading does not fit their known character count with
             the other engine, keeping the reading that fits better.
+        code_to_cjk: read fenced code lines with `cjk` (rapidocr reads brackets and operators
+            better: benchmarks/code_recall.py).
         """
         from .rapidocr import RapidOCRBackend
         from .tesseract import TesseractBackend
@@ -50,9 +54,10 @@ class CpuBackend(Backend):
         self.cjk = cjk or RapidOCRBackend()
         self.blur_px = blur_px
         self.recheck = recheck
+        self.code_to_cjk = code_to_cjk
 
     def fingerprint(self) -> str:
-        check = ";recheck" if self.recheck else ""
+        check = (";recheck" if self.recheck else "") + (";code=cjk" if self.code_to_cjk else "")
         return (
             f"cpu[latin={self.latin.fingerprint()};cjk={self.cjk.fingerprint()};blur<{self.blur_px}{check}]"
         )
@@ -60,9 +65,14 @@ class CpuBackend(Backend):
     def decode(self, page: PageInput) -> Decoded:
         if page.font_px < self.blur_px:
             return self._checked(page, self.cjk.decode(page), self.latin, merge=True)
-        if not page.lines or not page.has_cjk:
-            return self._checked(page, self.latin.decode(page), self.cjk)
-        cjk_idx = [i for i, box in enumerate(page.lines) if _lines.line_em(box, page.font_px)[1]]
+        if not page.lines:
+            return self._renamed(self.latin.decode(page))
+        cjk_idx = [
+            i
+            for i, box in enumerate(page.lines)
+            if (page.has_cjk and _lines.line_em(box, page.font_px)[1])
+            or (self.code_to_cjk and box.kind == "code")
+        ]
         if not cjk_idx:
             return self._checked(page, self.latin.decode(page), self.cjk)
         latin_idx = [i for i in range(len(page.lines)) if i not in set(cjk_idx)]
@@ -80,9 +90,17 @@ class CpuBackend(Backend):
             seconds += part.seconds
         confidence = sum(c * n for c, n in confidences) / sum(n for _, n in confidences)
         decoded = Decoded("\n".join(texts), confidence, self.name, seconds, tuple(texts))
-        return self._checked(page, decoded, self.cjk)
+        return self._checked(page, decoded, self.cjk, skip=set(cjk_idx))
 
-    def _checked(self, page: PageInput, decoded: Decoded, other: Backend, *, merge: bool = False) -> Decoded:
+    def _checked(
+        self,
+        page: PageInput,
+        decoded: Decoded,
+        other: Backend,
+        *,
+        merge: bool = False,
+        skip: Collection[int] = (),
+    ) -> Decoded:
         """`decoded` with its misfit Latin lines re-read by `other`, keeping the better fit.
 
         With `merge` (a blurred page read by rapidocr, re-read by tesseract) the candidate is
@@ -98,7 +116,9 @@ class CpuBackend(Backend):
         misfit = [
             i
             for i, (text, box) in enumerate(zip(decoded.lines, page.lines, strict=True))
-            if _lines.misfit(text, bounds[i]) >= 2 and not _lines.line_em(box, page.font_px)[1]
+            if _lines.misfit(text, bounds[i]) >= 2
+            and not _lines.line_em(box, page.font_px)[1]
+            and i not in skip
         ]
         if not misfit:
             return self._renamed(decoded)
