@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> dict:
     mem = OpticalMemory(
         work / "memory.db",
         backend=args.backend,
-        policy=f"budget:{int(args.budget * 0.75)}",
+        # pages and paged-out turns get what the kept messages leave at most (less the header)
+        policy=f"budget:{args.budget - args.trigger - 100}",
         keep_recent_turns=0,
     )
     counter = PageTokenCounter(mem)
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> dict:
     savers = [SqliteSaver(c) for c in conns]
     middleware = OpticalMemoryMiddleware(
         memory=mem,
-        trigger=("tokens", args.budget),
+        trigger=("tokens", args.trigger),
         keep=("messages", args.keep),
         budget_tokens=args.budget,
     )
@@ -135,15 +136,25 @@ def run(args: argparse.Namespace) -> dict:
         "trim": "\n".join(m.text for m in trimmed),
         "optical": seen_text(last_optical, session),
     }
-    questions = [q for q in chat.questions if q.answerable]
+    # as in `optimem bench`: the questions whose answer text is in their evidence turns
+    by_id = {t.id: t.content for t in chat.turns}
+    questions = [
+        q
+        for q in chat.questions
+        if q.answerable and answer_found(q.answer, "\n".join(by_id[e] for e in q.evidence if e in by_id))
+    ]
     survive = {k: sum(answer_found(q.answer, v) for q in questions) for k, v in texts.items()}
     stats = session.stats()
+    from optimem.pricing import CONSUMERS
+
+    consumers = {c: PageTokenCounter(mem, consumer=c)(last_optical) for c in CONSUMERS}
     result = {
         "chat": chat.name,
         "source": str(args.chat),
         "turns": len(chat.turns),
         "model_calls": len(rows),
         "budget_tokens": args.budget,
+        "trigger_tokens": args.trigger,
         "keep_messages": args.keep,
         "decoder": mem.backend.name,
         "machine": MACHINE,
@@ -158,6 +169,7 @@ def run(args: argparse.Namespace) -> dict:
             "optical": checkpoint_bytes(savers[0], config),
             "full": checkpoint_bytes(savers[1], config),
         },
+        "final_call_by_consumer": consumers,
         "pages": len(session.pages()),
         "per_mode": {m.value: s.pages for m, s in stats.per_mode.items()},
         "seconds_per_turn_mean": round(sum(seconds) / len(seconds), 3),
@@ -173,7 +185,7 @@ def run(args: argparse.Namespace) -> dict:
 def table(r: dict) -> str:
     lines = [
         f"LangChain agent replay: {r['chat']} ({r['turns']} turns, {r['model_calls']} model calls), "
-        f"budget {r['budget_tokens']:,} tokens, keep {r['keep_messages']} messages",
+        f"budget {r['budget_tokens']:,} tokens, trigger {r['trigger_tokens']:,}, keep {r['keep_messages']} messages",
         f"decoder {r['decoder']}, machine: {r['machine']}; chat model: RecordingChatModel (no LLM)",
         "",
         "  what the model receives             last call  mean/call  answers survive",
@@ -199,6 +211,9 @@ def table(r: dict) -> str:
         f"  pages: {r['pages']} {r['per_mode']}; agent turn with paging: "
         f"{r['seconds_per_turn_mean']:.3f} s mean, {r['seconds_per_turn_max']:.3f} s max",
         "",
+        "  the last optical call priced by other models' image rules: "
+        + ", ".join(f"{k} {v:,}" for k, v in r["final_call_by_consumer"].items()),
+        "",
         "  tokens per model call (every 50 turns)",
         "  turns  optical    full    trim",
     ]
@@ -215,11 +230,19 @@ def main() -> None:
     p.add_argument("--chat", default="/work/shared/data/locomo/41.json")
     p.add_argument("--turns", type=int, default=500)
     p.add_argument("--budget", type=int, default=2000)
+    p.add_argument("--trigger", type=int, default=1000, help="page out when messages reach N tokens")
     p.add_argument("--keep", type=int, default=6)
     p.add_argument("--backend", default="cpu")
     p.add_argument("--out", default="benchmarks/results/langchain_agent")
+    p.add_argument("--smoke", action="store_true", help="check the plumbing only; writes no figures")
     args = p.parse_args()
+    if args.backend == "test-double" and not args.smoke:
+        p.error("the test-double backend is no OCR: it may only run with --smoke (no figures)")
     result = run(args)
+    if args.smoke:
+        print(table(result))
+        print("smoke run: not a measurement, nothing written")
+        return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))

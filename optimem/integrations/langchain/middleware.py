@@ -58,7 +58,10 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
             all hold, or a list of either (any holds).
         keep: What stays as messages after paging: ``("messages", N)`` or ``("tokens", N)``.
             An assistant message with tool calls is never separated from its results.
-        budget_tokens: What the model may see in all: memory plus kept messages.
+        budget_tokens: What the model may see in all: memory plus the messages in the state.
+            The memory gets what the messages leave, so a trigger well below the budget
+            leaves room for pages; give the memory a policy of about budget − trigger
+            (``OpticalMemory(policy="budget:1900")`` for the defaults) so its pages fit.
         present: ``"images"`` (page images, for vision models), ``"text"`` (the pages read
             back by OCR) or ``"tool"`` (a one-line index of pages; the model reads them with
             the recall tool).
@@ -81,7 +84,7 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
         self,
         *,
         memory: OpticalMemory,
-        trigger: Trigger = ("tokens", 4000),
+        trigger: Trigger = ("tokens", 2000),
         keep: ContextSize = ("messages", 6),
         budget_tokens: int = 4000,
         present: Present = "images",
