@@ -20,12 +20,12 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import wrap_model_call
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from optimem.turns import load_chat
 
 from optimem import OpticalMemory
 from optimem.integrations.langchain import OpticalMemoryMiddleware, PageTokenCounter
 from optimem.integrations.langchain.recall_tool import read_page
 from optimem.integrations.langchain.testing import RecordingChatModel
+from optimem.turns import load_chat
 
 USER_TURNS = int(os.environ.get("OPTIMEM_EXAMPLE_TURNS", "24"))
 
@@ -53,9 +53,9 @@ def main() -> None:
     model, consumer = chat_model(script)
 
     workdir = Path(tempfile.mkdtemp(prefix="optimem-example-"))
-    memory = OpticalMemory(workdir / "memory.db", backend="cpu", policy="budget:1500", keep_recent_turns=0)
+    memory = OpticalMemory(workdir / "memory.db", backend="cpu", policy="budget:900", keep_recent_turns=0)
     optical = OpticalMemoryMiddleware(
-        memory=memory, trigger=("tokens", 2000), keep=("messages", 6), budget_tokens=2000, consumer=consumer
+        memory=memory, trigger=("tokens", 1000), keep=("messages", 6), budget_tokens=2000, consumer=consumer
     )
     counter = PageTokenCounter(memory, consumer=consumer)
     history_tokens = 0

@@ -254,19 +254,29 @@ def test_checkpoint_stays_small(memory, tmp_path):
 
 
 @pytest.mark.parametrize("present", ["text", "tool"])
-def test_models_without_vision(memory, present):
-    agent, model, _ = make_agent(memory, present=present)
+def test_models_without_vision(tmp_path, present):
+    # the memory keeps its newest 2 paged-out turns as text: they are shown as messages
+    mem = OpticalMemory(tmp_path / "m.db", backend="test-double", policy="budget:300", keep_recent_turns=2)
+    agent, model, _ = make_agent(mem, present=present)
     chat(agent, "nv", TEXTS[:12])
-    memory.wait()
+    mem.wait()
     last = model.calls[-1]
     assert not image_blocks(last)
     shown = last[0].text
-    page = memory.session("nv").pages()[0]
+    session = mem.session("nv")
+    page = session.pages()[0]
+    unpaged = [t for t in session.turns() if not t.paged]
+    assert len(unpaged) == 2
+    texts = [m.text for m in last]
+    assert all(t.content in texts for t in unpaged)
     if present == "text":
-        assert "OPS-4800" in shown  # read back by the decoder, identifiers exact
+        assert session.recall(page.id) in shown  # read back by the decoder
+        assert "OPS-4800" in shown
     else:
         assert f"page {page.id}: turns {page.turn_ids[0]}-{page.turn_ids[-1]}" in shown
         assert "OPS-4800" not in shown
+    assert PageTokenCounter(mem)(last) <= 1200
+    mem.close()
 
 
 def test_ocr_failure_never_breaks_a_turn(tmp_path, caplog):

@@ -103,7 +103,7 @@ def _as_text(
     turns_in: list[Turn] = []
     omitted_turns = 0
     for t in reversed(unpaged):
-        cost = pricing.turn(t)
+        cost = t.text_tokens
         if cost <= left and not omitted_turns:
             turns_in.append(t)
             left -= cost
@@ -121,7 +121,7 @@ def _as_text(
             used += cost
         else:
             omitted_pages += 1
-    used += sum(pricing.turn(t) for t in turns_in)
+    used += sum(t.text_tokens for t in turns_in)
     pages_in.reverse()
     out: list[AnyMessage] = []
     if pages_in:
