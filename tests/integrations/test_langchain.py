@@ -389,3 +389,9 @@ def test_core_imports_without_langchain():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'optimem[langchain]'" in out.stdout
+
+
+def test_a_run_without_a_thread_id_is_refused_with_the_fix(memory):
+    agent = create_agent(RecordingChatModel(), middleware=[OpticalMemoryMiddleware(memory=memory)])
+    with pytest.raises(ValueError, match="thread_id"):
+        agent.invoke({"messages": [HumanMessage("hello")]})
