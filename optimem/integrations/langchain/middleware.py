@@ -236,10 +236,10 @@ def safe_cutoff(messages: Sequence[AnyMessage], cut: int) -> int:
     """Move `cut` back so a kept tool result keeps the assistant message that called it."""
     if cut >= len(messages) or not isinstance(messages[cut], ToolMessage):
         return cut
-    ids = set()
+    ids: set[str] = set()
     i = cut
-    while i < len(messages) and isinstance(messages[i], ToolMessage):
-        ids.add(messages[i].tool_call_id)
+    while i < len(messages) and isinstance(result := messages[i], ToolMessage):
+        ids.add(result.tool_call_id)
         i += 1
     for j in range(cut - 1, -1, -1):
         m = messages[j]

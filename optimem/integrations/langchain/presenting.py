@@ -74,7 +74,7 @@ def memory_messages(
 
 def _from_context(ctx: Context, header: str) -> tuple[list[AnyMessage], list[int]]:
     """Pages in one user message of caption + image blocks; recent turns as their messages."""
-    blocks: list[dict] = [{"type": "text", "text": header}]
+    blocks: list[str | dict] = [{"type": "text", "text": header}]
     shown: list[int] = []
     turns: list[AnyMessage] = []
     for item, msg in zip(ctx.items, ctx.to_messages(), strict=True):

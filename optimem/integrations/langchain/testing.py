@@ -31,7 +31,7 @@ class RecordingChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "optimem-recording-fake"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> RecordingChatModel:  # type: ignore[override]
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> RecordingChatModel:
         self.bound_tools = list(tools)
         return self
 
