@@ -218,18 +218,32 @@ def test_resumed_thread_continues_in_a_new_process(tmp_path):
     conn.close()
 
 
-def test_async_agent(memory):
-    agent, model, _ = make_agent(memory)
+def test_async_agent_and_async_recall_tool(memory):
+    def reply(messages, i):
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            return "thanks"
+        if last.text == "recall":
+            return AIMessage(
+                "", tool_calls=[{"name": "recall_memory", "args": {"query": "OPS-4801"}, "id": "a1"}]
+            )
+        return "ok"
+
+    agent, model, _ = make_agent(memory, RecordingChatModel(reply=reply))
 
     async def run():
         config = {"configurable": {"thread_id": "async"}}
-        for text in TEXTS[:12]:
+        for text in [*TEXTS[:12], "recall"]:
             await agent.ainvoke({"messages": [HumanMessage(text)]}, config)
         return config
 
     config = asyncio.run(run())
     assert image_blocks(model.calls[-1])
-    assert agent.get_state(config).values["optical_memory"]["page_ids"]
+    state = agent.aget_state(config)
+    values = asyncio.run(state).values
+    assert values["optical_memory"]["page_ids"]
+    result = next(m for m in values["messages"] if isinstance(m, ToolMessage))
+    assert "Pages matching 'OPS-4801'" in result.text and "OPS-4801" in result.text
 
 
 def test_checkpoint_stays_small(memory, tmp_path):
@@ -324,6 +338,9 @@ def test_chat_history_under_runnable_with_message_history(memory):
         assert model.calls[-1][-1].text == TEXTS[11]
         assert PageTokenCounter(memory)(model.calls[-1][:-1]) <= 1000
         assert memory.session("h").stats().turns == 24
+        # optimem's own page messages handed back are never stored (or paged) again
+        histories["h"].add_messages([*histories["h"].messages, HumanMessage("one more")])
+        assert memory.session("h").stats().turns == 25
         histories["h"].clear()
         assert not memory.has_session("h") and histories["h"].messages == []
 
