@@ -25,7 +25,7 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from optimem import OpticalMemory
+from optimem import Mode, OpticalMemory
 from optimem.backends.testing import TestDoubleBackend
 from optimem.integrations.langchain import (
     OpticalChatMessageHistory,
@@ -246,7 +246,8 @@ def test_async_agent_and_async_recall_tool(memory):
     assert "Pages matching 'OPS-4801'" in result.text and "OPS-4801" in result.text
 
 
-def test_checkpoint_stays_small(memory, tmp_path):
+def test_checkpoint_stays_small_and_pages_age(tmp_path):
+    memory = OpticalMemory(tmp_path / "m.db", backend="test-double", policy="budget:200", keep_recent_turns=0)
     conn = sqlite3.connect(tmp_path / "ckpt.db", check_same_thread=False)
     saver = SqliteSaver(conn)
     agent, _, _ = make_agent(memory, checkpointer=saver)
@@ -264,7 +265,11 @@ def test_checkpoint_stays_small(memory, tmp_path):
     assert late < 1.5 * early
     blob = saver.serde.dumps_typed(saver.get_tuple(config).checkpoint)[1]
     assert b"iVBOR" not in blob
+    # later turns aged the older pages with the memory's policy (budget:200)
+    modes = [p.mode for p in memory.session("size").pages()]
+    assert modes[0] is Mode.TINY and len(modes) >= 2
     conn.close()
+    memory.close()
 
 
 @pytest.mark.parametrize("present", ["text", "tool"])
