@@ -417,3 +417,23 @@ def test_a_run_without_a_thread_id_is_refused_with_the_fix(memory):
     agent = create_agent(RecordingChatModel(), middleware=[OpticalMemoryMiddleware(memory=memory)])
     with pytest.raises(ValueError, match="thread_id"):
         agent.invoke({"messages": [HumanMessage("hello")]})
+
+
+def test_the_example_runs_as_is(tmp_path):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    env |= {"OPTIMEM_EXAMPLE_TURNS": "10", "TMPDIR": str(tmp_path), "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "langchain_agent.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "using RecordingChatModel" in out
+    assert "(1 page images)" in out
+    assert "memory page 1 (turns 1-" in out and "read by cpu" in out
