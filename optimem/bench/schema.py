@@ -215,38 +215,31 @@ SIDE_CHANNEL = _obj(
     optional=("page_share_max", "pages_over_10pct"),
     desc="verbatim strings kept as text beside the pages, in bytes and as a share of the pages' text bytes",
 )
+_TARGET_COMMON = {
+    "target": NUM,
+    "text_tokens": INT,
+    "seen_tokens": INT,
+    "savings": NUM_N,
+    "pages": INT,
+    "pages_in_context": INT,
+    "eligible": INT,
+    "survival": STRICT_SURVIVAL,
+    "side_channel": SIDE_CHANNEL,
+}
 TARGET_RUN = _obj(
-    {
-        "target": NUM,
-        "text_tokens": INT,
+    _TARGET_COMMON
+    | {
         "budget_tokens": INT,
-        "seen_tokens": INT,
-        "savings": NUM_N,
-        "pages": INT,
-        "pages_in_context": INT,
         "modes": _map(INT, "pages per final mode"),
-        "eligible": INT,
-        "survival": STRICT_SURVIVAL,
         "identifiers": IDENTIFIERS,
         "fidelity": FIDELITY,
-        "side_channel": SIDE_CHANNEL,
         "misses": _list(_obj({"answer": STR, "evidence": _list(STR), "loose": BOOL})),
     },
     desc="a strict run: budget = text tokens / target, every page read back",
 )
 TARGET_POOL = _obj(
-    {
-        "target": NUM,
-        "text_tokens": INT,
-        "seen_tokens": INT,
-        "savings": NUM_N,
-        "pages": INT,
-        "pages_in_context": INT,
-        "eligible": INT,
-        "survival": STRICT_SURVIVAL,
-        "identifiers": _obj({"total": INT, "exact_with_verbatim": INT, "share_with_verbatim": SHARE_N}),
-        "side_channel": SIDE_CHANNEL,
-    },
+    _TARGET_COMMON
+    | {"identifiers": _obj({"total": INT, "exact_with_verbatim": INT, "share_with_verbatim": SHARE_N})},
     desc="the strict runs of one target pooled over chats",
 )
 WINDOW_POINT = _obj(

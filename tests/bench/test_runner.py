@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimem.backends import get_backend
-from optimem.bench import runner
+from optimem.bench import report, runner
 from optimem.errors import InputError
 from optimem.modes import Mode
 
@@ -137,6 +137,7 @@ def test_end_to_end_through_the_cpu_ocr_gives_real_figures():
         ),
     )
     assert doc["decoder"]["name"] == "cpu" and not doc["decoder"]["test_double"]
+    assert report.validate(doc) == []  # the strict runs' part of the schema too
     chat = doc["chats"][0]
     o = chat["optimem"]
     assert o["pages"] >= 1 and o["fidelity"]["mean"] >= 0.97
