@@ -85,9 +85,11 @@ def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -
     """
     order = sorted((it for it in items if len(it.value) >= 3), key=lambda it: (it.turn_id, it.offset))
     values = {it.value for it in items}
+    folded = {v: _fold(v) for v in values}
     out = text
     for near in (False, True):
         spans = _anchors(out, order)
+        masked = _mask(out, values)
         for i, item in enumerate(order):
             if spans[i] is not None:
                 continue
@@ -95,9 +97,9 @@ def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -
             hi = min((sp[0] for sp in spans[i + 1 :] if sp is not None), default=len(out))
             if hi <= lo:
                 continue
-            missing = {_fold(it.value) for it, sp in zip(order, spans, strict=True) if sp is None}
-            missing.discard(_fold(item.value))
-            region = _mask(out[lo:hi], values)
+            missing = {folded[it.value] for it, sp in zip(order, spans, strict=True) if sp is None}
+            missing.discard(folded[item.value])
+            region = masked[lo:hi]
             best = _near(region, item.value, missing) if near else _lookalike(region, item.value)
             if best is None:
                 continue
@@ -106,6 +108,7 @@ def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -
             if window in values or (near and not _misread(window, item.value, score, min_similarity)):
                 continue  # never overwrite a sibling
             out = out[:start] + item.value + out[end:]
+            masked = _mask(out, values)
             delta = len(item.value) - (end - start)
             spans[i] = (start, start + len(item.value))
             spans[i + 1 :] = [None if sp is None else (sp[0] + delta, sp[1] + delta) for sp in spans[i + 1 :]]
@@ -193,7 +196,9 @@ _LOOKALIKE = str.maketrans(
 
 def _fold(text: str) -> str:
     """`text` with look-alike characters folded together; same length as `text`."""
-    return "".join(c.translate(_LOOKALIKE).casefold()[:1] or c for c in text)
+    mapped = text.translate(_LOOKALIKE)
+    low = mapped.lower()
+    return low if len(low) == len(mapped) else "".join(c.lower()[:1] or c for c in mapped)
 
 
 def _lookalike(text: str, needle: str) -> tuple[int, int, float] | None:
