@@ -25,6 +25,7 @@ _REAL_CREATE = socket.create_connection
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch):
     """These tests talk HTTP to servers they start: loopback is allowed, nothing else."""
+
     def connect(self, address, *args):
         if isinstance(address, tuple) and address[0] not in LOOPBACK:
             raise RuntimeError(f"network access to {address[0]} in a test")

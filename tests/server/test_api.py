@@ -15,7 +15,8 @@ def test_turns_compress_recall_context_stats_delete(server, keys):
     h = auth(keys["acme"])
     with httpx.Client(base_url=server.url, headers=h, timeout=60) as c:
         one = c.post(
-            "/v1/sessions/flow/turns", json={"role": "user", "content": "The cutover ticket is OPS-4821 for Zanzibar."}
+            "/v1/sessions/flow/turns",
+            json={"role": "user", "content": "The cutover ticket is OPS-4821 for Zanzibar."},
         )
         assert one.status_code == 201, one.text
         assert one.json()["session"] == "flow" and len(one.json()["turn_ids"]) == 1

@@ -37,7 +37,9 @@ def test_keys_file_keeps_hashes_only_and_revokes(tmp_path):
 def test_settings_from_env_and_the_loopback_rule():
     s = Settings.from_env({"OPTIMEM_PORT": "9000", "OPTIMEM_INSECURE_NO_AUTH": "true"}, backend="rapidocr")
     assert (s.port, s.insecure_no_auth, s.backend) == (9000, True, "rapidocr")
-    assert Settings.from_env(Settings(port=1234, keys="k.json").to_env()) == Settings(port=1234, keys="k.json")
+    assert Settings.from_env(Settings(port=1234, keys="k.json").to_env()) == Settings(
+        port=1234, keys="k.json"
+    )
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
     Settings().check()
