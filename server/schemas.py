@@ -6,11 +6,20 @@ declares the fields it sends and ignores any others a newer record carries.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import Interval
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 MAX_ID = 2**53 - 1  # exact as a JSON number in every client
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -35,6 +44,20 @@ def _json_int(value: Any) -> Any:
 
 #: An integer as JSON Schema means it: 3 or 3.0, never "3" or true.
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
+
+NAME_BODY = r"[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*"
+
+
+def _speaker_name(value: str) -> str:
+    # the renderer cannot lay out control characters in a speaker label (they are placeholders
+    # only in content), so the service refuses them; surrounding whitespace is trimmed
+    value = value.strip()
+    if len(value) > 200 or not re.fullmatch(NAME_BODY, value):
+        raise ValueError("name must be 1-200 characters, not blank, without control characters")
+    return value
+
+
+SpeakerName = Annotated[str, AfterValidator(_speaker_name)]
 
 #: A date-time given as an ISO 8601 string (not coerced from numbers).
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
@@ -73,10 +96,10 @@ class TurnIn(BaseModel):
         description="The message text: not blank, at most 4,000,000 characters (the library's rules and messages).",
         json_schema_extra={"minLength": 1, "maxLength": 4_000_000, "pattern": r"\S"},
     )
-    name: str | None = Field(
+    name: SpeakerName | None = Field(
         default=None,
-        description="Speaker name: one line, not blank, at most 200 characters.",
-        json_schema_extra={"maxLength": 200, "pattern": r"^[^\n]*\S[^\n]*$"},
+        description="Speaker name: not blank, no control characters, at most 200 characters (trimmed).",
+        json_schema_extra={"maxLength": 200, "pattern": f"^{NAME_BODY}$"},
     )
     created_at: IsoDatetime | None = Field(default=None, description="ISO 8601; default: now.")
     metadata: dict[str, Any] | None = None

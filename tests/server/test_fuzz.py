@@ -5,6 +5,8 @@ Bounded for CI: EXAMPLES generated cases per operation (14 operations), through 
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 import schemathesis
@@ -14,7 +16,7 @@ from server import Settings, create_app
 
 from .conftest import Server, auth
 
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("OPTIMEM_FUZZ_EXAMPLES", "200"))
 
 
 @pytest.fixture(scope="module")
