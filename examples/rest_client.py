@@ -16,7 +16,7 @@ CHAT = [
     ("assistant", "Noted. The replica db-replica-03.eu-west.internal is ready; cutover Saturday 02:00 UTC."),
     ("user", "The rollback plan lives at https://wiki.example.com/ops/billing-cutover and Priya owns it."),
     ("assistant", "Rollback: restore snapshot snap-7f3a9c, repoint DNS, budget 4,200 EUR for overtime."),
-] * 6
+] * 15
 
 
 def main() -> None:
@@ -56,9 +56,9 @@ def main() -> None:
         )
         print(f"context: {len(ctx['messages'])} messages ({images} page images), {ctx['tokens']} tokens")
 
-        hits = c.post(
-            "/v1/recall", json={"session": args.session, "query": "rollback snapshot", "limit": 2}
-        ).json()
+        # wait: first decode pages the background OCR has not reached yet, so the search sees them all
+        query = {"session": args.session, "query": "rollback snapshot", "limit": 2, "wait": True}
+        hits = c.post("/v1/recall", json=query).json()
         for hit in hits["hits"]:
             print(
                 f"hit: page {hit['page_id']} ({hit['mode']}, score {hit['score']:.2f}): {hit['snippet'][:90]}"
@@ -70,7 +70,8 @@ def main() -> None:
             read = page["pages"][0]
             print(f"page {read['page_id']} read by {read['backend']} (confidence {read['confidence']:.2f}):")
             print("  " + read["text"][:200].replace("\n", "\n  "))
-            print("  exact strings kept:", ", ".join(sorted({v["value"] for v in read["verbatim"]})[:6]))
+            exact = dict.fromkeys(v["value"] for v in read["verbatim"] if v["kind"] != "number")
+            print("  exact strings kept:", ", ".join(list(exact)[:5]))
 
         st = c.get(f"/v1/sessions/{args.session}/stats").json()
         print(

@@ -21,7 +21,7 @@ echo "# compress";   call -X POST "$URL/v1/compress" -d "{\"session\": \"$SESSIO
 echo "# context (messages with image blocks; base64 cut short here)"
 call "$URL/v1/sessions/$SESSION/context?budget_tokens=2000" | cut -c1-300
 echo "# recall by query"
-call -X POST "$URL/v1/recall" -d "{\"session\": \"$SESSION\", \"query\": \"rollback snapshot\", \"limit\": 2}"
+call -X POST "$URL/v1/recall" -d "{\"session\": \"$SESSION\", \"query\": \"rollback snapshot\", \"limit\": 2, \"wait\": true}"
 echo "# stats";      call "$URL/v1/sessions/$SESSION/stats"
-echo "# page 1 image"; curl -sS "${AUTH[@]}" -o /tmp/optimem-page.png -w '%{http_code} %{content_type}\n' \
+echo "# the first page as PNG"; curl -sS "${AUTH[@]}" -o /tmp/optimem-page.png -w '%{http_code} %{content_type}\n' \
   "$URL/v1/sessions/$SESSION/pages/$(curl -sS "${AUTH[@]}" "$URL/v1/sessions/$SESSION/pages" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pages"][0]["id"])').png"

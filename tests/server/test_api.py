@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import shutil
+import subprocess
+import sys
 
 import httpx
+import pytest
 from PIL import Image
 
-from .conftest import auth, words_turns
+from .conftest import ROOT, auth, words_turns
 
 
 def test_turns_compress_recall_context_stats_delete(server, keys):
@@ -158,3 +163,24 @@ def test_health_ready_metrics_and_openapi(server, keys):
         assert path in paths, path
     assert "examples" in spec["components"]["schemas"]["CompressIn"]
     assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_the_examples_run_against_a_server(server, keys):
+    env = {**os.environ, "OPTIMEM_URL": server.url, "OPTIMEM_KEY": keys["acme"]}
+    py = subprocess.run(
+        [sys.executable, "examples/rest_client.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert py.returncode == 0, py.stderr
+    assert "hit: page" in py.stdout and "exact strings kept: OPS-4821" in py.stdout
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed: examples/rest_client.sh not run")
+    sh = subprocess.run(
+        ["bash", "examples/rest_client.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert sh.returncode == 0, sh.stdout + sh.stderr
+    assert '"hits":[{"page_id"' in sh.stdout and "200 image/png" in sh.stdout
