@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import signal
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import httpx
 from PIL import Image
@@ -16,12 +18,30 @@ from optimem import OpticalMemory
 from .conftest import Server, words_turns
 
 
+def _in_a_write_transaction(db: Path, timeout: float = 30.0) -> bool:
+    """Wait until another process holds the database's write lock (compress's transaction)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        con = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+        except sqlite3.OperationalError:  # "database is locked": the server is mid-transaction
+            return True
+        finally:
+            con.close()
+        time.sleep(0.002)
+    return False
+
+
 def test_sigkill_in_the_middle_of_a_compress_then_restart(tmp_path):
-    """Two kills at different points of a ~2 s compress (test-double OCR, 20 pages); restart after each."""
-    srv = Server(tmp_path / "memory.db", "--decode", "lazy").start()
+    """SIGKILL while compress holds its write transaction (seen from outside as SQLite's write
+    lock), at two different depths into it; restart after each (test-double OCR, ~20 pages)."""
+    db = tmp_path / "memory.db"
+    srv = Server(db, "--decode", "lazy").start()
     acknowledged: list[int] = []
     try:
-        for round, delay in enumerate((0.4, 1.2)):
+        for round, delay in enumerate((0.0, 0.3)):
             with httpx.Client(base_url=srv.url, timeout=60) as c:
                 for k in range(3):
                     body = {"turns": words_turns(50, words=60, tag=f" round{round} batch{k}")}
@@ -37,7 +57,9 @@ def test_sigkill_in_the_middle_of_a_compress_then_restart(tmp_path):
 
             thread = threading.Thread(target=compress)
             thread.start()
+            assert _in_a_write_transaction(db)
             time.sleep(delay)
+            assert _in_a_write_transaction(db, timeout=0.5)
             srv.kill()
             thread.join(30)
             assert not answer, "the compress finished before the kill"
@@ -67,6 +89,13 @@ def _check_whole(srv: Server, acknowledged: list[int]) -> None:
             assert read["text"] and set(read["turns"]) <= {str(t) for t in page["turn_ids"]}
 
 
+def _in_flight(srv: Server) -> int:
+    metrics = httpx.get(srv.url + "/metrics", timeout=5).text
+    return int(
+        float(next(x for x in metrics.splitlines() if x.startswith("optimem_http_in_flight ")).split()[1])
+    )
+
+
 def test_sigterm_drains_recalls_in_flight_through_real_ocr(tmp_path):
     """The `cpu` backend (tesseract) decodes lazily, so each first recall runs real OCR."""
     srv = Server(tmp_path / "memory.db", "--decode", "lazy", backend="cpu").start(timeout=120)
@@ -92,12 +121,14 @@ def test_sigterm_drains_recalls_in_flight_through_real_ocr(tmp_path):
     threads = [threading.Thread(target=recall, args=(pid,)) for pid in created for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    while _in_flight(srv) < len(threads) + 1:  # every recall is inside the server (+ this scrape)
+        time.sleep(0.01)
     start = time.perf_counter()
     assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200
     healthz_s = time.perf_counter() - start
-    assert not answers, "recalls finished before the shutdown began"
+    answered_before = len(answers)
     status = srv.stop()  # SIGTERM while the recalls are running
+    assert answered_before < len(threads), "recalls finished before the shutdown began"
     for t in threads:
         t.join(120)
     assert status in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down cleanly
@@ -117,11 +148,11 @@ def test_sigterm_finishes_the_background_decode_queue_first(tmp_path):
     srv = Server(db, "--decode", "background", backend="cpu").start(timeout=120)
     text = "Priya moves the billing cluster on Saturday; ticket OPS-4821 tracks the cutover. "
     with httpx.Client(base_url=srv.url, timeout=120) as c:
-        turns = [{"role": "user", "content": f"{i}. {text * 4}"} for i in range(14)]
+        turns = [{"role": "user", "content": f"{i}. {text * 4}"} for i in range(20)]
         assert c.post("/v1/sessions/q/turns", json={"turns": turns}).status_code == 201
         created = c.post("/v1/compress", json={"session": "q", "flush": True}).json()["created"]
         queued = httpx.get(srv.url + "/readyz").json()["decode_queue"]
-    assert len(created) >= 2 and queued >= 1  # OCR of the new pages is still under way
+    assert created and queued >= 1  # OCR of the new pages is still under way
     assert srv.stop() in (0, -signal.SIGTERM)
     with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
         session = mem.session("public/q")
