@@ -33,7 +33,7 @@ def stored_prompts(b: DeepseekOcr2Backend, pages: list[PageInput]) -> list:
         ids = torch.tensor(b.prompt_ids(feats.shape[0]), device="cuda")
         with torch.inference_mode():
             x = b.model.get_input_embeddings()(ids)
-            x[ids == b.model.config.image_token_id] = feats.to(x.dtype)
+            x[ids == b.model.config.image_token_id] = feats.to(x.device, x.dtype)
         prompts.append(x)
     return prompts
 

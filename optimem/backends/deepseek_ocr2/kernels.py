@@ -119,8 +119,8 @@ if triton is not None:
     @triton.jit
     def _attn_split_kernel(
         q_ptr, kc_ptr, vc_ptr, pos_ptr, m_ptr, l_ptr, acc_ptr,
-        sq_b, sq_h, sc_b, sc_h, sc_l, scale,
-        N_HEADS: tl.constexpr, GROUP: tl.constexpr, SPLITS: tl.constexpr,
+        sq_b, sq_h, sc_b, sc_h, sc_l,
+        SCALE: tl.constexpr, N_HEADS: tl.constexpr, GROUP: tl.constexpr, SPLITS: tl.constexpr,
         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
         b = tl.program_id(0).to(tl.int64)
@@ -132,7 +132,7 @@ if triton is not None:
         lo = s * chunk
         hi = tl.minimum(lo + chunk, p)
         d = tl.arange(0, HEAD_DIM)
-        q = tl.load(q_ptr + b * sq_b + h * sq_h + d).to(tl.float32) * scale
+        q = tl.load(q_ptr + b * sq_b + h * sq_h + d).to(tl.float32) * SCALE
         base = b * sc_b + g * sc_h
         m = tl.max(tl.full([BLOCK], -1.0e30, tl.float32), axis=0)
         l_sum = tl.sum(tl.zeros([BLOCK], tl.float32), axis=0)
@@ -158,15 +158,15 @@ if triton is not None:
     @triton.jit
     def _attn_merge_kernel(
         q_ptr, k_ptr, v_ptr, kc_ptr, vc_ptr, pos_ptr, m_ptr, l_ptr, acc_ptr, out_ptr,
-        sq_b, sq_h, sk_b, sk_h, sv_b, sv_h, sc_b, sc_h, sc_l, scale,
-        N_HEADS: tl.constexpr, GROUP: tl.constexpr, SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
+        sq_b, sq_h, sk_b, sk_h, sv_b, sv_h, sc_b, sc_h, sc_l,
+        SCALE: tl.constexpr, N_HEADS: tl.constexpr, GROUP: tl.constexpr, SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
     ):  # fmt: skip
         b = tl.program_id(0).to(tl.int64)
         h = tl.program_id(1)
         g = (h // GROUP).to(tl.int64)
         p = tl.load(pos_ptr + b)
         d = tl.arange(0, HEAD_DIM)
-        q = tl.load(q_ptr + b * sq_b + h * sq_h + d).to(tl.float32) * scale
+        q = tl.load(q_ptr + b * sq_b + h * sq_h + d).to(tl.float32) * SCALE
         k_new = tl.load(k_ptr + b * sk_b + g * sk_h + d)
         v_new = tl.load(v_ptr + b * sv_b + g * sv_h + d)
         s_new = tl.sum(q * k_new.to(tl.float32), axis=0)
@@ -212,14 +212,14 @@ def decode_attention(q, k, v, k_cache, v_cache, pos, scale: float, *, block: int
     group = n_heads // n_kv
     _attn_split_kernel[(batch, n_heads, splits)](
         q, k_cache, v_cache, pos, m, l_part, acc,
-        q.stride(0), q.stride(1), sc[0], sc[1], sc[2], scale,
-        N_HEADS=n_heads, GROUP=group, SPLITS=splits, HEAD_DIM=head_dim, BLOCK=block,
+        q.stride(0), q.stride(1), sc[0], sc[1], sc[2],
+        SCALE=scale, N_HEADS=n_heads, GROUP=group, SPLITS=splits, HEAD_DIM=head_dim, BLOCK=block,
     )  # fmt: skip
     _attn_merge_kernel[(batch, n_heads)](
         q, k, v, k_cache, v_cache, pos, m, l_part, acc, out,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        sc[0], sc[1], sc[2], scale,
-        N_HEADS=n_heads, GROUP=group, SPLITS=splits, HEAD_DIM=head_dim,
+        sc[0], sc[1], sc[2],
+        SCALE=scale, N_HEADS=n_heads, GROUP=group, SPLITS=splits, HEAD_DIM=head_dim,
     )  # fmt: skip
     return out.view(batch, n_heads * head_dim)
 
