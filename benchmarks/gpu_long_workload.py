@@ -64,7 +64,7 @@ def main() -> int:
         ids = torch.tensor(b.prompt_ids(feats.shape[0]), device=device)
         with torch.inference_mode():
             x = model.get_input_embeddings()(ids)
-            x[ids == model.config.image_token_id] = feats.to(x.dtype)
+            x[ids == model.config.image_token_id] = feats.to(x.device, x.dtype)
         prompts.append(x)
 
     rng = random.Random(0)
