@@ -193,12 +193,12 @@ class DeepseekOcr2Backend(Backend):
                 )
                 processor = AutoProcessor.from_pretrained(self.source, local_files_only=self.local_only)
             except OSError as exc:
-                from ..errors import BackendUnavailable
+                from ...errors import BackendUnavailable
 
                 raise BackendUnavailable(
                     f"DeepSeek-OCR 2: could not load {self.source!r}: {exc}. Set {MODEL_ENV} or pass model=DIR."
                 ) from exc
-            self._model = model.to(self.device).eval()
+            self._model = model.to(self.device).eval()  # type: ignore[arg-type]
             self._processor = processor
             log.info("loaded DeepSeek-OCR 2 from %s in %.1f s", self.source, time.perf_counter() - t0)
 
@@ -381,11 +381,11 @@ class DeepseekOcr2Backend(Backend):
             image_id = self.model.config.image_token_id
             for f in feats:
                 assert f is not None
-                ids = torch.tensor(self.prompt_ids(f.shape[0]), device=self.device)
-                x = embed(ids)
-                x[ids == image_id] = f.to(self.device, x.dtype)
+                prompt_ids = torch.tensor(self.prompt_ids(f.shape[0]), device=self.device)
+                x = embed(prompt_ids)
+                x[prompt_ids == image_id] = f.to(self.device, x.dtype)
                 prompts.append(x)
-                n_prompt.append(int(ids.numel()))
+                n_prompt.append(int(prompt_ids.numel()))
         generated = self._generate(prompts)
         seconds = (time.perf_counter() - t0) / max(len(pages), 1)
         out = []

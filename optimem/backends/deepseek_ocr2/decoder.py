@@ -179,7 +179,7 @@ class StaticDecoder:
         self.eos = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_at_eos = torch.zeros((), dtype=torch.bool, device=self.device)
         self.step_t = torch.zeros((), dtype=torch.long, device=self.device)
-        self._pool = None
+        self._pool: Any = None
         self._cap: tuple[int, int] = (0, 0)
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
@@ -221,8 +221,10 @@ class StaticDecoder:
         # torch.compile fuses the step's many small kernels (norms, RoPE, routing, guard).
         # "pieces" keeps the attention outside, so the compiled code sees per-batch views only;
         # "step" compiles the whole step, which with the Triton attention is length-free too.
-        pieces = {"qkv": self._qkv, "dense": self._out_dense, "sparse": self._out_sparse, "head": self._head}
-        self._step_fn = self._step
+        pieces: dict[str, Any] = {
+            "qkv": self._qkv, "dense": self._out_dense, "sparse": self._out_sparse, "head": self._head,
+        }  # fmt: skip
+        self._step_fn: Any = self._step
         if self.compile:
             # Each bucket is one entry in torch.compile's per-function cache: make room for all
             # of them (and a second guard setting) instead of falling back to eager at 8.
