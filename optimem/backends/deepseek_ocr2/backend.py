@@ -53,7 +53,7 @@ import torch  # noqa: E402  (after the friendly import check above)
 
 from .. import embeddings as emb  # noqa: E402
 from .decoder import StaticDecoder  # noqa: E402
-from .views import MODE_VIEWS, NATIVE_MODES, VIEWS, View, image_positions  # noqa: E402
+from .views import MODE_VIEWS, VIEWS, View, image_positions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,7 @@ class DeepseekOcr2Backend(Backend):
     """
 
     name = "deepseek-ocr2"
-    capabilities = Capabilities(
-        native_modes=NATIVE_MODES, stores_representation=True, batches=True, device="cuda"
-    )
+    capabilities = Capabilities(stores_representation=True, batches=True)
 
     @classmethod
     def positions(cls, mode: Mode) -> int:
@@ -167,9 +165,6 @@ class DeepseekOcr2Backend(Backend):
         self.ngram_window = ngram_window
         self.max_batch = max_batch or (64 if self.device.startswith("cuda") else 8)
         self.decoder_options = dict(decoder_options or {})
-        self.capabilities = Capabilities(
-            native_modes=NATIVE_MODES, stores_representation=True, batches=True, device=self.device
-        )
         self._decoder: StaticDecoder | None = None
         self._fingerprint: str | None = None
         self._lock = threading.RLock()
