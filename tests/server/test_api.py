@@ -52,7 +52,11 @@ def test_turns_compress_recall_context_stats_delete(server, keys):
         hits = c.post("/v1/recall", json={"session": "flow", "query": "Zanzibar", "limit": 3}).json()["hits"]
         assert hits and hits[0]["page_id"] == created[0]
 
+        latest = {"role": "user", "content": "And the rollback owner?", "name": "Priya"}
+        assert c.post("/v1/sessions/flow/turns", json=latest).status_code == 201
         ctx = c.get("/v1/sessions/flow/context", params={"budget_tokens": 100000}).json()
+        assert ctx["messages"][-1] == {"role": "user", "content": "And the rollback owner?", "name": "Priya"}
+        assert ctx["items"][-1]["kind"] == "text" and ctx["items"][-1]["presented"] == "text"
         assert ctx["omitted_page_ids"] == [] and ctx["tokens"] <= 100000
         images = [
             b
@@ -68,13 +72,13 @@ def test_turns_compress_recall_context_stats_delete(server, keys):
             Image.open(io.BytesIO(base64.b64decode(images[0]["base64"]))).verify()
 
         st = c.get("/v1/sessions/flow/stats").json()
-        assert st["turns"] == 25 and st["per_mode"]["small"]["pages"] == len(created)
+        assert st["turns"] == 26 and st["per_mode"]["small"]["pages"] == len(created)
         tight = c.get("/v1/sessions/flow/context", params={"budget_tokens": st["context_tokens"]}).json()
         assert tight["omitted_page_ids"] == [] and tight["omitted_turn_ids"] == []
 
         assert "flow" in c.get("/v1/sessions").json()["sessions"]
         gone = c.delete("/v1/sessions/flow")
-        assert gone.status_code == 200 and gone.json()["deleted"]["turns"] == 25
+        assert gone.status_code == 200 and gone.json()["deleted"]["turns"] == 26
         assert gone.json()["deleted"]["pages"] == len(created)
         assert c.get("/v1/sessions/flow/stats").status_code == 404
         assert "flow" not in c.get("/v1/sessions").json()["sessions"]
