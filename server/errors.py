@@ -94,7 +94,7 @@ def _snake(name: str) -> str:
 def library_status(exc: OptimemError) -> int:
     for cls in type(exc).__mro__:
         if cls in LIBRARY_STATUS:
-            return LIBRARY_STATUS[cls]  # type: ignore[index]
+            return LIBRARY_STATUS[cls]
     return 500
 
 
@@ -148,7 +148,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         405: "method_not_allowed",
         413: "payload_too_large",
     }
-    return _json(exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return _json(exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail), headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 ENV_PREFIX = "OPTIMEM_"
 DEFAULT_HOST = "127.0.0.1"
@@ -24,7 +24,7 @@ class Settings:
     """OCR backend that reads pages back."""
     policy: str = "budget:4000"
     """Aging policy of every session (budget:N, turns, clock or none)."""
-    decode: str = "background"
+    decode: Literal["background", "now", "lazy"] = "background"
     """When pages are OCRed: background (default), now or lazy."""
     workers: int = 1
     keys: str | None = None
@@ -38,12 +38,14 @@ class Settings:
     max_recall_hits: int = 50
     rate_per_minute: int = 600
     """Requests per API key (per tenant without auth) per minute and worker process; 0 = off."""
-    graceful_timeout: float = 30.0
+    graceful_timeout: int = 30
     """Seconds shutdown waits for in-flight requests."""
     log_level: str = "info"
 
     @classmethod
-    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(
+        cls, environ: os._Environ[str] | dict[str, str] | None = None, /, **overrides: Any
+    ) -> Settings:
         """Defaults, then `OPTIMEM_*` variables, then explicit `overrides` (None means unset)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
