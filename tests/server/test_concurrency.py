@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import httpx
 
-from .conftest import auth, words_turns
+from .conftest import Server, auth, words_turns
 
 CLIENTS = 50
 
@@ -55,3 +56,24 @@ def test_fifty_clients(server, keys):
         assert shared["total"] == 2 * CLIENTS
         said = sorted(t["content"] for t in shared["turns"])
         assert said == sorted(f"client {n} round {k} says OPS-{n}" for n in range(CLIENTS) for k in range(2))
+
+
+def test_two_worker_processes_share_one_database(tmp_path):
+    srv = Server(tmp_path / "memory.db", "--workers", "2", "--decode", "now").start()
+    try:
+
+        async def run():
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as c:
+                adds = [
+                    c.post("/v1/sessions/w/turns", json={"role": "user", "content": f"turn {i} OPS-{i}"})
+                    for i in range(40)
+                ]
+                return [r.status_code for r in await asyncio.gather(*adds)]
+
+        assert set(asyncio.run(run())) == {201}
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.get("/v1/sessions/w/turns").json()["total"] == 40
+            assert c.post("/v1/compress", json={"session": "w", "flush": True}).json()["created"]
+            assert c.get("/v1/sessions/w/stats").json()["turns"] == 40
+    finally:
+        assert srv.stop() in (0, -signal.SIGTERM)
