@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
-    for router in ROUTERS:
+    for router in ROUTERS:  # the viewer (server/ui/, issue 13) mounts its router here too
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
