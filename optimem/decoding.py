@@ -112,15 +112,18 @@ class Decoder:
     def cached(self, page: PageRecord) -> DecodedRecord | None:
         return self.store.get_decoded(page.id, page.mode, self.backend.fingerprint())
 
-    def decode(self, page_ids: Sequence[int]) -> dict[int, DecodedRecord]:
-        """Decode (or read from the cache) these pages at their current modes."""
+    def decode(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
+        """Decode (or read from the cache) these pages at their current modes.
+
+        `refresh` reads them again with the backend and replaces what the cache held.
+        """
         backend = self.backend
         fingerprint = backend.fingerprint()
         out: dict[int, DecodedRecord] = {}
         todo: list[PageRecord] = []
         for pid in page_ids:
             page = self.store.page_by_id(pid)
-            hit = self.store.get_decoded(page.id, page.mode, fingerprint)
+            hit = None if refresh else self.store.get_decoded(page.id, page.mode, fingerprint)
             if hit is None:
                 todo.append(page)
             else:
