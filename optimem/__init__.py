@@ -21,7 +21,8 @@ from .errors import (
 )
 from .memory import OpticalMemory, Session
 from .modes import BudgetPolicy, Mode, TurnAgePolicy, WallClockPolicy
-from .records import Context, Page, Recall, RecallHit, Stats, Turn
+from .pricing import Pricing
+from .records import CompressResult, Context, Deleted, Hits, Page, Recall, RecallHit, Stats, Turn
 
 __version__ = "0.1.0"
 
@@ -29,13 +30,17 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "BudgetPolicy",
+    "CompressResult",
     "Context",
+    "Deleted",
+    "Hits",
     "InputError",
     "Mode",
     "OpticalMemory",
     "OptimemError",
     "Page",
     "PageNotFound",
+    "Pricing",
     "Recall",
     "RecallHit",
     "RenderError",

@@ -15,6 +15,8 @@ import click
 from . import __version__
 from .backends import DEFAULT_BACKEND
 from .cli_errors import clean_errors as _clean_errors
+from .errors import SessionNotFound
+from .turns import load_chat
 
 DB_ENV = "OPTIMEM_DB"
 
@@ -44,23 +46,6 @@ def main() -> None:
     """Optical memory for chat agents: old turns become page images, read back by OCR."""
 
 
-def _load_turns(path: Path) -> list[dict[str, Any]]:
-    """Turns from a chat JSON: {"turns": [...]}, a bare list, or the sessions format."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"cannot read chat file {path}: {exc}") from exc
-    if isinstance(data, dict) and "sessions" in data:
-        turns = [t for s in data["sessions"] for t in s.get("turns", [])]
-    elif isinstance(data, dict):
-        turns = data.get("turns", [])
-    else:
-        turns = data
-    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
-        raise click.ClickException(f"{path}: expected {{'turns': [{{'role': ..., 'content': ...}}]}}")
-    return turns
-
-
 @main.command()
 @click.argument("chat_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @db_option
@@ -74,12 +59,10 @@ def compress(
     chat_file: Path, db: str, session: str, backend: str, policy: str, keep_recent: int, flush: bool
 ) -> None:
     """Add the turns of CHAT_FILE to a session and compress them into pages."""
-    turns = _load_turns(chat_file)
+    turns = load_chat(chat_file)
     with _memory(db, backend, policy, keep_recent_turns=keep_recent, decode="now") as mem:
         s = mem.session(session)
-        ids = s.add_turns(
-            [{k: t.get(k) for k in ("role", "content", "name", "created_at", "metadata")} for t in turns]
-        )
+        ids = s.add_turns(turns, skip_existing=True)
         result = s.compress(flush=flush)
         st = s.stats()
         click.echo(
@@ -120,11 +103,9 @@ def recall(
     with _memory(db, backend, decode="lazy") as mem:
         s = mem.session(session)
         if query is not None:
-            hits = s.recall(query=query, limit=limit)
+            hits = s.search(query, limit=limit, wait=True)  # one-shot: decode what is missing now
             if as_json:
-                click.echo(
-                    json.dumps([h.__dict__ | {"mode": h.mode.value} for h in hits], ensure_ascii=False)
-                )
+                click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
             for h in hits if not as_json else []:
                 click.echo(f"page {h.page_id} ({h.mode.value}, score {h.score:.2f}): {h.snippet}")
             if not hits and not as_json:
@@ -132,19 +113,7 @@ def recall(
             return
         r = s.recall_page(page_id)  # type: ignore[arg-type]
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "page_id": r.page_id,
-                        "mode": r.mode.value,
-                        "backend": r.backend,
-                        "confidence": r.confidence,
-                        "cached": r.cached,
-                        "text": r.text,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         else:
             click.echo(r.text)
 
@@ -152,22 +121,31 @@ def recall(
 @main.command()
 @db_option
 @session_option
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_clean_errors
-def stats(db: str, session: str, as_json: bool) -> None:
-    """Token accounting of a session: text tokens against positions, per mode."""
-    with _memory(db, "test-double") as mem:  # stats never decodes
-        mem.store.require_session(session)
-        s = mem.session(session)
+def stats(db: str, session: str, backend: str, as_json: bool) -> None:
+    """Token accounting of a session: text tokens against positions, per mode.
+
+    Pages are priced by BACKEND's model (its positions); nothing is decoded or loaded.
+    """
+    with _memory(db, backend) as mem:
+        s = _existing(mem, session)
         st = s.stats()
         if as_json:
-            click.echo(json.dumps(st.as_dict()))
+            click.echo(json.dumps(st.to_dict()))
             return
         _print_pages(s)
         click.echo(
             f"{st.turns} turns, {st.text_tokens} text tokens; model sees {st.context_tokens} "
             f"({st.savings:.1f}x fewer)"
         )
+
+
+def _existing(mem, session: str):
+    if not mem.has_session(session):
+        raise SessionNotFound(f"no session {session!r} in this database")
+    return mem.session(session)
 
 
 @main.command("page")
@@ -178,8 +156,8 @@ def stats(db: str, session: str, as_json: bool) -> None:
 @_clean_errors
 def page_png(page_id: int, out: Path, db: str, session: str) -> None:
     """Write the image of PAGE_ID at its current mode as PNG."""
-    with _memory(db, "test-double") as mem:
-        out.write_bytes(mem.session(session).page_png(page_id))
+    with _memory(db, DEFAULT_BACKEND) as mem:  # the backend is never loaded: no decode here
+        out.write_bytes(_existing(mem, session).page_png(page_id))
         click.echo(f"wrote {out}")
 
 

@@ -108,11 +108,21 @@ class PageState:
     turns_since: int
     """Turns added to the session after the page's last turn."""
     created_at: datetime
+    overhead: int = 0
+    """Tokens the page costs beside its image at any mode (its caption)."""
+    as_text: int | None = None
+    """What the page costs shown as its source text instead, when the archive holds it."""
+
+    def cost_at(self, mode: Mode, cost: Callable[[Mode], int]) -> int:
+        """What the page costs in context at `mode`: the cheaper of image + caption and text."""
+        image = cost(mode) + self.overhead
+        return image if self.as_text is None else min(image, self.as_text)
 
 
 @dataclass(frozen=True)
 class AgingPlan:
-    """Target modes by page id (only pages that should move) and the context cost after."""
+    """Target modes by page id (only pages that should move), the context cost after the plan
+    (unpaged text + each page by `PageState.cost_at`) and whether that breaks the budget."""
 
     targets: dict[int, Mode]
     tokens_after: int
@@ -126,6 +136,9 @@ def mode_positions(mode: Mode) -> int:
 
 class AgingPolicy:
     """Decides which mode each page should be kept at. Implement `plan`."""
+
+    budget: int | None = None
+    """The token budget the policy keeps the session within, if it has one."""
 
     def plan(
         self,
@@ -180,7 +193,7 @@ class StepsPolicy(AgingPolicy):
                     mode = _lower(mode, Mode.parse(step_mode))
             if mode != page.mode:
                 targets[page.page_id] = mode
-            total += cost(mode)
+            total += page.cost_at(mode, cost)
         return AgingPlan(targets, total)
 
 
@@ -233,6 +246,10 @@ class BudgetPolicy(AgingPolicy):
         if self.max_tokens <= 0:
             raise InputError(f"max_tokens must be positive, got {self.max_tokens}")
 
+    @property
+    def budget(self) -> int:  # type: ignore[override]
+        return self.max_tokens
+
     def plan(
         self,
         pages: Sequence[PageState],
@@ -241,26 +258,28 @@ class BudgetPolicy(AgingPolicy):
         cost: Callable[[Mode], int] = mode_positions,
     ) -> AgingPlan:
         modes = {p.page_id: p.mode for p in pages}
-        total = text_tokens + sum(cost(m) for m in modes.values())
+        total = text_tokens + sum(p.cost_at(p.mode, cost) for p in pages)
         floor = Mode.parse(self.floor)
 
-        def cheaper(mode: Mode) -> Mode | None:
-            # the next rung that costs less (a model may see two rungs at the same price)
+        def cheaper(page: PageState) -> Mode | None:
+            # the next rung at which this page costs less (a model may see two rungs at the
+            # same price, and a page shown as text costs the same at every rung)
+            mode = modes[page.page_id]
+            now_cost = page.cost_at(mode, cost)
             lower = mode.older()
-            while lower is not None and lower.rank <= floor.rank and cost(lower) >= cost(mode):
+            while lower is not None and lower.rank <= floor.rank:
+                if page.cost_at(lower, cost) < now_cost:
+                    return lower
                 lower = lower.older()
-            return lower if lower is not None and lower.rank <= floor.rank else None
+            return None
 
         while total > self.max_tokens:
-            movable = [p for p in pages if cheaper(modes[p.page_id]) is not None]
+            movable = [(p, lower) for p in pages if (lower := cheaper(p)) is not None]
             if not movable:
                 break
-            sharpest = min(modes[p.page_id].rank for p in movable)
-            victim = next(p for p in movable if modes[p.page_id].rank == sharpest)  # oldest first
-            current = modes[victim.page_id]
-            lower = cheaper(current)
-            assert lower is not None
-            total += cost(lower) - cost(current)
+            sharpest = min(modes[p.page_id].rank for p, _ in movable)
+            victim, lower = next((p, m) for p, m in movable if modes[p.page_id].rank == sharpest)  # oldest
+            total += victim.cost_at(lower, cost) - victim.cost_at(modes[victim.page_id], cost)
             modes[victim.page_id] = lower
         targets = {p.page_id: modes[p.page_id] for p in pages if modes[p.page_id] != p.mode}
         return AgingPlan(targets, total, over_budget=total > self.max_tokens)
@@ -294,4 +313,4 @@ class NoAging(AgingPolicy):
         now: datetime,
         cost: Callable[[Mode], int] = mode_positions,
     ) -> AgingPlan:
-        return AgingPlan({}, text_tokens + sum(cost(p.mode) for p in pages))
+        return AgingPlan({}, text_tokens + sum(p.cost_at(p.mode, cost) for p in pages))

@@ -1,18 +1,94 @@
-"""What the memory API returns: turns, pages, recalls, context, stats. Plain frozen data."""
+"""What the memory API returns: turns, pages, recalls, context, stats. Plain frozen data.
+
+Every record round-trips through JSON: `to_dict()` gives plain JSON values (datetimes as
+ISO 8601 strings, modes by name, PNG bytes as base64) and `from_dict()` reads them back, so
+the CLI, the REST service and the integrations all speak the same shapes.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 from .modes import Mode
+from .pricing import page_caption, turn_label
 from .verbatim import VerbatimItem
+
+R = TypeVar("R", bound="Record")
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Record | VerbatimItem):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mode):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {str(_to_json(k)): _to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _from_json(args[0], value) if len(args) == 1 else value
+    if origin is Literal or tp is Any:
+        return value
+    if origin in (tuple, list):
+        (item, *_) = typing.get_args(tp) or (Any,)
+        items = [_from_json(item, v) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        k, v = typing.get_args(tp) or (Any, Any)
+        return {_from_json(k, key): _from_json(v, val) for key, val in value.items()}
+    if isinstance(tp, type):
+        if issubclass(tp, Mode):
+            return Mode(value)
+        if issubclass(tp, datetime):
+            return datetime.fromisoformat(value)
+        if issubclass(tp, bytes):
+            return base64.b64decode(value)
+        if issubclass(tp, int) and not isinstance(value, bool):
+            return int(value)
+        if issubclass(tp, float):
+            return float(value)
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            names = {f.name for f in dataclasses.fields(tp) if f.init}
+            return tp(**{k: _from_json(hints[k], v) for k, v in value.items() if k in names})
+    return value
+
+
+class Record:
+    """Mixin for the API's frozen dataclasses: lossless JSON round trips."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: ISO datetimes, modes by name, bytes as base64."""
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        """The record `to_dict()` described; unknown keys (derived values) are ignored."""
+        return _from_json(cls, data)
 
 
 @dataclass(frozen=True)
-class Turn:
+class Turn(Record):
     """A chat message as optimem keeps it."""
 
     id: int
@@ -22,13 +98,15 @@ class Turn:
     seq: int
     name: str | None = None
     created_at: datetime | None = None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     text_tokens: int = 0
     paged: bool = False
+    external_id: str | None = None
+    """The caller's own id for the turn (unique in its session), e.g. a LangChain message id."""
 
 
 @dataclass(frozen=True)
-class Page:
+class Page(Record):
     """A page of memory: which turns it holds and what it costs now."""
 
     id: int
@@ -38,7 +116,7 @@ class Page:
     text_tokens: int
     """Text tokens of the turn content this page holds."""
     positions: int
-    """Decoder positions the page costs at its current mode."""
+    """Decoder positions the page image costs at its current mode (the backend's count)."""
     chars: int
     created_at: datetime
     aged_at: datetime | None
@@ -52,10 +130,13 @@ class Page:
         """Text tokens ÷ positions at the current mode."""
         return self.text_tokens / self.positions
 
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"compression": round(self.compression, 3)}
+
 
 @dataclass(frozen=True)
-class CompressResult:
-    """What one `compress()` changed."""
+class CompressResult(Record):
+    """What one `compress()` changed, and the context cost before and after (as `stats()`)."""
 
     created: list[int]
     aged: list[tuple[int, Mode, Mode]]
@@ -69,7 +150,7 @@ class CompressResult:
 
 
 @dataclass(frozen=True)
-class Recall:
+class Recall(Record):
     """A page read back: text (verbatim strings restored), and how it was read."""
 
     page_id: int
@@ -87,7 +168,7 @@ class Recall:
 
 
 @dataclass(frozen=True)
-class RecallHit:
+class RecallHit(Record):
     """One page found by `recall(query=...)`."""
 
     page_id: int
@@ -97,39 +178,66 @@ class RecallHit:
     turn_ids: tuple[int, ...]
 
 
+class Hits(list[RecallHit]):
+    """Search results, best first; `unsearched` pages were not decoded yet (now queued)."""
+
+    unsearched: int = 0
+
+    def __init__(self, hits: list[RecallHit] = (), unsearched: int = 0) -> None:  # type: ignore[assignment]
+        super().__init__(hits)
+        self.unsearched = unsearched
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hits": [h.to_dict() for h in self], "unsearched": self.unsearched}
+
+
 @dataclass(frozen=True)
-class ContextItem:
+class ContextItem(Record):
+    """One piece of context: a recent turn as text, or a page (as its image or its text)."""
+
     kind: Literal["text", "page"]
     tokens: int
     turn: Turn | None = None
     page: Page | None = None
     png: bytes | None = None
+    presented: Literal["image", "text"] = "image"
+    """How a page is shown: its image, or (when that is cheaper) its archived source text."""
+    text: str | None = None
+    """The page's source text with speaker labels, when presented as text."""
 
 
 @dataclass(frozen=True)
-class Context:
+class Context(Record):
     """What a model should see: older pages as images, recent turns as text, within budget."""
 
     items: list[ContextItem]
     budget_tokens: int
     omitted_turn_ids: list[int]
     omitted_page_ids: list[int]
+    consumer: str | None = None
+    """Whose image-token rule priced the pages (None: the backend's own positions)."""
 
     @property
     def tokens(self) -> int:
         return sum(i.tokens for i in self.items)
 
     def to_messages(self) -> list[dict[str, Any]]:
-        """Chat messages: each page as a user message with an image block, then the turns."""
+        """Chat messages: each page as a user message (caption + image block, or its text),
+        then the recent turns with their names and tool-call fields."""
         out: list[dict[str, Any]] = []
         for item in self.items:
             if item.kind == "page":
-                assert item.page is not None and item.png is not None
+                assert item.page is not None
+                caption = page_caption(item.page)
+                if item.presented == "text":
+                    out.append({"role": "user", "content": f"{caption}\n{item.text or ''}"})
+                    continue
+                assert item.png is not None
                 out.append(
                     {
                         "role": "user",
                         "content": [
-                            {"type": "text", "text": page_caption(item.page)},
+                            {"type": "text", "text": caption},
                             {
                                 "type": "image",
                                 "base64": base64.b64encode(item.png).decode("ascii"),
@@ -140,17 +248,32 @@ class Context:
                 )
             else:
                 assert item.turn is not None
-                out.append({"role": item.turn.role, "content": item.turn.content or ""})
+                out.append(turn_message(item.turn))
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"tokens": self.tokens, "messages": self.to_messages()}
 
-def page_caption(page: Page) -> str:
-    first, last = page.turn_ids[0], page.turn_ids[-1]
-    return f"[memory page {page.id}, turns {first}-{last}, {page.mode.value}]"
+
+def turn_message(turn: Turn) -> dict[str, Any]:
+    """A turn as a chat message, keeping `name` and the tool-call fields in its metadata."""
+    msg: dict[str, Any] = {"role": turn.role, "content": turn.content or ""}
+    if turn.name:
+        msg["name"] = turn.name
+    if turn.role == "tool" and "tool_call_id" in turn.metadata:
+        msg["tool_call_id"] = turn.metadata["tool_call_id"]
+    if turn.role == "assistant" and turn.metadata.get("tool_calls"):
+        msg["tool_calls"] = turn.metadata["tool_calls"]
+    return msg
+
+
+def page_text(pieces: list[tuple[str, str | None, str]]) -> str:
+    """A page's source shown as text: one "speaker: text" paragraph per (role, name, text)."""
+    return "\n".join(f"{turn_label(role, name)}: {text}" for role, name, text in pieces)
 
 
 @dataclass(frozen=True)
-class ModeStats:
+class ModeStats(Record):
     pages: int
     text_tokens: int
     positions: int
@@ -161,8 +284,8 @@ class ModeStats:
 
 
 @dataclass(frozen=True)
-class Stats:
-    """Token accounting of one session."""
+class Stats(Record):
+    """Token accounting of one session, priced like `context()` prices it."""
 
     turns: int
     text_tokens: int
@@ -170,12 +293,16 @@ class Stats:
     unpaged_tokens: int
     paged_text_tokens: int
     positions: int
+    """Page images at their modes (the backend's positions, or the consumer's image tokens)."""
     per_mode: dict[Mode, ModeStats]
+    page_tokens: int = 0
+    """What the pages cost in context: each at the cheaper of its image + caption and its text."""
+    consumer: str | None = None
 
     @property
     def context_tokens(self) -> int:
-        """What the model sees: recent turns as text plus every page at its mode."""
-        return self.unpaged_tokens + self.positions
+        """What the model sees with nothing omitted: recent turns as text plus every page."""
+        return self.unpaged_tokens + self.page_tokens
 
     @property
     def compression(self) -> float:
@@ -187,23 +314,27 @@ class Stats:
         """Full history tokens ÷ tokens the model sees."""
         return self.text_tokens / self.context_tokens if self.context_tokens else 1.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "turns": self.turns,
-            "text_tokens": self.text_tokens,
-            "unpaged_tokens": self.unpaged_tokens,
-            "paged_text_tokens": self.paged_text_tokens,
-            "positions": self.positions,
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for mode, stats in self.per_mode.items():
+            out["per_mode"][mode.value]["compression"] = round(stats.compression, 3)
+        return out | {
             "context_tokens": self.context_tokens,
             "compression": round(self.compression, 3),
             "savings": round(self.savings, 3),
-            "per_mode": {
-                m.value: {
-                    "pages": s.pages,
-                    "text_tokens": s.text_tokens,
-                    "positions": s.positions,
-                    "compression": round(s.compression, 3),
-                }
-                for m, s in self.per_mode.items()
-            },
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Deprecated name of `to_dict()`."""
+        return self.to_dict()
+
+
+@dataclass(frozen=True)
+class Deleted(Record):
+    """What `Session.delete()` removed."""
+
+    session_id: str
+    turns: int
+    pages: int
+    decoded: int
+    verbatim: int

@@ -17,39 +17,13 @@ from PIL import Image, ImageDraw
 
 from . import fonts
 from .errors import InputError, RenderError
+from .layout import CJK_CHAR, LineBox, Span, placeholder
 from .modes import Mode
 
-_CJK_CLASS = re.compile(
-    r"[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3200-\u4dbf\u4e00-\u9fff"
-    r"\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
-)
 # Emoji and pictographs: fonts may draw them, but no OCR reads them back, so they get a
 # placeholder that does survive the round trip.
 _EMOJI = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U0001f000-\U0001faff]")
 _FENCE = re.compile(r"^\s*(```|~~~)")
-PLACEHOLDER = re.compile(r"<U\+([0-9A-F]{4,6})>")
-
-
-def placeholder(ch: str) -> str:
-    """The visible stand-in for a character no bundled font can draw (OCR reads it back)."""
-    return f"<U+{ord(ch):04X}>"
-
-
-def restore_placeholders(text: str) -> str:
-    """Turn `<U+1F600>` stand-ins in decoded text back into the characters they name."""
-
-    def _sub(m: re.Match[str]) -> str:
-        try:
-            return chr(int(m.group(1), 16))
-        except (ValueError, OverflowError):
-            return m.group(0)
-
-    return PLACEHOLDER.sub(_sub, text)
-
-
-def is_cjk(text: str) -> bool:
-    """True if `text` holds any CJK character."""
-    return _CJK_CLASS.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -65,65 +39,6 @@ class TurnText:
     def label(self) -> str:
         """Speaker label typeset before the turn's first line."""
         return f"{self.name} ({self.role}): " if self.name else f"{self.role}: "
-
-
-@dataclass(frozen=True)
-class LineBox:
-    """One typeset line. Coordinates are pixels on the page's creation canvas."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    text: str
-    """The characters drawn on this line (placeholders spelled out)."""
-    turn_id: int
-    start: int
-    """Offset in the turn's content of the first character on this line."""
-    end: int
-    """Offset in the turn's content just past the last character on this line."""
-    kind: str = "text"
-    """'text', or 'code' for monospace lines inside a fence."""
-
-    def scaled(self, factor: float) -> LineBox:
-        """This box on a canvas `factor` times the size (aging resizes pages)."""
-        return LineBox(
-            int(self.x0 * factor),
-            int(self.y0 * factor),
-            max(int(self.x0 * factor) + 1, round(self.x1 * factor)),
-            max(int(self.y0 * factor) + 1, round(self.y1 * factor)),
-            self.text,
-            self.turn_id,
-            self.start,
-            self.end,
-            self.kind,
-        )
-
-    def to_json(self) -> list:
-        return [
-            self.x0,
-            self.y0,
-            self.x1,
-            self.y1,
-            self.text,
-            self.turn_id,
-            self.start,
-            self.end,
-            self.kind,
-        ]
-
-    @classmethod
-    def from_json(cls, row: Sequence) -> LineBox:
-        return cls(*row)
-
-
-@dataclass(frozen=True)
-class Span:
-    """Characters [start, end) of a turn's content that a page holds."""
-
-    turn_id: int
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
@@ -236,7 +151,7 @@ class _Typesetter:
         cp = ord(ch)
         if _EMOJI.match(ch):
             return None
-        if _CJK_CLASS.match(ch) and "cjk" in self.charsets and cp in self.charsets["cjk"]:
+        if CJK_CHAR.match(ch) and "cjk" in self.charsets and cp in self.charsets["cjk"]:
             return "cjk"
         if cp in self.charsets[base]:
             return base

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
+from optimem.layout import is_cjk
 from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderedPage, RenderOptions, TurnText, is_cjk, paginate
+from optimem.render import RenderedPage, RenderOptions, TurnText, paginate
 from optimem.tokens import count_tokens
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,14 +4,8 @@ import pytest
 from PIL import Image
 
 from optimem import InputError, Mode
-from optimem.render import (
-    LineBox,
-    RenderOptions,
-    TurnText,
-    paginate,
-    resize_to,
-    restore_placeholders,
-)
+from optimem.layout import LineBox, restore_placeholders
+from optimem.render import RenderOptions, TurnText, paginate, resize_to
 
 from .conftest import chat_turns
 

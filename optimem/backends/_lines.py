@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..render import LineBox
+from ..layout import LineBox
 
 LATIN_SPACING = 1.2
 """Line height in ems of a Latin line (render.RenderOptions.line_spacing default)."""

@@ -22,8 +22,8 @@ from typing import ClassVar
 
 from PIL import Image
 
+from ..layout import LineBox
 from ..modes import LADDER, Mode
-from ..render import LineBox
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,14 @@ class Backend:
         """Identifies the model and settings whose outputs are interchangeable."""
         return self.name
 
-    def positions(self, mode: Mode) -> int:
+    @classmethod
+    def positions(cls, mode: Mode) -> int:
         """Decoder positions a page at `mode` costs the model this backend stands for.
 
         The default is DeepSeek-OCR's (v1) count for the mode; a backend whose model sees
         pages differently (DeepSeek-OCR 2: 833 / 257 / 145) overrides it, and budgets and
-        stats then count what that model really sees.
+        stats then count what that model really sees. A classmethod: pricing needs no loaded
+        engine or weights.
         """
         return mode.positions
 

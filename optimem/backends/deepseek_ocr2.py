@@ -240,7 +240,8 @@ class DeepseekOcr2Backend(Backend):
         native_modes=NATIVE_MODES, stores_representation=True, batches=True, device="cuda"
     )
 
-    def positions(self, mode: Mode) -> int:
+    @classmethod
+    def positions(cls, mode: Mode) -> int:
         """Image positions DeepSeek-OCR 2 sees for a square page at `mode` (833 / 257 / 145)."""
         return image_positions(mode)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..memory import ROLES
+from ..turns import ROLES
 
 #: LoCoMo's QA categories: 1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop are
 #: answerable; 5 is adversarial (the chat holds no answer).

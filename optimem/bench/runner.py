@@ -25,9 +25,9 @@ from tqdm import tqdm
 from .. import __version__
 from ..backends import DEFAULT_BACKEND, Backend, get_backend
 from ..errors import InputError
+from ..layout import restore_placeholders
 from ..memory import DEFAULT_CREATION_MODE, OpticalMemory, Session
 from ..modes import LADDER, BudgetPolicy, Mode, NoAging
-from ..render import restore_placeholders
 from ..store import PageRecord
 from ..tokens import DEFAULT_ENCODING, count_tokens
 from . import metrics as m

@@ -16,9 +16,10 @@ import pytest
 from optimem.backends import _lines, get_backend
 from optimem.backends.base import PageInput
 from optimem.errors import BackendUnavailable
+from optimem.layout import LineBox
 from optimem.metrics import fidelity
 from optimem.modes import LADDER, Mode
-from optimem.render import LineBox, RenderOptions, TurnText, paginate, resize_to
+from optimem.render import RenderOptions, TurnText, paginate, resize_to
 
 LATIN = [
     TurnText(1, "user", "Move the replica db-replica-03 to the new subnet on Friday."),

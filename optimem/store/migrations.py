@@ -1,4 +1,4 @@
-"""Schema migrations: numbered, named functions, each applied once in a transaction."""
+"""SQLite schema migrations: numbered, named functions, each applied once in a transaction."""
 
 from __future__ import annotations
 
@@ -92,5 +92,37 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+def m002_external_ids_and_fingerprints(db: sqlite3.Connection) -> None:
+    """Caller-supplied turn ids (unique per session); decoded text keyed by the backend's
+    fingerprint, so new weights or new trained data never serve stale text."""
+    _run(
+        db,
+        """
+        ALTER TABLE turns ADD COLUMN external_id TEXT;
+        CREATE UNIQUE INDEX turns_external ON turns(session_id, external_id) WHERE external_id IS NOT NULL;
+        DELETE FROM decoded;
+        ALTER TABLE decoded ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX decoded_fingerprint ON decoded(page_id, mode, fingerprint)
+        """,
+    )
+
+
+def m003_search_index(db: sqlite3.Connection) -> None:
+    """Decoded text and side-channel strings of each page in an FTS5 trigram index, so a query
+    finds substrings (OCR-glued words included) without decoding every page again."""
+    _run(
+        db,
+        """
+        CREATE VIRTUAL TABLE page_index USING fts5(
+            text, page_id UNINDEXED, session_id UNINDEXED, tokenize = 'trigram'
+        )
+        """,
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_initial,
+    m002_external_ids_and_fingerprints,
+    m003_search_index,
+)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,4 +1,4 @@
-"""Persistence in SQLite: sessions, turns, pages, decoded text. WAL, migrations, transactions.
+"""The embedded store: SQLite in WAL mode, numbered migrations, one transaction per compress step.
 
 Every write that must land whole (a compress step) runs inside `Store.transaction()`, a
 `BEGIN IMMEDIATE … COMMIT`: a process killed at any instant leaves either the old state or
@@ -12,104 +12,25 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import PageNotFound, SchemaError, SessionNotFound, StoreError
+from ..errors import PageNotFound, SchemaError, SessionNotFound, StoreError
+from ..layout import LineBox, Span
+from ..modes import Mode
+from ..verbatim import VerbatimItem
+from .base import (
+    DecodedRecord,
+    NewPage,
+    PageRecord,
+    SessionInfo,
+    TurnRecord,
+    iter_chunks,
+    parse_time,
+    utcnow,
+)
 from .migrations import MIGRATIONS, SCHEMA_VERSION
-from .modes import Mode
-from .render import LineBox, Span
-from .verbatim import VerbatimItem
-
-
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def parse_time(value: str) -> datetime:
-    t = datetime.fromisoformat(value)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class TurnRecord:
-    """A stored turn. `content` is None once the session's archive has been dropped."""
-
-    id: int
-    session_id: str
-    seq: int
-    role: str
-    content: str | None
-    name: str | None
-    text_tokens: int
-    chars: int
-    created_at: datetime
-    metadata: dict
-    paged: bool
-
-
-@dataclass(frozen=True)
-class PageRecord:
-    """A stored page, without its image bytes (see `Store.page_png`)."""
-
-    id: int
-    session_id: str
-    seq: int
-    mode: Mode
-    creation_mode: Mode
-    canvas: int
-    creation_canvas: int
-    font_px: int
-    has_cjk: bool
-    text_tokens: int
-    chars: int
-    created_at: datetime
-    aged_at: datetime | None
-    last_turn_seq: int
-    last_turn_at: datetime
-    spans: tuple[Span, ...]
-
-    @property
-    def turn_ids(self) -> tuple[int, ...]:
-        return tuple(s.turn_id for s in self.spans)
-
-    @property
-    def positions(self) -> int:
-        return self.mode.positions
-
-
-@dataclass(frozen=True)
-class NewPage:
-    """Everything compress writes for one page, gathered before the transaction."""
-
-    mode: Mode
-    canvas: int
-    font_px: int
-    has_cjk: bool
-    png: bytes
-    lines: Sequence[LineBox]
-    spans: Sequence[Span]
-    text_tokens: int
-    chars: int
-    verbatim: Sequence[VerbatimItem]
-    last_turn_seq: int
-    last_turn_at: str
-    representation: bytes | None = None
-    representation_backend: str | None = None
-
-
-@dataclass(frozen=True)
-class DecodedRecord:
-    page_id: int
-    mode: Mode
-    backend: str
-    text: str
-    lines: tuple[str, ...] | None
-    confidence: float
-    seconds: float
 
 
 def _resolve(path: str | os.PathLike[str]) -> tuple[str, bool]:
@@ -126,14 +47,17 @@ def _resolve(path: str | os.PathLike[str]) -> tuple[str, bool]:
     return str(Path(text).expanduser()), False
 
 
-class Store:
+class SQLiteStore:
     """SQLite persistence for optimem. Safe to share between threads and processes."""
 
     def __init__(self, path: str | os.PathLike[str] = "optimem.db", *, timeout: float = 60.0) -> None:
         self.path = os.fspath(path)
+        self.url = self.path if self.path == ":memory:" or "://" in self.path else f"sqlite:///{self.path}"
         self._target, self._uri = _resolve(path)
         self._timeout = timeout
         self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
         self._keepalive = self._connect() if self._uri else None  # in-memory db lives with it
         self._migrate()
 
@@ -156,6 +80,8 @@ class Store:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        with self._all_lock:
+            self._all.append(db)
         return db
 
     @property
@@ -190,13 +116,13 @@ class Store:
             self._local.depth = 0
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (background decoding opens its own)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
-        if self._keepalive is not None:
-            self._keepalive.close()
-            self._keepalive = None
+        self._local = threading.local()
+        self._keepalive = None
 
     # -- schema ----------------------------------------------------------------------------
 
@@ -232,12 +158,60 @@ class Store:
                 (session_id, utcnow()),
             )
 
-    def session_ids(self) -> list[str]:
+    def session_ids(self, prefix: str | None = None) -> list[str]:
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self.db.execute(
+                "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at, id",
+                (escaped + "%",),
+            )
+            return [r[0] for r in rows if r[0].startswith(prefix)]  # LIKE folds ASCII case
         return [r[0] for r in self.db.execute("SELECT id FROM sessions ORDER BY created_at, id")]
 
+    def has_session(self, session_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
     def require_session(self, session_id: str) -> None:
-        if self.db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+        if not self.has_session(session_id):
             raise SessionNotFound(f"no session {session_id!r}")
+
+    def session_info(self, session_id: str) -> SessionInfo:
+        row = self.db.execute(
+            "SELECT s.created_at,"
+            " (SELECT COUNT(*) FROM turns WHERE session_id = s.id),"
+            " (SELECT COUNT(*) FROM pages WHERE session_id = s.id),"
+            " (SELECT MAX(created_at) FROM turns WHERE session_id = s.id)"
+            " FROM sessions s WHERE s.id = ?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        return SessionInfo(
+            session_id, parse_time(row[0]), row[1], row[2], parse_time(row[3]) if row[3] else None
+        )
+
+    def delete_session(self, session_id: str) -> dict[str, int]:
+        """Delete the session and everything of it; returns row counts by kind."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise SessionNotFound(f"no session {session_id!r}")
+            pages = "SELECT id FROM pages WHERE session_id = ?"
+            counts = {
+                "turns": db.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?", (session_id,)),
+                "pages": db.execute("SELECT COUNT(*) FROM pages WHERE session_id = ?", (session_id,)),
+                "decoded": db.execute(
+                    f"SELECT COUNT(*) FROM decoded WHERE page_id IN ({pages})", (session_id,)
+                ),
+                "verbatim": db.execute(
+                    f"SELECT COUNT(*) FROM verbatim WHERE page_id IN ({pages})", (session_id,)
+                ),
+            }
+            out = {k: int(cur.fetchone()[0]) for k, cur in counts.items()}
+            db.execute(f"DELETE FROM page_index WHERE page_id IN ({pages})", (session_id,))
+            db.execute("DELETE FROM pages WHERE session_id = ?", (session_id,))  # cascades
+            db.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            return out
 
     def add_turns(self, session_id: str, rows: Sequence[dict]) -> list[int]:
         """Append turns in order; returns their ids. All or nothing."""
@@ -254,7 +228,8 @@ class Store:
                 seq += 1
                 cur = db.execute(
                     "INSERT INTO turns (session_id, seq, role, name, content, content_sha256, chars,"
-                    " text_tokens, created_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " text_tokens, created_at, metadata, external_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         session_id,
                         seq,
@@ -266,10 +241,23 @@ class Store:
                         row["text_tokens"],
                         row["created_at"],
                         json.dumps(row.get("metadata") or {}, ensure_ascii=False),
+                        row.get("external_id"),
                     ),
                 )
                 ids.append(int(cur.lastrowid or 0))
         return ids
+
+    def lookup_external_ids(self, session_id: str, external_ids: Iterable[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(external_ids))
+        out: dict[str, int] = {}
+        for chunk in iter_chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(
+                f"SELECT external_id, id FROM turns WHERE session_id = ? AND external_id IN ({marks})",
+                [session_id, *chunk],
+            ):
+                out[r[0]] = r[1]
+        return out
 
     @staticmethod
     def _turn(row: sqlite3.Row) -> TurnRecord:
@@ -285,6 +273,7 @@ class Store:
             created_at=parse_time(row["created_at"]),
             metadata=json.loads(row["metadata"]),
             paged=bool(row["paged"]),
+            external_id=row["external_id"],
         )
 
     def turns(self, session_id: str, *, paged: bool | None = None) -> list[TurnRecord]:
@@ -300,14 +289,46 @@ class Store:
             "SELECT COALESCE(MAX(seq), 0) FROM turns WHERE session_id = ?", (session_id,)
         ).fetchone()[0]
 
+    def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]:
+        """Turn id → offset just past the last character of it already on a page."""
+        out: dict[int, int] = {}
+        for chunk in iter_chunks(list(turn_ids)):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(
+                f'SELECT turn_id, MAX("end") FROM page_spans WHERE turn_id IN ({marks}) GROUP BY turn_id',
+                list(chunk),
+            ):
+                out[r[0]] = r[1]
+        return out
+
     def drop_archive(self, session_id: str) -> int:
-        """Forget the source text of paged turns; returns how many turns were cleared."""
+        """Forget the source text of paged turns, in the turns and in the pages' layouts (line
+        geometry and character counts stay); returns how many turns were cleared."""
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE turns SET content = NULL WHERE session_id = ? AND paged = 1 AND content IS NOT NULL",
                 (session_id,),
             )
-            return cur.rowcount
+            cleared = cur.rowcount
+            if cleared:
+                gone = {
+                    r[0]
+                    for r in db.execute(
+                        "SELECT id FROM turns WHERE session_id = ? AND content IS NULL", (session_id,)
+                    )
+                }
+                for pid, layout in db.execute(
+                    "SELECT id, layout FROM pages WHERE session_id = ?", (session_id,)
+                ).fetchall():
+                    lines = json.loads(layout)
+                    for line in lines:
+                        if line[5] in gone:
+                            line[4] = ""
+                    db.execute(
+                        "UPDATE pages SET layout = ? WHERE id = ?",
+                        (json.dumps(lines, ensure_ascii=False), pid),
+                    )
+            return cleared
 
     # -- pages -----------------------------------------------------------------------------
 
@@ -372,44 +393,31 @@ class Store:
                 db.executemany("UPDATE turns SET paged = 1 WHERE id = ?", [(t,) for t in fully_paged])
         return ids
 
-    def reopen_last_page(self, session_id: str, mode: Mode, min_fill: float) -> tuple[int, int] | None:
-        """Take back the session's last page if it is partly filled and never aged.
+    def unpage(self, page_id: int) -> list[int]:
+        """Delete a page and mark the turns it held unpaged again; returns those turn ids.
 
-        Its turns become unpaged again (a turn split across pages keeps its earlier pieces),
-        so the next compress typesets them together with newer turns instead of leaving a
-        half-empty page behind forever. Returns (id, seq) for the page that replaces it.
-        Call inside `transaction()`.
+        Paging uses it to take back a half-empty last page and typeset its turns with newer
+        ones (a turn split across pages keeps its earlier pieces). Call inside `transaction()`.
         """
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT id, seq, mode, creation_mode, canvas, layout FROM pages WHERE session_id = ?"
-                " ORDER BY seq DESC LIMIT 1",
-                (session_id,),
-            ).fetchone()
-            if row is None or row["mode"] != mode.value or row["creation_mode"] != mode.value:
-                return None
-            lines = json.loads(row["layout"])
-            fill = (lines[-1][3] / row["canvas"]) if lines else 0.0
-            if fill >= min_fill:
-                return None
             turn_ids = [
-                r[0] for r in db.execute("SELECT turn_id FROM page_spans WHERE page_id = ?", (row["id"],))
+                r[0] for r in db.execute("SELECT turn_id FROM page_spans WHERE page_id = ?", (page_id,))
             ]
-            db.execute("DELETE FROM pages WHERE id = ?", (row["id"],))  # spans, verbatim, decoded cascade
+            db.execute("DELETE FROM page_index WHERE page_id = ?", (page_id,))
+            db.execute("DELETE FROM pages WHERE id = ?", (page_id,))  # spans, verbatim, decoded cascade
             db.executemany("UPDATE turns SET paged = 0 WHERE id = ?", [(t,) for t in turn_ids])
-            return int(row["id"]), int(row["seq"])
+            return turn_ids
 
     def _spans(self, page_ids: Sequence[int]) -> dict[int, list[Span]]:
         out: dict[int, list[Span]] = {pid: [] for pid in page_ids}
-        if not page_ids:
-            return out
-        marks = ",".join("?" * len(page_ids))
-        for r in self.db.execute(
-            f'SELECT page_id, turn_id, start, "end" FROM page_spans WHERE page_id IN ({marks})'
-            " ORDER BY turn_id",
-            list(page_ids),
-        ):
-            out[r[0]].append(Span(r[1], r[2], r[3]))
+        for chunk in iter_chunks(list(page_ids)):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(
+                f'SELECT page_id, turn_id, start, "end" FROM page_spans WHERE page_id IN ({marks})'
+                " ORDER BY turn_id",
+                list(chunk),
+            ):
+                out[r[0]].append(Span(r[1], r[2], r[3]))
         return out
 
     def _page(self, row: sqlite3.Row, spans: Sequence[Span]) -> PageRecord:
@@ -454,6 +462,15 @@ class Store:
             raise PageNotFound(f"no page {page_id} in session {session_id!r}")
         return self._page(row, self._spans([row["id"]])[row["id"]])
 
+    def page_by_id(self, page_id: int) -> PageRecord:
+        """A page whatever its session (for background decoding, which knows only ids)."""
+        row = self.db.execute(
+            f"SELECT {self._PAGE_COLUMNS} FROM pages WHERE id = ?", (int(page_id),)
+        ).fetchone()
+        if row is None:
+            raise PageNotFound(f"no page {page_id}")
+        return self._page(row, self._spans([row["id"]])[row["id"]])
+
     def page_blobs(self, page_id: int) -> tuple[bytes, list[LineBox], bytes | None, str | None]:
         """(png, layout on the creation canvas, representation, backend that made it)."""
         row = self.db.execute(
@@ -491,15 +508,17 @@ class Store:
 
     # -- decoded text cache ----------------------------------------------------------------
 
-    def put_decoded(self, record: DecodedRecord) -> None:
+    def put_decoded(self, record: DecodedRecord, index_text: str) -> None:
+        """Cache a decode and make `index_text` the page's searchable text."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO decoded (page_id, mode, backend, text, lines, confidence,"
-                " seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO decoded (page_id, mode, backend, fingerprint, text, lines,"
+                " confidence, seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.page_id,
                     record.mode.value,
                     record.backend,
+                    record.fingerprint,
                     record.text,
                     json.dumps(list(record.lines), ensure_ascii=False) if record.lines is not None else None,
                     record.confidence,
@@ -507,11 +526,17 @@ class Store:
                     utcnow(),
                 ),
             )
+            db.execute("DELETE FROM page_index WHERE page_id = ?", (record.page_id,))
+            db.execute(
+                "INSERT INTO page_index (text, page_id, session_id)"
+                " SELECT ?, id, session_id FROM pages WHERE id = ?",
+                (index_text, record.page_id),
+            )
 
-    def get_decoded(self, page_id: int, mode: Mode, backend: str) -> DecodedRecord | None:
+    def get_decoded(self, page_id: int, mode: Mode, fingerprint: str) -> DecodedRecord | None:
         row = self.db.execute(
-            "SELECT * FROM decoded WHERE page_id = ? AND mode = ? AND backend = ?",
-            (int(page_id), mode.value, backend),
+            "SELECT * FROM decoded WHERE page_id = ? AND mode = ? AND fingerprint = ?",
+            (int(page_id), mode.value, fingerprint),
         ).fetchone()
         if row is None:
             return None
@@ -519,11 +544,35 @@ class Store:
             page_id=row["page_id"],
             mode=Mode(row["mode"]),
             backend=row["backend"],
+            fingerprint=row["fingerprint"],
             text=row["text"],
             lines=tuple(json.loads(row["lines"])) if row["lines"] is not None else None,
             confidence=row["confidence"],
             seconds=row["seconds"],
         )
+
+    def search_candidates(self, session_id: str, terms: Sequence[str], limit: int) -> list[int]:
+        """Pages whose indexed text holds any of `terms` as a substring (trigram index), best first."""
+        usable = [t for t in terms if len(t) >= 3]
+        if not usable:
+            return []
+        query = " OR ".join('"' + t.replace('"', '""') + '"' for t in usable)
+        rows = self.db.execute(
+            "SELECT page_id FROM page_index WHERE page_index MATCH ? AND session_id = ?"
+            " ORDER BY bm25(page_index) LIMIT ?",
+            (query, session_id, int(limit)),
+        )
+        return [r[0] for r in rows]
+
+    def indexed_text(self, page_ids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for chunk in iter_chunks(list(page_ids)):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.execute(
+                f"SELECT page_id, text FROM page_index WHERE page_id IN ({marks})", list(chunk)
+            ):
+                out[r[0]] = r[1]
+        return out
 
     def integrity_problems(self) -> list[str]:
         """Human-readable problems: orphan pages, pages without spans, unpaged holes."""

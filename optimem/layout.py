@@ -1,0 +1,97 @@
+"""The page model that store, render and backends share: line boxes, spans, placeholders.
+
+No drawing and no I/O here, so the store and the OCR backends never import the typesetter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CJK_CHAR = re.compile(
+    r"[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3200-\u4dbf\u4e00-\u9fff"
+    r"\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
+)
+PLACEHOLDER = re.compile(r"<U\+([0-9A-F]{4,6})>")
+
+
+def placeholder(ch: str) -> str:
+    """The visible stand-in for a character no bundled font can draw (OCR reads it back)."""
+    return f"<U+{ord(ch):04X}>"
+
+
+def restore_placeholders(text: str) -> str:
+    """Turn `<U+1F600>` stand-ins in decoded text back into the characters they name."""
+
+    def _sub(m: re.Match[str]) -> str:
+        try:
+            return chr(int(m.group(1), 16))
+        except (ValueError, OverflowError):
+            return m.group(0)
+
+    return PLACEHOLDER.sub(_sub, text)
+
+
+def is_cjk(text: str) -> bool:
+    """True if `text` holds any CJK character."""
+    return CJK_CHAR.search(text) is not None
+
+
+@dataclass(frozen=True)
+class LineBox:
+    """One typeset line. Coordinates are pixels on the page's creation canvas."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    text: str
+    """The characters drawn on this line (placeholders spelled out)."""
+    turn_id: int
+    start: int
+    """Offset in the turn's content of the first character on this line."""
+    end: int
+    """Offset in the turn's content just past the last character on this line."""
+    kind: str = "text"
+    """'text', or 'code' for monospace lines inside a fence."""
+
+    def scaled(self, factor: float) -> LineBox:
+        """This box on a canvas `factor` times the size (aging resizes pages)."""
+        return LineBox(
+            int(self.x0 * factor),
+            int(self.y0 * factor),
+            max(int(self.x0 * factor) + 1, round(self.x1 * factor)),
+            max(int(self.y0 * factor) + 1, round(self.y1 * factor)),
+            self.text,
+            self.turn_id,
+            self.start,
+            self.end,
+            self.kind,
+        )
+
+    def to_json(self) -> list:
+        return [
+            self.x0,
+            self.y0,
+            self.x1,
+            self.y1,
+            self.text,
+            self.turn_id,
+            self.start,
+            self.end,
+            self.kind,
+        ]
+
+    @classmethod
+    def from_json(cls, row: Sequence) -> LineBox:
+        return cls(*row)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Characters [start, end) of a turn's content that a page holds."""
+
+    turn_id: int
+    start: int
+    end: int

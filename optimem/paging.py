@@ -1,0 +1,260 @@
+"""Paging: typeset waiting turns onto pages, reopen a half-empty last page, age pages down the ladder.
+
+Everything here runs inside the store transaction that `Session.compress()` opens, so a
+compress step lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from PIL import Image
+
+from . import calibration
+from .backends import Backend, PageInput
+from .layout import Span
+from .modes import AgingPlan, AgingPolicy, Mode, PageState
+from .pricing import Pricing, page_caption
+from .records import page_text
+from .render import RenderedPage, TurnText, paginate, resize_to
+from .store import NewPage, PageRecord, Store, TurnRecord
+from .tokens import count_tokens
+from .verbatim import VerbatimItem, extract
+
+#: A page that fills less than this share of its height waits for more turns (unless flushed).
+MIN_FILL = 0.85
+#: ...but when the session is over its token budget, a partial page is made as soon as its
+#: text costs this many times the page's positions: paging it then saves more than it wastes.
+PARTIAL_MIN_RATIO = 2.0
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def fill(page: RenderedPage) -> float:
+    """Share of the page's height that holds text."""
+    if not page.lines:
+        return 0.0
+    return page.lines[-1].y1 / page.options.canvas
+
+
+@dataclass(frozen=True)
+class PageCost:
+    """What one page costs in context and how it is shown (see `page_costs`)."""
+
+    page: PageRecord
+    image: int
+    """Image tokens at the current mode plus the caption."""
+    as_text: int | None
+    """Tokens of the page's source text (caption included), when the archive holds all of it."""
+    text: str | None
+
+    @property
+    def tokens(self) -> int:
+        return self.image if self.as_text is None else min(self.image, self.as_text)
+
+    @property
+    def presented(self) -> str:
+        return "text" if self.as_text is not None and self.as_text < self.image else "image"
+
+
+def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[TurnRecord], list[PageCost]]:
+    """(unpaged turns, every page priced) — the one computation behind compress's budget,
+    the policy's page states, `stats()` and `context()`."""
+    turns = store.turns(session_id)
+    by_id = {t.id: t for t in turns}
+    out = []
+    for page in store.pages(session_id):
+        image = pricing.page(page)
+        as_text = text = None
+        # a page's text can only be cheaper than its image when its tokens are close to it
+        if page.text_tokens - 2 * len(page.spans) < image:
+            pieces = []
+            for span in page.spans:
+                turn = by_id.get(span.turn_id)
+                if turn is None or turn.content is None:
+                    pieces = []
+                    break
+                pieces.append((turn.role, turn.name, turn.content[span.start : span.end]))
+            if pieces:
+                text = page_text(pieces)
+                as_text = pricing.text(f"{page_caption(page)}\n{text}")
+        out.append(PageCost(page, image, as_text, text))
+    return [t for t in turns if not t.paged], out
+
+
+class Pager:
+    """Makes and ages the pages of one session."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Callable[[], Backend],
+        pricing: Callable[[], Pricing],
+        *,
+        creation_mode: Mode,
+        keep_recent_turns: int,
+        encoding: str,
+    ) -> None:
+        self.store = store
+        self._backend = backend
+        self._pricing = pricing
+        self.creation_mode = creation_mode
+        self.keep_recent_turns = keep_recent_turns
+        self.encoding = encoding
+
+    # -- typesetting -----------------------------------------------------------------------
+
+    def page_turns(self, session_id: str, *, flush: bool, partial_ok: bool = False) -> list[int]:
+        """Typeset eligible unpaged turns onto new pages; returns their ids.
+
+        A last page filled less than MIN_FILL waits for more turns, unless `flush`, or
+        `partial_ok` and it already holds PARTIAL_MIN_RATIO times its positions in text.
+        """
+        backend = self._backend()
+
+        def eligible_turns() -> list[TurnRecord]:
+            unpaged = self.store.turns(session_id, paged=False)
+            return unpaged if flush else unpaged[: max(0, len(unpaged) - self.keep_recent_turns)]
+
+        eligible = eligible_turns()
+        if not eligible:
+            return []
+        # a half-empty last page takes the new turns too, instead of staying half empty
+        reopened = self._reopen_last_page(session_id)
+        if reopened is not None:
+            eligible = eligible_turns()
+        # a turn already partly on a page (split across pages) continues where it stopped
+        resume = self.store.span_ends([t.id for t in eligible])
+        texts = [TurnText(t.id, t.role, (t.content or "")[resume.get(t.id, 0) :], t.name) for t in eligible]
+        options = calibration.render_options(backend.name, self.creation_mode)
+        rendered = paginate(texts, options)
+        by_id = {t.id: t for t in eligible}
+        contents = [self._page_contents(page, resume, by_id) for page in rendered]
+        if not flush and reopened is None and rendered and fill(rendered[-1]) < MIN_FILL:
+            page_cost = backend.positions(self.creation_mode)
+            worth_it = partial_ok and contents[-1][1] >= PARTIAL_MIN_RATIO * page_cost
+            if not worth_it:  # wait for more turns rather than pay for a half-empty page
+                rendered, contents = rendered[:-1], contents[:-1]
+        new_pages: list[NewPage] = []
+        done: set[int] = set()
+        for page, (spans, text_tokens, chars, verbatim) in zip(rendered, contents, strict=True):
+            done.update(s.turn_id for s in spans if s.end >= len(by_id[s.turn_id].content or ""))
+            last = by_id[spans[-1].turn_id]
+            rep = None
+            if backend.capabilities.stores_representation:
+                rep = backend.encode(
+                    PageInput(page.image, self.creation_mode, page.lines, options.font_px, page.has_cjk)
+                )
+            new_pages.append(
+                NewPage(
+                    mode=self.creation_mode,
+                    canvas=options.canvas,
+                    font_px=options.font_px,
+                    has_cjk=page.has_cjk,
+                    png=png_bytes(page.image),
+                    lines=page.lines,
+                    spans=spans,
+                    text_tokens=text_tokens,
+                    chars=chars,
+                    verbatim=verbatim,
+                    last_turn_seq=last.seq,
+                    last_turn_at=last.created_at.isoformat(),
+                    representation=rep,
+                    representation_backend=backend.fingerprint() if rep is not None else None,
+                )
+            )
+        if not new_pages:
+            return []
+        return self.store.insert_pages(session_id, new_pages, sorted(done), reuse_id=reopened)
+
+    def _reopen_last_page(self, session_id: str) -> int | None:
+        """Take back the session's last page if it is partly filled and never aged; its id
+        is given to the first page typeset next, so ids users hold stay valid."""
+        pages = self.store.pages(session_id)
+        if not pages:
+            return None
+        last = pages[-1]
+        if last.mode is not self.creation_mode or last.creation_mode is not self.creation_mode:
+            return None
+        _, lines, _, _ = self.store.page_blobs(last.id)
+        if lines and lines[-1].y1 / last.creation_canvas >= MIN_FILL:
+            return None
+        self.store.unpage(last.id)
+        return last.id
+
+    def _page_contents(
+        self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, TurnRecord]
+    ) -> tuple[list[Span], int, int, list[VerbatimItem]]:
+        """(spans in turn offsets, text tokens, characters, verbatim strings) of a page."""
+        spans = [
+            Span(s.turn_id, s.start + resume.get(s.turn_id, 0), s.end + resume.get(s.turn_id, 0))
+            for s in page.spans
+        ]
+        text_tokens = chars = 0
+        verbatim: list[VerbatimItem] = []
+        for s in spans:
+            piece = (by_id[s.turn_id].content or "")[s.start : s.end]
+            text_tokens += count_tokens(piece, self.encoding)
+            chars += len(piece)
+            verbatim += [
+                VerbatimItem(v.kind, v.value, v.turn_id, v.offset + s.start)
+                for v in extract(piece, s.turn_id)
+            ]
+        return spans, text_tokens, chars, verbatim
+
+    # -- aging -----------------------------------------------------------------------------
+
+    def plan(self, session_id: str, policy: AgingPolicy) -> AgingPlan:
+        """The policy's plan for the session's pages, priced as `context()` prices them."""
+        pricing = self._pricing()
+        unpaged, costs = page_costs(self.store, session_id, pricing)
+        total_turns = self.store.turn_count(session_id)
+        states = [
+            PageState(
+                c.page.id,
+                c.page.mode,
+                pricing.image(c.page.mode),
+                total_turns - c.page.last_turn_seq,
+                c.page.last_turn_at,
+                overhead=c.image - pricing.image(c.page.mode),
+                as_text=c.as_text,
+            )
+            for c in costs
+        ]
+        text = sum(t.text_tokens for t in unpaged)
+        return policy.plan(states, text, datetime.now(UTC), cost=pricing.image)
+
+    def age(self, session_id: str, plan: AgingPlan) -> list[tuple[int, Mode, Mode]]:
+        """Resize the pages the plan moves down the ladder (never up: forgetting is one way)."""
+        backend = self._backend()
+        aged = []
+        for page in self.store.pages(session_id):
+            target = plan.targets.get(page.id)
+            if target is None or target.rank <= page.mode.rank:
+                continue
+            png, lines, _, _ = self.store.page_blobs(page.id)
+            image = resize_to(Image.open(io.BytesIO(png)), target.canvas)
+            rep = None
+            if backend.capabilities.stores_representation:
+                factor = target.canvas / page.creation_canvas
+                rep = backend.encode(
+                    PageInput(
+                        image,
+                        target,
+                        tuple(x.scaled(factor) for x in lines),
+                        page.font_px * factor,
+                        page.has_cjk,
+                    )
+                )
+            self.store.set_page_mode(
+                page.id, target, png_bytes(image), rep, backend.fingerprint() if rep is not None else None
+            )
+            aged.append((page.id, page.mode, target))
+        return aged

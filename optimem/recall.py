@@ -1,0 +1,102 @@
+"""Reading memory back: one page's recalled text (side channel restored) and search over pages.
+
+Search reads the decoded-text index, never the source archive (it keeps working after the
+archive is dropped) and never runs OCR on the query path: pages not decoded yet are queued
+for background decoding and counted as `unsearched`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+from rapidfuzz import fuzz
+
+from .decoding import Decoder
+from .errors import BackendError, InputError
+from .records import Hits, Page, Recall, RecallHit
+from .store import Store
+from .verbatim import repair
+
+#: Hits below this mean partial-ratio score are not matches.
+MIN_SCORE = 0.6
+#: With more indexed pages than this, the trigram index picks the candidates to score.
+SCAN_ALL_BELOW = 200
+
+
+def recall_page(store: Store, decoder: Decoder, session_id: str, page_id: int) -> Recall:
+    """Read one page back with everything known about how it was read."""
+    page = store.page(session_id, page_id)
+    record = decoder.cached(page)
+    cached = record is not None
+    if record is None:
+        record = decoder.decode([page.id]).get(page.id)
+        if record is None:
+            raise BackendError(f"page {page_id} could not be decoded by {decoder.backend.name}")
+    items = store.verbatim(page.id)
+    turns: dict[int, str] = {}
+    if record.lines is not None:
+        _, layout, _, _ = store.page_blobs(page.id)
+        if len(layout) == len(record.lines):
+            for line, read in zip(layout, record.lines, strict=True):
+                turns[line.turn_id] = (turns.get(line.turn_id, "") + "\n" + read).lstrip("\n")
+            turns = {tid: repair(t, [v for v in items if v.turn_id == tid]) for tid, t in turns.items()}
+    return Recall(
+        page_id=page.id,
+        text=repair(record.text, items),
+        raw_text=record.text,
+        mode=page.mode,
+        backend=record.backend,
+        confidence=record.confidence,
+        cached=cached,
+        seconds=record.seconds,
+        turns=turns,
+        verbatim=items,
+    )
+
+
+def query_terms(query: str) -> list[str]:
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("query must be a non-empty string")
+    terms = [t for t in unicodedata.normalize("NFKC", query).lower().split() if len(t) > 1]
+    return terms or [query.lower().strip()]
+
+
+def search(
+    store: Store, decoder: Decoder, pages: Sequence[Page], session_id: str, query: str, limit: int
+) -> Hits:
+    """Rank pages by how well their decoded text and verbatim strings match `query`."""
+    terms = query_terms(query)
+    if not isinstance(limit, int) or limit <= 0:
+        raise InputError("limit must be a positive integer")
+    indexed = store.indexed_text([p.id for p in pages])
+    missing = [p.id for p in pages if p.id not in indexed]
+    if missing:
+        decoder.schedule(missing, force_background=True)
+    candidates = list(indexed)
+    if len(candidates) > SCAN_ALL_BELOW:
+        candidates = store.search_candidates(session_id, terms, limit=max(50, 5 * limit))
+    by_id = {p.id: p for p in pages}
+    hits = []
+    for pid in candidates:
+        haystack = indexed[pid].lower()
+        score = sum(fuzz.partial_ratio(term, haystack) / 100 for term in terms) / len(terms)
+        if score >= MIN_SCORE:
+            page = by_id[pid]
+            hits.append(
+                RecallHit(pid, round(score, 4), snippet(indexed[pid], terms), page.mode, page.turn_ids)
+            )
+    hits.sort(key=lambda h: (-h.score, -h.page_id))
+    return Hits(hits[:limit], unsearched=len(missing))
+
+
+def snippet(text: str, terms: Sequence[str], width: int = 160) -> str:
+    """About `width` characters of `text` around the best-matching term."""
+    body = text.split("\n")
+    text = "\n".join(body[:-1]) if len(body) > 1 else text  # the index's last line is the side channel
+    lower = text.lower()
+    best = max(terms, key=lambda t: fuzz.partial_ratio(t, lower))
+    align = fuzz.partial_ratio_alignment(best, lower)
+    centre = align.dest_start if align else 0
+    start = max(0, centre - width // 2)
+    return " ".join(text[start : start + width].split())

@@ -1,0 +1,182 @@
+"""The store protocol: what optimem persists and the records it reads back, whatever the engine.
+
+Implementing
+    A store keeps sessions, turns, pages (image, layout, stored representation), the spans
+    that say which characters of which turns a page holds, the verbatim side channel, the
+    decoded-text cache and its search index. Every write that must land whole runs inside
+    `transaction()`; nested calls join the outer one. `SQLiteStore` (embedded default) is the
+    reference; the same test suite runs against every implementation.
+
+Using
+    store = open_store("memory.db")        # or "sqlite:///memory.db", ":memory:"
+    with store.transaction():
+        ids = store.add_turns("thread-1", rows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from ..layout import LineBox, Span
+from ..modes import Mode
+from ..verbatim import VerbatimItem
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(value: str | datetime) -> datetime:
+    t = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """A stored turn. `content` is None once the session's archive has been dropped."""
+
+    id: int
+    session_id: str
+    seq: int
+    role: str
+    content: str | None
+    name: str | None
+    text_tokens: int
+    chars: int
+    created_at: datetime
+    metadata: dict
+    paged: bool
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """A stored page, without its image bytes (see `Store.page_blobs`)."""
+
+    id: int
+    session_id: str
+    seq: int
+    mode: Mode
+    creation_mode: Mode
+    canvas: int
+    creation_canvas: int
+    font_px: int
+    has_cjk: bool
+    text_tokens: int
+    chars: int
+    created_at: datetime
+    aged_at: datetime | None
+    last_turn_seq: int
+    last_turn_at: datetime
+    spans: tuple[Span, ...]
+
+    @property
+    def turn_ids(self) -> tuple[int, ...]:
+        return tuple(s.turn_id for s in self.spans)
+
+
+@dataclass(frozen=True)
+class NewPage:
+    """Everything compress writes for one page, gathered before the transaction."""
+
+    mode: Mode
+    canvas: int
+    font_px: int
+    has_cjk: bool
+    png: bytes
+    lines: Sequence[LineBox]
+    spans: Sequence[Span]
+    text_tokens: int
+    chars: int
+    verbatim: Sequence[VerbatimItem]
+    last_turn_seq: int
+    last_turn_at: str
+    representation: bytes | None = None
+    representation_backend: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodedRecord:
+    """A page's text as one backend (by fingerprint) read it at one mode."""
+
+    page_id: int
+    mode: Mode
+    backend: str
+    fingerprint: str
+    text: str
+    lines: tuple[str, ...] | None
+    confidence: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session's row counts and last activity, for listings."""
+
+    id: str
+    created_at: datetime
+    turns: int
+    pages: int
+    last_activity: datetime | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the memory needs from persistence. See the module docstring."""
+
+    url: str
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def close(self) -> None: ...
+    def schema_version(self) -> int: ...
+
+    # sessions
+    def session_ids(self, prefix: str | None = None) -> list[str]: ...
+    def session_info(self, session_id: str) -> SessionInfo: ...
+    def has_session(self, session_id: str) -> bool: ...
+    def require_session(self, session_id: str) -> None: ...
+    def delete_session(self, session_id: str) -> dict[str, int]: ...
+
+    # turns
+    def add_turns(self, session_id: str, rows: Sequence[dict]) -> list[int]: ...
+    def lookup_external_ids(self, session_id: str, external_ids: Iterable[str]) -> dict[str, int]: ...
+    def turns(self, session_id: str, *, paged: bool | None = None) -> list[TurnRecord]: ...
+    def turn_count(self, session_id: str) -> int: ...
+    def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]: ...
+    def drop_archive(self, session_id: str) -> int: ...
+
+    # pages
+    def insert_pages(
+        self,
+        session_id: str,
+        pages: Sequence[NewPage],
+        fully_paged: Sequence[int],
+        reuse_id: int | None = None,
+    ) -> list[int]: ...
+    def unpage(self, page_id: int) -> list[int]: ...
+    def pages(self, session_id: str) -> list[PageRecord]: ...
+    def page(self, session_id: str, page_id: int) -> PageRecord: ...
+    def page_by_id(self, page_id: int) -> PageRecord: ...
+    def page_blobs(self, page_id: int) -> tuple[bytes, list[LineBox], bytes | None, str | None]: ...
+    def set_page_mode(
+        self, page_id: int, mode: Mode, png: bytes, representation: bytes | None, backend: str | None
+    ) -> None: ...
+    def verbatim(self, page_id: int) -> list[VerbatimItem]: ...
+
+    # decoded text and its search index
+    def put_decoded(self, record: DecodedRecord, index_text: str) -> None: ...
+    def get_decoded(self, page_id: int, mode: Mode, fingerprint: str) -> DecodedRecord | None: ...
+    def search_candidates(self, session_id: str, terms: Sequence[str], limit: int) -> list[int]: ...
+    def indexed_text(self, page_ids: Sequence[int]) -> dict[int, str]: ...
+
+    def integrity_problems(self) -> list[str]: ...
+
+
+def iter_chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """Slices of at most `size` items, to keep IN (...) lists within engine limits."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
