@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from optimem import OpticalMemory, Session
+from optimem import OpticalMemory, Page, Session
 from optimem.backends import PageInput
 from optimem.verbatim import repair
 
@@ -57,19 +57,35 @@ def sessions_list(sessions: TenantSessions) -> dict[str, Any]:
     return {"tenant": sessions.tenant.name, "sessions": rows}
 
 
-def _confidences(session: Session, page_ids: list[int]) -> dict[int, float]:
+#: Decoder confidences already looked up, by (session, page, mode, characters, backend): a page's
+#: cached read does not change until the page changes, so a timeline reads each one once.
+_CONFIDENCE: dict[tuple[str, int, str, int, str], float] = {}
+_CONFIDENCE_MAX = 100_000
+
+
+def _confidences(session: Session, pages: list[Page]) -> dict[int, float]:
     """Decoder confidence of pages already read, from the decoded-text cache.
 
     Skipped while decodes are queued or decoding is lazy; newest first, it stops at the first
     page that was not decoded yet, so one timeline load runs OCR on one page at most.
     """
     memory = session.memory
-    if memory.decode_when == "lazy" or memory.pending_decodes():
-        return {}
+    backend = memory.backend.name
     out: dict[int, float] = {}
-    for pid in reversed(page_ids):
+    todo = []
+    for page in pages:
+        key = (session.id, page.id, page.mode.value, page.chars, backend)
+        if key in _CONFIDENCE:
+            out[page.id] = _CONFIDENCE[key]
+        else:
+            todo.append((key, page.id))
+    if not todo or memory.decode_when == "lazy" or memory.pending_decodes():
+        return out
+    if len(_CONFIDENCE) + len(todo) > _CONFIDENCE_MAX:
+        _CONFIDENCE.clear()
+    for key, pid in reversed(todo):
         recall = session.recall_page(pid)
-        out[pid] = recall.confidence
+        out[pid] = _CONFIDENCE[key] = recall.confidence
         if not recall.cached:
             break
     return out
@@ -81,7 +97,7 @@ def timeline(session: Session, memory: OpticalMemory) -> dict[str, Any]:
     pages = session.pages()
     turns = session.turns()
     seq = {t.id: t.seq for t in turns}
-    conf = _confidences(session, [p.id for p in pages])
+    conf = _confidences(session, pages)
     rows = []
     for page in pages:
         first, last = min(page.turn_ids), max(page.turn_ids)
