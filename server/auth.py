@@ -2,8 +2,8 @@
 
 A key is ``om_`` + 43 random URL-safe characters (256 bits). The file keeps only its SHA-256
 (a slow password hash buys nothing for keys this random) and the tenant it belongs to; the
-plaintext is shown once, by `optimem keys add`. The file is re-read when it changes, so a
-revoked key stops working on the next request without a restart.
+plaintext is shown once, by `optimem keys add`. The file is re-read whenever it changes, so
+a new key works and a revoked key stops working on the next request, without a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import threading
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,8 +63,7 @@ class KeysFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._mtime: float | None = None
-        self._checked = 0.0
+        self._version: tuple[int, int, int] | None = None
         self._records: list[KeyRecord] = []
         self._by_hash: dict[str, KeyRecord] = {}
 
@@ -76,7 +74,7 @@ class KeysFile:
         return list(self._records)
 
     def authenticate(self, key: str) -> KeyRecord | None:
-        """The active record of `key`, or None. Re-reads the file at most once a second."""
+        """The active record of `key`, or None. Re-reads the file when it changed."""
         if not key.startswith(KEY_PREFIX):
             return None
         self._refresh()
@@ -87,20 +85,18 @@ class KeysFile:
         return record
 
     def _refresh(self, *, force: bool = False) -> None:
-        now = time.monotonic()
+        """Re-read the file if it changed (one stat per call: revocations apply at once)."""
         with self._lock:
-            if not force and now - self._checked < 1.0:
-                return
-            self._checked = now
             try:
-                mtime = self.path.stat().st_mtime_ns
+                st = self.path.stat()
+                version: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
             except FileNotFoundError:
-                mtime = None
-            if mtime == self._mtime and not force:
+                version = None
+            if version == self._version and not force:
                 return
-            self._records = self._read() if mtime is not None else []
+            self._records = self._read() if version is not None else []
             self._by_hash = {r.sha256: r for r in self._records}
-            self._mtime = mtime
+            self._version = version
 
     def _read(self) -> list[KeyRecord]:
         try:

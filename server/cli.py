@@ -111,7 +111,7 @@ def keys_list(keys_path: Path) -> None:
 @click.argument("key_id")
 @keys_option
 def keys_revoke(key_id: str, keys_path: Path) -> None:
-    """Revoke the key KEY_ID (a running service stops accepting it within a second)."""
+    """Revoke the key KEY_ID (a running service refuses it from the next request)."""
     try:
         record = KeysFile(keys_path).revoke(key_id)
     except KeysFileError as exc:

@@ -100,7 +100,9 @@ class TenantSessions:
         return session
 
     def names(self) -> list[str]:
-        return [sid[len(self.prefix) :] for sid in self.memory.sessions(prefix=self.prefix)]
+        # startswith again: a store may match the prefix with LIKE, where '_' is a wildcard
+        ids = self.memory.sessions(prefix=self.prefix)
+        return [sid[len(self.prefix) :] for sid in ids if sid.startswith(self.prefix)]
 
 
 def get_sessions(memory: MemoryDep, tenant: TenantDep) -> TenantSessions:

@@ -36,6 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             decode=settings.decode,
         )
     memory: OpticalMemory = app.state.memory
+    await asyncio.to_thread(lambda: memory.backend)  # load the OCR engine before the first request
     app.state.metrics.watch(memory)
     log.info("optimem serving %s with backend %s", settings.db, memory.backend.name)
     try:

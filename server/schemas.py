@@ -199,6 +199,9 @@ class RecallIn(BaseModel):
     page_ids: list[int] | None = Field(default=None, min_length=1)
     query: str | None = Field(default=None, min_length=1, max_length=2000)
     limit: int = Field(default=5, ge=1, description="Hits to return with `query`.")
+    wait: bool = Field(
+        default=False, description="With `query`: decode pages not read yet before searching (slower, complete)."
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> RecallIn:
@@ -245,6 +248,7 @@ class RecallOut(BaseModel):
         default_factory=list, description="With `page_ids`: each page read back."
     )
     hits: list[Hit] = Field(default_factory=list, description="With `query`: matching pages, best first.")
+    unsearched: int = Field(default=0, description="With `query`: pages not decoded yet (now queued), so not searched.")
 
 
 # -- context and stats -----------------------------------------------------------------------

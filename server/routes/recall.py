@@ -34,5 +34,10 @@ async def recall(request: Request, body: RecallIn, sessions: SessionsDep) -> Rec
             422, "too_many_hits", f"limit {body.limit} is over the {settings.max_recall_hits} allowed"
         )
     with metrics.timed(metrics.recall, kind="query"):
-        hits = await session.asearch(body.query, limit=body.limit)
-    return RecallOut(session=body.session, hits=[Hit.model_validate(h.to_dict()) for h in hits])
+        hits = await session.asearch(body.query, limit=body.limit, wait=body.wait)
+    found = hits.to_dict()
+    return RecallOut(
+        session=body.session,
+        hits=[Hit.model_validate(h) for h in found["hits"]],
+        unsearched=found["unsearched"],
+    )

@@ -18,23 +18,23 @@ from server.auth import KeysFile
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_REAL_CONNECT = socket.socket.connect  # taken at import, before any fixture patches them
+_REAL_CREATE = socket.create_connection
 
 
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch):
     """These tests talk HTTP to servers they start: loopback is allowed, nothing else."""
-    real_connect = socket.socket.connect
-    real_create = socket.create_connection
 
     def connect(self, address, *args):
         if isinstance(address, tuple) and address[0] not in LOOPBACK:
             raise RuntimeError(f"network access to {address[0]} in a test")
-        return real_connect(self, address, *args)
+        return _REAL_CONNECT(self, address, *args)
 
     def create_connection(address, *args, **kwargs):
         if address[0] not in LOOPBACK:
             raise RuntimeError(f"network access to {address[0]} in a test")
-        return real_create(address, *args, **kwargs)
+        return _REAL_CREATE(address, *args, **kwargs)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "create_connection", create_connection)
@@ -109,7 +109,7 @@ class Server:
             self.proc.wait(10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def keys(tmp_path_factory) -> dict[str, str]:
     """A keys file with tenants acme and globex; maps 'acme'/'globex'/'file' to keys and path."""
     path = tmp_path_factory.mktemp("keys") / "keys.json"
@@ -117,7 +117,7 @@ def keys(tmp_path_factory) -> dict[str, str]:
     return {"acme": keys_file.add("acme")[1], "globex": keys_file.add("globex")[1], "file": str(path)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory, keys) -> Iterator[Server]:
     """A test-double server with auth (acme, globex) and a generous rate limit."""
     db = tmp_path_factory.mktemp("srv") / "memory.db"

@@ -53,12 +53,12 @@ def test_another_tenant_gets_the_404_of_a_missing_session(server, keys, acme_ses
             assert theirs.headers.keys() == missing.headers.keys()
         # globex's own session cannot reach acme's page by id either: the page's 404, as for any id
         globex.post("/v1/sessions/mine/turns", json={"role": "user", "content": "hi"}).raise_for_status()
-        for path in (f"/v1/sessions/mine/pages/{page_id}", f"/v1/sessions/mine/pages/{page_id}.png"):
-            stolen, nothing = globex.get(path), globex.get(path.replace(str(page_id), "987654321"))
+        for suffix in ("", ".png"):
+            stolen = globex.get(f"/v1/sessions/mine/pages/{page_id}{suffix}")
+            nothing = globex.get(f"/v1/sessions/mine/pages/987654321{suffix}")
             assert stolen.status_code == nothing.status_code == 404
-            assert stolen.json()["error"]["message"] == nothing.json()["error"]["message"].replace(
-                "987654321", str(page_id)
-            )
+            assert stolen.json()["error"]["message"] == f"no page {page_id} in session 'mine'"
+            assert nothing.json()["error"]["message"] == "no page 987654321 in session 'mine'"
         stolen = globex.post("/v1/recall", json={"session": "mine", "page_ids": [page_id]})
         assert stolen.status_code == 404 and "acme" not in stolen.text
     with httpx.Client(base_url=server.url, headers=auth(keys["acme"]), timeout=30) as acme:
@@ -86,9 +86,6 @@ def test_keys_cli_add_list_revoke_and_a_running_server_obeys(server, keys):
     assert httpx.get(server.url + "/v1/sessions", headers=auth(key)).status_code == 200
     revoked = runner.invoke(main, ["keys", "revoke", key_id, "--keys", keys["file"]])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
-    import time
-
-    time.sleep(1.1)  # the server re-reads a changed keys file at most once a second
     assert httpx.get(server.url + "/v1/sessions", headers=auth(key)).status_code == 401
     bad = runner.invoke(main, ["keys", "add", "Not A Tenant", "--keys", keys["file"]])
     assert bad.exit_code != 0 and "tenant" in bad.output
