@@ -174,12 +174,22 @@ def main() -> None:
         proc.terminate()
         proc.wait(60)
 
-    machine = f"{os.cpu_count()} vCPUs, {platform.processor() or platform.machine()}, {platform.python_version()}"
-    print(f"optimem viewer load: {args.turns:,} turns, {facts['pages']} pages, decoder {args.backend}, {machine}")
-    print(f"{'page':<14} {'bytes':>9} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'browser load ms':>16}  target")
+    machine = (
+        f"{os.cpu_count()} vCPUs, {platform.processor() or platform.machine()}, {platform.python_version()}"
+    )
+    print(
+        f"optimem viewer load: {args.turns:,} turns, {facts['pages']} pages, decoder {args.backend}, {machine}"
+    )
+    print(
+        f"{'page':<14} {'bytes':>9} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'browser load ms':>16}  target"
+    )
     for name, row in server.items():
         load = browser.get(name, {}).get("load_event_ms")
-        ok = "" if name in ("timeline.json", "thumbnail") else ("met" if row["median_ms"] < TARGET_MS else "MISSED")
+        ok = (
+            ""
+            if name in ("timeline.json", "thumbnail")
+            else ("met" if row["median_ms"] < TARGET_MS else "MISSED")
+        )
         print(f"{name:<14} {row['bytes']:>9,} {row['median_ms']:>10} {row['p95_ms']:>8} {row['max_ms']:>8} "
               f"{'' if load is None else load:>16}  {ok}")  # fmt: skip
     doc = {

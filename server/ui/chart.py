@@ -33,7 +33,9 @@ def series(turns: list[Turn], pages: list[Page]) -> dict[str, Any]:
         if not spots:
             continue
         page_end.setdefault(max(spots), []).append(page)
-        bands.append({"from": min(spots) + 1, "to": max(spots) + 1, "mode": page.mode.value, "page_id": page.id})
+        bands.append(
+            {"from": min(spots) + 1, "to": max(spots) + 1, "mode": page.mode.value, "page_id": page.id}
+        )
     full, seen = [], []
     total = shown = 0
     for i, turn in enumerate(turns):

@@ -56,7 +56,9 @@ def repairs(raw: str, repaired: str) -> list[dict[str, str]]:
 
 def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
     """Edit operations turning token list `a` into `b` (bit-parallel Levenshtein, linear-ish in practice)."""
-    return [(op.tag, op.src_start, op.src_end, op.dest_start, op.dest_end) for op in Levenshtein.opcodes(a, b)]
+    return [
+        (op.tag, op.src_start, op.src_end, op.dest_start, op.dest_end) for op in Levenshtein.opcodes(a, b)
+    ]
 
 
 def _push(out: list[dict[str, str]], op: str, text: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Path as PathParam, Query, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -164,7 +165,11 @@ async def sessions_page(request: Request, sessions: ViewerSessions, format: Form
 
 @router.get("/s/{session}")
 async def timeline_page(
-    request: Request, session: SessionName, sessions: ViewerSessions, memory: MemoryDep, format: Format = "html"
+    request: Request,
+    session: SessionName,
+    sessions: ViewerSessions,
+    memory: MemoryDep,
+    format: Format = "html",
 ) -> Response:
     found = await sessions.existing(session)
     data = await asyncio.to_thread(views.timeline, found, memory)

@@ -25,10 +25,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "allow_network: the test talks to servers it starts (loopback only)")
-
-
 #: A budget at which the seeded session ends with its oldest pages at Tiny and newer at Small.
 FADE_BUDGET = 1050
 
@@ -36,7 +32,9 @@ FADE_BUDGET = 1050
 def seed_fade(db: Path, session: str, backend: str = "test-double") -> OpticalMemory:
     """120 turns added in batches of 20 and compressed after each, typeset at Base: the budget
     ages the pages down the ladder, so the session ends with pages at several modes."""
-    mem = OpticalMemory(db, backend=backend, policy=f"budget:{FADE_BUDGET}", decode="now", creation_mode="base")
+    mem = OpticalMemory(
+        db, backend=backend, policy=f"budget:{FADE_BUDGET}", decode="now", creation_mode="base"
+    )
     s = mem.session(session)
     for i in range(0, 120, 20):
         s.add_turns(words_turns(20, words=70, tag=f" b{i}"))

@@ -10,8 +10,6 @@ from tests.server.conftest import Server
 
 from .conftest import Console
 
-pytestmark = pytest.mark.allow_network  # loopback only (the _loopback_only fixture)
-
 TURNS = [
     {"role": "user", "content": "Where did we leave the spare key for the boathouse?"},
     {

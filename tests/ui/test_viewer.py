@@ -14,8 +14,6 @@ import pytest
 
 from .conftest import Console, keep_screenshot, sign_in
 
-pytestmark = pytest.mark.allow_network  # loopback only (the _loopback_only fixture)
-
 
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -113,7 +111,7 @@ def test_opening_a_page_shows_its_image_and_recalled_text(acme, fade_server):
 
 
 def test_search_box_lists_snippets_that_open_the_page(acme, fade_server):
-    srv, facts = fade_server
+    srv, _ = fade_server
     _, page, console = acme
     page.goto(f"{srv.url}/ui/s/fade")
     page.keyboard.press("/")
@@ -187,6 +185,8 @@ def test_cookie_is_httponly_and_cross_site_posts_are_refused(acme, fade_server, 
     )
     assert forged.status_code == 403
     # a bearer key works for the JSON twins, as for /v1
-    twin = httpx.get(f"{srv.url}/ui/s/fade?format=json", headers={"Authorization": f"Bearer {ui_keys['acme']}"})
+    twin = httpx.get(
+        f"{srv.url}/ui/s/fade?format=json", headers={"Authorization": f"Bearer {ui_keys['acme']}"}
+    )
     assert twin.status_code == 200
     assert [p["id"] for p in twin.json()["pages"]] == [p for p, _, _ in facts["pages"]]
