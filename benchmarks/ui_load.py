@@ -112,7 +112,7 @@ def server_times(url: str, paths: dict[str, str], repeat: int) -> dict[str, dict
     return out
 
 
-def browser_times(url: str, paths: dict[str, str], repeat: int, screenshot: str | None) -> dict[str, dict]:
+def browser_times(url: str, paths: dict[str, str], repeat: int, shots: dict[str, str]) -> dict[str, dict]:
     from playwright.sync_api import sync_playwright
 
     out = {}
@@ -130,8 +130,8 @@ def browser_times(url: str, paths: dict[str, str], repeat: int, screenshot: str 
                 "response_end_ms": round(statistics.median(r[0] for r in runs), 1),
                 "load_event_ms": round(statistics.median(r[1] for r in runs), 1),
             }
-            if name == "timeline" and screenshot:
-                page.screenshot(path=screenshot, full_page=False)
+            if name in shots:
+                page.screenshot(path=shots[name], full_page=False)
         browser.close()
     return out
 
@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--db", help="reuse this memory file (built when missing)")
     ap.add_argument("--screenshot", help="save the timeline as seen in the browser here")
+    ap.add_argument("--page-screenshot", help="save the middle page's view here")
     ap.add_argument("--out", default="ui_load.json")
     args = ap.parse_args()
     if args.backend == "test-double":
@@ -165,11 +166,12 @@ def main() -> None:
         "search": f"/ui/s/{session}/search?q=cutover+ticket",
         "thumbnail": f"/ui/s/{session}/pages/{mid}.png",
     }
+    shots = {k: v for k, v in (("timeline", args.screenshot), ("page", args.page_screenshot)) if v}
     proc, url = start(db, args.backend, args.budget)
     try:
         server = server_times(url, paths, args.repeat)
         browser = browser_times(url, {k: paths[k] for k in ("sessions", "timeline", "page", "search")},
-                                max(3, args.repeat // 4), args.screenshot)  # fmt: skip
+                                max(3, args.repeat // 4), shots)  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(60)

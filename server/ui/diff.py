@@ -21,20 +21,18 @@ def tokens(text: str) -> list[str]:
 
 def source_diff(recalled: str, source: str) -> list[dict[str, str]]:
     """The source as segments: `same`, `missed` (not in the recall), `misread` (with what was
-    read instead) and `extra` (read, but not on the page)."""
-    a, b = tokens(recalled), tokens(source)
+    read instead) and `extra` (read, but not on the page). Whitespace is compared loosely, as
+    fidelity is measured: a line break read as a space is no difference."""
     out: list[dict[str, str]] = []
-    for op, i1, i2, j1, j2 in _opcodes(a, b):
-        read, src = "".join(a[i1:i2]), "".join(b[j1:j2])
+    for op, text, read in _walk(recalled, source):
         if op == "equal":
-            _push(out, "same", src)
+            _push(out, "same", text)
         elif op == "insert":
-            _push(out, "missed", src)
+            _push(out, "missed", text)
         elif op == "delete":
-            if read.strip():
-                _push(out, "extra", read)
+            _push(out, "extra", read)
         else:
-            out.append({"op": "misread", "text": src, "read": read})
+            out.append({"op": "misread", "text": text, "read": read})
     return out
 
 
@@ -43,14 +41,37 @@ def repairs(raw: str, repaired: str) -> list[dict[str, str]]:
     replaced what OCR read (`read` holds the raw OCR)."""
     if raw == repaired:
         return [{"op": "same", "text": repaired}] if repaired else []
-    a, b = tokens(raw), tokens(repaired)
     out: list[dict[str, str]] = []
-    for op, i1, i2, j1, j2 in _opcodes(a, b):
-        new = "".join(b[j1:j2])
+    for op, text, read in _walk(raw, repaired):
         if op == "equal":
-            _push(out, "same", new)
-        elif new:
-            out.append({"op": "repair", "text": new, "read": "".join(a[i1:i2])})
+            _push(out, "same", text)
+        elif text:
+            out.append({"op": "repair", "text": text, "read": read})
+    return out
+
+
+def _walk(a_text: str, b_text: str) -> list[tuple[str, str, str]]:
+    """(operation, text of `b`, text of `a`) along `b`, words and marks aligned, the whitespace
+    between them taken from `b` and counted as equal."""
+    a, b = tokens(a_text), tokens(b_text)
+    a_idx = [k for k, t in enumerate(a) if not t.isspace()]
+    b_idx = [k for k, t in enumerate(b) if not t.isspace()]
+
+    def span(toks: list[str], idx: list[int], i: int, j: int) -> str:
+        return "".join(toks[idx[i] : idx[j - 1] + 1]) if j > i else ""
+
+    out: list[tuple[str, str, str]] = []
+    pos = 0
+    for op, i1, i2, j1, j2 in _opcodes([a[k] for k in a_idx], [b[k] for k in b_idx]):
+        if j2 > j1:
+            gap = "".join(b[pos : b_idx[j1]])
+            if gap:
+                out.append(("equal", gap, gap))
+            pos = b_idx[j2 - 1] + 1
+        out.append((op, span(b, b_idx, j1, j2), span(a, a_idx, i1, i2)))
+    tail = "".join(b[pos:])
+    if tail:
+        out.append(("equal", tail, tail))
     return out
 
 
@@ -62,6 +83,8 @@ def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]
 
 
 def _push(out: list[dict[str, str]], op: str, text: str) -> None:
+    if not text:
+        return
     if out and out[-1]["op"] == op and "read" not in out[-1]:
         out[-1]["text"] += text
     else:

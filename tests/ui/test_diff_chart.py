@@ -14,15 +14,22 @@ def test_tokens_join_back_to_the_text():
 
 
 def test_source_diff_marks_missed_misread_and_extra_words():
-    segments = diff.source_diff(recalled="the quick brwn fox jumps jumps", source="the quick brown fox jumps over")
+    segments = diff.source_diff(
+        recalled="the quick brwn fox jumps jumps", source="the quick brown fox jumps over"
+    )
     assert segments == [
         {"op": "same", "text": "the quick "},
         {"op": "misread", "text": "brown", "read": "brwn"},
         {"op": "same", "text": " fox jumps "},
         {"op": "misread", "text": "over", "read": "jumps"},
     ]
-    assert diff.source_diff("a b", "a b c") == [{"op": "same", "text": "a b"}, {"op": "missed", "text": " c"}]
-    assert diff.source_diff("a b zz", "a b") == [{"op": "same", "text": "a b"}, {"op": "extra", "text": " zz"}]
+    assert diff.source_diff("a b", "a b c") == [{"op": "same", "text": "a b "}, {"op": "missed", "text": "c"}]
+    assert diff.source_diff("a b zz", "a b") == [{"op": "same", "text": "a b"}, {"op": "extra", "text": "zz"}]
+
+
+def test_whitespace_is_no_difference_as_in_the_fidelity_metric():
+    assert diff.source_diff("a b\nc ", "a\nb  c") == [{"op": "same", "text": "a\nb  c"}]
+    assert diff.measured("a b\nc ", "a b\nc ", "a\nb  c") == {"recalled": 1.0, "raw": 1.0}
 
 
 def test_repairs_mark_what_the_side_channel_restored():
