@@ -190,3 +190,29 @@ def test_cookie_is_httponly_and_cross_site_posts_are_refused(acme, fade_server, 
     )
     assert twin.status_code == 200
     assert [p["id"] for p in twin.json()["pages"]] == [p for p, _, _ in facts["pages"]]
+
+
+def test_json_twins_hold_what_v1_serves(fade_server, ui_keys):
+    srv, _ = fade_server
+    headers = {"Authorization": f"Bearer {ui_keys['acme']}"}
+    with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as c:
+        timeline = c.get("/ui/s/fade", params={"format": "json"}).json()
+        pages = c.get("/v1/sessions/fade/pages").json()["pages"]
+        stats = c.get("/v1/sessions/fade/stats").json()
+        pid = pages[0]["id"]
+        page = c.get(f"/ui/s/fade/pages/{pid}", params={"format": "json"}).json()
+        recalled = c.post("/v1/recall", json={"session": "fade", "page_ids": [pid]}).json()["pages"][0]
+        search = c.get("/ui/s/fade/search", params={"q": "OPS-4803", "format": "json"}).json()
+        hits = c.post("/v1/recall", json={"session": "fade", "query": "OPS-4803", "limit": 10}).json()["hits"]
+    fields = ("id", "mode", "turn_ids", "text_tokens", "positions", "compression", "canvas")
+    assert [{k: p[k] for k in fields} for p in timeline["pages"]] == [
+        {k: p[k] for k in fields} for p in pages
+    ]
+    for name in ("turns", "text_tokens", "context_tokens", "positions", "savings"):
+        assert timeline["stats"][name] == stats[name]
+    assert {k: page["recall"][k] for k in ("text", "raw_text", "mode", "confidence")} == {
+        k: recalled[k] for k in ("text", "raw_text", "mode", "confidence")
+    }
+    assert [(h["page_id"], h["snippet"]) for h in search["hits"]] == [
+        (h["page_id"], h["snippet"]) for h in hits
+    ]
