@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from optimem.errors import (
     BackendError,
@@ -65,8 +66,10 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     from .schemas import ErrorBody
 
     what = {
+        400: "A body that is not JSON text.",
         401: "Missing, invalid or revoked API key.",
         404: "No such session or page for this tenant.",
+        409: "An external_id given twice or already stored.",
         413: "Request body or batch over its limit.",
         422: "Bad input (the library's or the schema's message).",
         429: "Too many requests for this key; see Retry-After.",
@@ -122,8 +125,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(422, "validation_error", "; ".join(parts) or "invalid request")
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        return _json(
+            405, "method_not_allowed", "method not allowed here", {"Allow": _allowed_methods(request)}
+        )
     names = {
         400: "bad_request",
         401: "unauthorized",

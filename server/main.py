@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from optimem import OpticalMemory, __version__
 
@@ -75,7 +76,21 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
     for router in ROUTERS:
         app.include_router(router)
     install_viewer(app)  # the memory viewer at /ui
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The generated document, with this deployment's limits written into the schemas."""
+    if app.openapi_schema is None:
+        settings: Settings = app.state.settings
+        doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        schemas = doc["components"]["schemas"]
+        schemas["TurnsIn"]["properties"]["turns"]["maxItems"] = settings.max_turns_per_request
+        schemas["RecallByIds"]["properties"]["page_ids"]["maxItems"] = settings.max_pages_per_recall
+        schemas["RecallByQuery"]["properties"]["limit"]["maximum"] = settings.max_recall_hits
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 def app_from_env() -> FastAPI:

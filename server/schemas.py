@@ -6,16 +6,61 @@ declares the fields it sends and ignores any others a newer record carries.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from annotated_types import Interval
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
-MAX_ID = 2**62
+MAX_ID = 2**53 - 1  # exact as a JSON number in every client
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 SESSION_RULE = "1-128 characters: letters, digits and . _ : @ - (starting with a letter or digit)"
 Role = Literal["user", "assistant", "system", "tool"]
 ModeName = Literal["gundam", "large", "base", "small", "tiny"]
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string")
+    return value
+
+
+def _json_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+#: An integer as JSON Schema means it: 3 or 3.0, never "3" or true.
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+
+NAME_BODY = r"[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*"
+
+
+def _speaker_name(value: str) -> str:
+    # the renderer cannot lay out control characters in a speaker label (they are placeholders
+    # only in content), so the service refuses them; surrounding whitespace is trimmed
+    value = value.strip()
+    if len(value) > 200 or not re.fullmatch(NAME_BODY, value):
+        raise ValueError("name must be 1-200 characters, not blank, without control characters")
+    return value
+
+
+SpeakerName = Annotated[str, AfterValidator(_speaker_name)]
+
+#: A date-time given as an ISO 8601 string (not coerced from numbers).
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
 
 
 class _Out(BaseModel):
@@ -47,9 +92,16 @@ class TurnIn(BaseModel):
     )
 
     role: Role
-    content: str = Field(description="The message text (the library refuses empty or >4,000,000 characters).")
-    name: str | None = Field(default=None, max_length=200)
-    created_at: datetime | None = Field(default=None, description="ISO 8601; default: now.")
+    content: str = Field(
+        description="The message text: not blank, at most 4,000,000 characters (the library's rules and messages).",
+        json_schema_extra={"minLength": 1, "maxLength": 4_000_000, "pattern": r"\S"},
+    )
+    name: SpeakerName | None = Field(
+        default=None,
+        description="Speaker name: not blank, no control characters, at most 200 characters (trimmed).",
+        json_schema_extra={"maxLength": 200, "pattern": f"^{NAME_BODY}$"},
+    )
+    created_at: IsoDatetime | None = Field(default=None, description="ISO 8601; default: now.")
     metadata: dict[str, Any] | None = None
     external_id: str | None = Field(
         default=None, min_length=1, max_length=256, description="Your id for the turn, unique in the session."
@@ -78,7 +130,7 @@ class TurnsIn(BaseModel):
     )
 
     turns: list[TurnIn] = Field(min_length=1)
-    skip_existing: bool = Field(
+    skip_existing: StrictBool = Field(
         default=False,
         description="Turns whose external_id is already stored are not added again (safe retries).",
     )
@@ -145,7 +197,7 @@ class CompressIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"session": "thread-42", "flush": False}]})
 
     session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
-    flush: bool = Field(
+    flush: StrictBool = Field(
         default=False, description="Also page the newest turns and a partly filled last page."
     )
 
@@ -183,33 +235,38 @@ class CompressOut(BaseModel):
 # -- recall ----------------------------------------------------------------------------------
 
 
-class RecallIn(BaseModel):
-    """Read pages back by id, or search them: give `page_ids` or `query`, not both."""
+class RecallByIds(BaseModel):
+    """Read pages back by id."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"session": "thread-42", "page_ids": [1, 2]},
-                {"session": "thread-42", "query": "cutover ticket", "limit": 3},
-            ]
-        }
+        extra="forbid", json_schema_extra={"examples": [{"session": "thread-42", "page_ids": [1, 2]}]}
     )
 
     session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
-    page_ids: list[int] | None = Field(default=None, min_length=1)
-    query: str | None = Field(default=None, min_length=1, max_length=2000)
-    limit: int = Field(default=5, ge=1, description="Hits to return with `query`.")
-    wait: bool = Field(
-        default=False, description="With `query`: decode pages not read yet before searching (slower, complete)."
+    page_ids: list[Annotated[int, Interval(ge=1, le=MAX_ID), BeforeValidator(_json_int)]] = Field(
+        min_length=1, description="At most the service's pages-per-recall limit (maxItems here)."
     )
 
-    @model_validator(mode="after")
-    def _one_of(self) -> RecallIn:
-        if (self.page_ids is None) == (self.query is None):
-            raise ValueError("give page_ids or query, not both")
-        if self.page_ids is not None and any(not 1 <= p <= MAX_ID for p in self.page_ids):
-            raise ValueError("page ids are positive integers")
-        return self
+
+class RecallByQuery(BaseModel):
+    """Search the session's pages."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"session": "thread-42", "query": "cutover ticket", "limit": 3}]},
+    )
+
+    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    query: str = Field(max_length=2000, json_schema_extra={"minLength": 1, "pattern": r"\S"})
+    limit: JsonInt = Field(default=5, ge=1, description="Hits to return (at most the service's limit).")
+    wait: StrictBool = Field(
+        default=False,
+        description="Decode pages not read yet before searching (slower, complete).",
+    )
+
+
+#: Give `page_ids` or `query`, not both.
+RecallIn = RecallByIds | RecallByQuery
 
 
 class VerbatimOut(_Out):
@@ -248,7 +305,9 @@ class RecallOut(BaseModel):
         default_factory=list, description="With `page_ids`: each page read back."
     )
     hits: list[Hit] = Field(default_factory=list, description="With `query`: matching pages, best first.")
-    unsearched: int = Field(default=0, description="With `query`: pages not decoded yet (now queued), so not searched.")
+    unsearched: int = Field(
+        default=0, description="With `query`: pages not decoded yet (now queued), so not searched."
+    )
 
 
 # -- context and stats -----------------------------------------------------------------------

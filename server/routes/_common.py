@@ -7,7 +7,7 @@ from typing import Any
 from optimem import Session
 
 #: Error statuses every authenticated `/v1` route can answer.
-AUTHED = (401, 413, 422, 429)
+AUTHED = (400, 401, 413, 422, 429)
 
 
 def public_id(session: Session) -> str:

@@ -6,18 +6,18 @@ from fastapi import APIRouter, Request
 
 from ..deps import SessionsDep
 from ..errors import ApiError, responses
-from ..schemas import Hit, RecalledPage, RecallIn, RecallOut
+from ..schemas import Hit, RecallByIds, RecallByQuery, RecalledPage, RecallOut
 from ._common import AUTHED
 
 router = APIRouter(prefix="/v1", tags=["recall"], responses=responses(*AUTHED, 404, 502, 503))
 
 
 @router.post("/recall", response_model=RecallOut, summary="Read pages back (page_ids) or search them (query)")
-async def recall(request: Request, body: RecallIn, sessions: SessionsDep) -> RecallOut:
+async def recall(request: Request, body: RecallByIds | RecallByQuery, sessions: SessionsDep) -> RecallOut:
     settings = request.app.state.settings
     session = await sessions.existing(body.session)
     metrics = request.app.state.metrics
-    if body.page_ids is not None:
+    if isinstance(body, RecallByIds):
         if len(body.page_ids) > settings.max_pages_per_recall:
             raise ApiError(
                 422,

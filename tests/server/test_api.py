@@ -79,7 +79,9 @@ def test_external_ids_make_retries_safe(server, keys):
         body = {"turns": [{"role": "user", "content": "hello", "external_id": "m1"}]}
         first = c.post("/v1/sessions/retry/turns", json=body).json()["turn_ids"]
         dup = c.post("/v1/sessions/retry/turns", json=body)
-        assert dup.status_code == 422 and dup.json()["error"]["type"] == "input_error"
+        assert dup.status_code == 409 and dup.json()["error"]["type"] == "duplicate_external_id"
+        twice = {"turns": [{"role": "user", "content": "a", "external_id": "x"}] * 2}
+        assert c.post("/v1/sessions/retry/turns", json=twice).status_code == 409
         again = c.post("/v1/sessions/retry/turns", json={**body, "skip_existing": True})
         assert again.status_code == 201 and again.json()["turn_ids"] == first
         assert c.get("/v1/sessions/retry/turns").json()["total"] == 1
@@ -114,7 +116,7 @@ def test_errors_are_json_with_the_library_message(server, keys):
         assert missing.status_code == 404
         assert missing.json() == {"error": {"type": "session_not_found", "message": "no session 'nope'"}}
         both = c.post("/v1/recall", json={"session": "nope", "page_ids": [1], "query": "x"})
-        assert both.status_code == 422 and "not both" in both.json()["error"]["message"]
+        assert both.status_code == 422 and both.json()["error"]["type"] == "validation_error"
         c.post("/v1/sessions/p/turns", json={"role": "user", "content": "hi"})
         page = c.get("/v1/sessions/p/pages/999999.png")
         assert page.status_code == 404 and page.json()["error"]["type"] == "page_not_found"
