@@ -140,8 +140,15 @@ def browser_times(
                 "dom_content_loaded_ms": round(statistics.median(r[1] for r in runs), 1),
                 "load_event_ms": round(statistics.median(r[2] for r in runs), 1),
             }
-            if name in shots:
-                page.screenshot(path=shots[name], full_page=full_page)
+            if name in shots:  # every thumbnail loaded, not only those in view
+                page.evaluate("() => document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")
+                if full_page:  # a viewport as tall as the page, so nothing is painted off screen
+                    height = page.evaluate("() => document.documentElement.scrollHeight")
+                    page.set_viewport_size({"width": 1400, "height": height})
+                page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth)")
+                page.wait_for_timeout(500)
+                page.screenshot(path=shots[name])
+                page.set_viewport_size({"width": 1400, "height": 1000})
         browser.close()
     return out
 
