@@ -176,7 +176,12 @@ def main() -> None:
     if facts is None:
         with OpticalMemory(db, backend=args.backend) as mem:
             pages = mem.session(f"public/{session}").pages()
-        facts = {"pages": len(pages), "middle_page": pages[len(pages) // 2].id, "reused": str(db)}
+        facts = {
+            "pages": len(pages),
+            "modes": {m: sum(p.mode.value == m for p in pages) for m in {p.mode.value for p in pages}},
+            "middle_page": pages[len(pages) // 2].id,
+            "reused": True,
+        }
     mid = facts["middle_page"]
     paths = {
         "sessions": "/ui/",

@@ -18,6 +18,8 @@ MODE_COLOURS = {
 
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 62, 12, 14, 44
+#: Most points a polyline gets (about two per pixel column); the JSON keeps every turn.
+MAX_POINTS = 400
 
 
 def series(turns: list[Turn], pages: list[Page]) -> dict[str, Any]:
@@ -72,8 +74,11 @@ def geometry(data: dict[str, Any], budget: int | None = None) -> dict[str, Any]:
     def y(tokens: float) -> float:
         return round(TOP + plot_h * (1 - tokens / top), 1)
 
+    every = max(1, -(-n // MAX_POINTS))
+    keep = sorted({*range(0, n, every), n - 1}) if data["turns"] else []
+
     def points(values: list[int]) -> str:
-        return " ".join(f"{x(i + 1)},{y(v)}" for i, v in enumerate(values))
+        return " ".join(f"{x(i + 1)},{y(values[i])}" for i in keep)
 
     bands = [
         {

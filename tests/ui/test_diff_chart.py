@@ -77,3 +77,11 @@ def test_series_counts_pages_at_their_positions_when_their_last_turn_is_reached(
 def test_ticks_are_round_numbers():
     assert chart._ticks(10_488) == [0, 5000, 10000]
     assert chart._ticks(0) == [0]
+
+
+def test_long_series_are_thinned_for_drawing_but_keep_the_last_turn():
+    data = {"turns": 1000, "full": list(range(1000)), "seen": list(range(1000)), "bands": []}
+    g = chart.geometry(data)
+    points = g["full"].split()
+    assert len(points) == 334  # every third turn (0, 3, …, 999), the last among them
+    assert points[-1].startswith(f"{chart.WIDTH - chart.RIGHT}.0,")
