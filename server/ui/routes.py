@@ -94,7 +94,10 @@ def error_page(request: Request, exc: Exception) -> HTMLResponse:
         status, message = 422, "; ".join(str(e.get("msg", "invalid")) for e in exc.errors()[:3])  # type: ignore[attr-defined]
     if status >= 500:
         log.error("viewer error on %s: %s", request.url.path, message)
-    return render(request, "error.html", {"status": status, "message": message}, status=status)
+    response = render(request, "error.html", {"status": status, "message": message}, status=status)
+    if isinstance(exc, ApiError):
+        response.headers.update(exc.headers)  # Retry-After of a 429
+    return response
 
 
 def render(request: Request, template: str, data: dict[str, Any], status: int = 200) -> Response:
@@ -122,6 +125,8 @@ async def root() -> RedirectResponse:
 
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
+    if not _auth_on(request):  # no keys: everyone is tenant `public`, nothing to sign in to
+        return RedirectResponse(safe_next(next), status_code=303)
     data = {"next": safe_next(next), "error": None}
     return render(request, "login.html", data)
 
