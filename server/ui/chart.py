@@ -29,7 +29,7 @@ def series(turns: list[Turn], pages: list[Page]) -> dict[str, Any]:
     turns = sorted(turns, key=lambda t: t.seq)
     index = {t.id: i for i, t in enumerate(turns)}
     page_end: dict[int, list[Page]] = {}
-    bands = []
+    bands: list[dict[str, Any]] = []
     for page in pages:
         spots = [index[t] for t in page.turn_ids if t in index]
         if not spots:

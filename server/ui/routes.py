@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
@@ -65,7 +66,7 @@ class ViewerRoute(APIRoute):
     """Errors on viewer pages come back as HTML pages (or the API's JSON for `?format=json`);
     a missing key sends a browser to the login form."""
 
-    def get_route_handler(self):  # type: ignore[no-untyped-def]
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
@@ -83,7 +84,7 @@ class ViewerRoute(APIRoute):
         return route
 
 
-def error_page(request: Request, exc: Exception) -> HTMLResponse:
+def error_page(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         status, message = exc.status, exc.message
     elif isinstance(exc, OptimemError):
@@ -136,7 +137,7 @@ async def login(request: Request) -> Response:
     """Check the key, then keep it in an HttpOnly cookie scoped to /ui (SameSite=Strict)."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
-    target = safe_next((form.get("next") or [None])[0])
+    target = safe_next((form.get("next") or [""])[0])
     tenant = check_key(request, key) if key else None
     if tenant is None:
         data = {"next": target, "error": "That key is not valid (or was revoked)."}
