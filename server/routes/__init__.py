@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import compress, health, pages, recall, sessions, turns
 
-ROUTERS = (health.router, sessions.router, turns.router, pages.router, compress.router, recall.router)
+# turns before the session-wide routes, delete last: the order of the OpenAPI document
+ROUTERS = (health.router, turns.router, pages.router, compress.router, recall.router, sessions.router)
 
 __all__ = ["ROUTERS"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+
+from optimem.pricing import CONSUMERS
 
 from ..deps import ExistingSession, SessionsDep
 from ..errors import responses
@@ -15,10 +17,10 @@ from ._common import AUTHED, public_id
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=responses(*AUTHED))
 
 MAX_BUDGET = 10_000_000
+ConsumerName = Literal[tuple(CONSUMERS)]  # type: ignore[valid-type]
 Consumer = Annotated[
-    str | None,
+    ConsumerName | None,
     Query(
-        max_length=64,
         description="Price pages as this model family sees them (default: the OCR backend's own positions).",
         examples=["anthropic"],
     ),
@@ -28,18 +30,6 @@ Consumer = Annotated[
 @router.get("", response_model=SessionsOut, summary="The caller's sessions")
 async def list_sessions(sessions: SessionsDep) -> SessionsOut:
     return SessionsOut(sessions=await asyncio.to_thread(sessions.names))
-
-
-@router.delete(
-    "/{session}",
-    response_model=DeletedOut,
-    summary="Delete a session: turns, pages, archive and caches",
-    responses=responses(404),
-)
-async def delete_session(session: ExistingSession) -> DeletedOut:
-    deleted = (await session.adelete()).to_dict()
-    counts = {k: v for k, v in deleted.items() if isinstance(v, int) and not isinstance(v, bool)}
-    return DeletedOut(session=public_id(session), deleted=counts)
 
 
 @router.get(
@@ -73,3 +63,15 @@ async def context(
     data = ctx.to_dict()
     data.setdefault("tokens", ctx.tokens)
     return ContextOut.model_validate({**data, "session": public_id(session), "consumer": consumer})
+
+
+@router.delete(
+    "/{session}",
+    response_model=DeletedOut,
+    summary="Delete a session: turns, pages, archive and caches",
+    responses=responses(404),
+)
+async def delete_session(session: ExistingSession) -> DeletedOut:
+    deleted = (await session.adelete()).to_dict()
+    counts = {k: v for k, v in deleted.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return DeletedOut(session=public_id(session), deleted=counts)
