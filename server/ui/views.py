@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image
@@ -37,8 +38,8 @@ def session_summary(session: Session) -> dict[str, Any]:
     stats = session.stats().to_dict()
     pages = session.pages()
     turns = session.turns()
-    times = [t.created_at for t in turns if t.created_at]
-    times += [p.aged_at or p.created_at for p in pages]
+    times = [_aware(t.created_at) for t in turns if t.created_at]
+    times += [_aware(p.aged_at or p.created_at) for p in pages]
     return {
         "session": public_id(session),
         "turns": stats["turns"],
@@ -49,6 +50,11 @@ def session_summary(session: Session) -> dict[str, Any]:
         "savings": stats["savings"],
         "last_activity": max(times).isoformat() if times else None,
     }
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time comparable with the others (a caller may have stored a naive one: taken as UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def sessions_list(sessions: TenantSessions) -> dict[str, Any]:

@@ -16,6 +16,7 @@ def client(tmp_path):
         mem = OpticalMemory(tmp_path / "m.db", backend="test-double", decode="now")
         mem.session("public/s1").add_turns([("user", "hello there"), ("assistant", "hi, OPS-4821")])
         mem.session("public/s1").compress(flush=True)
+        mem.session("public/s2").add_turn("user", "a naive time", created_at="2024-05-01T10:00:00")
         app = create_app(Settings(db=str(tmp_path / "m.db"), backend="test-double", **settings), memory=mem)
         return TestClient(app)
 
@@ -27,6 +28,7 @@ def test_without_keys_everyone_is_public_and_there_is_no_sign_in(client):
         assert c.get("/ui/login", follow_redirects=False).headers["location"] == "/ui/"
         page = c.get("/ui/")
         assert page.status_code == 200 and 'data-session="s1"' in page.text
+        assert 'data-session="s2"' in page.text  # a naive created_at sorts with aware ones
         assert page.headers["content-security-policy"].startswith("default-src 'self'")
         assert c.get("/ui/s/s1/pages/1.png").headers["content-type"] == "image/png"
 
