@@ -323,6 +323,14 @@ class ContextItemOut(_Out):
         default=None, description="The page's source text when that is cheaper than its image."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _turns_are_text(cls, data: Any) -> Any:
+        # the library's record leaves `presented` at its default for recent turns
+        if isinstance(data, dict) and data.get("kind") == "text":
+            data = {**data, "presented": "text"}
+        return data
+
 
 class ContextOut(BaseModel):
     """What a model should see within a budget, with `messages` ready for a chat API."""

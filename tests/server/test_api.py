@@ -57,6 +57,7 @@ def test_turns_compress_recall_context_stats_delete(server, keys):
             if b["type"] == "image"
         ]
         shown = [i for i in ctx["items"] if i["kind"] == "page" and i["presented"] == "image"]
+        assert all(i["presented"] == "text" for i in ctx["items"] if i["kind"] == "text")
         assert len(images) == len(shown)
         if images:
             Image.open(io.BytesIO(base64.b64decode(images[0]["base64"]))).verify()

@@ -11,6 +11,8 @@ import time
 import httpx
 from PIL import Image
 
+from optimem import OpticalMemory
+
 from .conftest import Server, words_turns
 
 
@@ -107,3 +109,20 @@ def test_sigterm_drains_recalls_in_flight_through_real_ocr(tmp_path):
         page = r.json()["pages"][0]
         assert page["backend"] == "cpu"
         assert "cutover" in page["text"] and "OPS-4821" in page["text"]
+
+
+def test_sigterm_finishes_the_background_decode_queue_first(tmp_path):
+    """Pages queued for background OCR (`cpu`) are decoded and cached before the process exits."""
+    db = tmp_path / "memory.db"
+    srv = Server(db, "--decode", "background", backend="cpu").start(timeout=120)
+    text = "Priya moves the billing cluster on Saturday; ticket OPS-4821 tracks the cutover. "
+    with httpx.Client(base_url=srv.url, timeout=120) as c:
+        turns = [{"role": "user", "content": f"{i}. {text * 4}"} for i in range(14)]
+        assert c.post("/v1/sessions/q/turns", json={"turns": turns}).status_code == 201
+        created = c.post("/v1/compress", json={"session": "q", "flush": True}).json()["created"]
+        queued = httpx.get(srv.url + "/readyz").json()["decode_queue"]
+    assert len(created) >= 2 and queued >= 1  # OCR of the new pages is still under way
+    assert srv.stop() in (0, -signal.SIGTERM)
+    with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
+        session = mem.session("public/q")
+        assert all(session.recall_page(pid).cached for pid in created)
