@@ -41,7 +41,10 @@ def presented_key(request: Request) -> str | None:
 
 
 def _next_url(request: Request) -> str:
+    """Where to come back after signing in: this page (a form post goes back to the page it came from)."""
     path = request.url.path
+    if request.method != "GET":
+        return path.removesuffix("/read") if path.endswith("/read") else "/ui/"
     return path + (f"?{request.url.query}" if request.url.query else "")
 
 

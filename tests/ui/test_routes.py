@@ -52,3 +52,21 @@ def test_bad_input_is_a_page_with_the_status_not_a_crash(client):
         twin = c.get("/ui/s/s1/pages/99?format=json")
         assert twin.json()["error"]["type"] == "page_not_found"
         assert c.get("/ui/login?next=//evil.example", follow_redirects=False).headers["location"] == "/ui/"
+
+
+def test_read_again_without_a_key_signs_in_and_returns_to_the_page(tmp_path):
+    from server.auth import KeysFile
+
+    keys = tmp_path / "keys.json"
+    key = KeysFile(keys).add("acme")[1]
+    mem = OpticalMemory(tmp_path / "m.db", backend="test-double", decode="now")
+    mem.session("acme/s1").add_turns([("user", "hello there"), ("assistant", "hi")])
+    mem.session("acme/s1").compress(flush=True)
+    app = create_app(Settings(db=str(tmp_path / "m.db"), backend="test-double", keys=str(keys)), memory=mem)
+    with TestClient(app) as c:
+        r = c.post("/ui/s/s1/pages/1/read", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/ui/login?next=/ui/s/s1/pages/1"
+        signed = c.post("/ui/login", data={"key": key, "next": "/ui/s/s1/pages/1"}, follow_redirects=False)
+        assert signed.headers["location"] == "/ui/s/s1/pages/1"
+        assert "httponly" in signed.headers["set-cookie"].lower()
+        assert c.get("/ui/s/s1/pages/1").status_code == 200
