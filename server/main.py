@@ -18,6 +18,7 @@ from .limits import BodyLimit, RateLimiter
 from .metrics import Metrics, RequestMetrics
 from .routes import ROUTERS
 from .settings import Settings
+from .ui import install as install_viewer
 
 log = logging.getLogger("optimem.server")
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     for router in ROUTERS:  # the viewer (server/ui/, issue 13) mounts its router here too
         app.include_router(router)
+    install_viewer(app)  # the memory viewer at /ui
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
