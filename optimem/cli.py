@@ -174,5 +174,17 @@ def _register_bench() -> None:
 _register_bench()
 
 
+def _register_server() -> None:
+    try:
+        from server.cli import keys_command, serve_command
+    except ImportError:  # the server package or its extra is not installed
+        return
+    main.add_command(serve_command, "serve")
+    main.add_command(keys_command, "keys")
+
+
+_register_server()
+
+
 if __name__ == "__main__":
     main()

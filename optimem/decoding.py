@@ -50,12 +50,14 @@ class Decoder:
         if self.when == "now" and not force_background:
             self.decode(page_ids)
             return
+        batches = [list(page_ids)] if self.backend.capabilities.batches else [[pid] for pid in page_ids]
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optimem-decode")
-            future = self._executor.submit(self._decode_logged, list(page_ids))
-            self._pending.add(future)
-        future.add_done_callback(self._discard)
+            futures = [self._executor.submit(self._decode_logged, batch) for batch in batches]
+            self._pending.update(futures)
+        for future in futures:
+            future.add_done_callback(self._discard)
 
     def _decode_logged(self, page_ids: list[int]) -> None:
         # logged inside the task, so that when the future is done the failure is accounted for
@@ -110,15 +112,18 @@ class Decoder:
     def cached(self, page: PageRecord) -> DecodedRecord | None:
         return self.store.get_decoded(page.id, page.mode, self.backend.fingerprint())
 
-    def decode(self, page_ids: Sequence[int]) -> dict[int, DecodedRecord]:
-        """Decode (or read from the cache) these pages at their current modes."""
+    def decode(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
+        """Decode (or read from the cache) these pages at their current modes.
+
+        `refresh` reads them again with the backend and replaces what the cache held.
+        """
         backend = self.backend
         fingerprint = backend.fingerprint()
         out: dict[int, DecodedRecord] = {}
         todo: list[PageRecord] = []
         for pid in page_ids:
             page = self.store.page_by_id(pid)
-            hit = self.store.get_decoded(page.id, page.mode, fingerprint)
+            hit = None if refresh else self.store.get_decoded(page.id, page.mode, fingerprint)
             if hit is None:
                 todo.append(page)
             else:

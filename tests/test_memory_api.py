@@ -12,6 +12,7 @@ import pytest
 from optimem import (
     Context,
     Deleted,
+    DuplicateExternalId,
     InputError,
     Mode,
     OpticalMemory,
@@ -71,7 +72,7 @@ def test_external_ids_add_only_what_is_new(db_path):
     s = memory(db_path).session("a")
     first = s.add_turns([{"role": "user", "content": "one", "external_id": "m1"}, ("assistant", "two")])
     assert s.lookup_external_ids(["m1", "m9"]) == {"m1": first[0]}
-    with pytest.raises(InputError, match="already stored"):
+    with pytest.raises(DuplicateExternalId, match="already stored"):
         s.add_turns(
             [
                 {"role": "user", "content": "three", "external_id": "m3"},
@@ -204,6 +205,20 @@ def test_decoded_text_is_keyed_by_the_backends_fingerprint(db_path):
     assert other.recall_page(pid).cached
 
 
+def test_read_again_and_cached_only(db_path):
+    mem = memory(db_path, keep_recent_turns=0, decode="lazy")
+    s = mem.session("a")
+    s.add_turns(chat_turns(10))
+    s.compress(flush=True)
+    pid = s.pages()[0].id
+    assert s.cached_recall(pid) is None  # never runs OCR
+    calls = mem.backend.calls
+    first = s.recall_page(pid)
+    assert s.cached_recall(pid) == first.__class__(**{**first.__dict__, "cached": True})
+    again = s.recall_page(pid, refresh=True)
+    assert mem.backend.calls == calls + 2 and not again.cached and again.text == first.text
+
+
 def test_wait_returns_only_after_failures_are_logged(db_path, caplog):
     gate = threading.Event()
 
@@ -280,3 +295,19 @@ def test_default_backend_falls_back_when_tesseract_is_missing(db_path, monkeypat
         assert mem.backend.name == "rapidocr"
     assert "reading pages with 'rapidocr'" in caplog.text
     assert get_backend("test-double").name == "test-double"
+
+
+@pytest.mark.parametrize("name", ["ana\x1f", "line\nbreak", "nul\x00", " ", "x" * 201])
+def test_speaker_names_the_renderer_cannot_draw_are_refused(db_path, name):
+    # control characters in a speaker label crashed the typesetter (found by the REST fuzzer)
+    s = memory(db_path, keep_recent_turns=0).session("a")
+    with pytest.raises(InputError, match="name must be"):
+        s.add_turn("user", "hello", name=name)
+    assert not s.exists()
+
+
+def test_unusual_but_drawable_names_page_fine(db_path):
+    s = memory(db_path, keep_recent_turns=0).session("a")
+    s.add_turn("user", "hello there", name="Zoë 🙂 \u200d李")
+    s.compress(flush=True)
+    assert s.recall(s.pages()[0].id).startswith("Zoë")

@@ -27,7 +27,7 @@ class CpuBackend(Backend):
     """tesseract for sharp Latin lines, rapidocr for CJK lines and for aged, blurred pages."""
 
     name = "cpu"
-    capabilities = Capabilities(uses_layout=True, batches=True)
+    capabilities = Capabilities(batches=True)
 
     def __init__(
         self,

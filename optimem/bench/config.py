@@ -57,4 +57,4 @@ class BenchConfig:
 
 def is_test_double(backend: Backend) -> bool:
     """True for a backend that reads the layout instead of pixels (never a measurement)."""
-    return bool(getattr(backend, "is_test_double", False)) or backend.name == "test-double"
+    return not backend.capabilities.reads_pixels
