@@ -112,6 +112,27 @@ def repair(text: str, items: list[VerbatimItem], min_similarity: float = 0.75) -
             delta = len(item.value) - (end - start)
             spans[i] = (start, start + len(item.value))
             spans[i + 1 :] = [None if sp is None else (sp[0] + delta, sp[1] + delta) for sp in spans[i + 1 :]]
+    return _repair_anywhere(out, order, values, min_similarity)
+
+
+def _repair_anywhere(text: str, order: list[VerbatimItem], values: set[str], min_similarity: float) -> str:
+    """Last pass: a string still nowhere in the text is put at its best-matching stretch anywhere
+    (copies glued to neighbours or moved by a misread line break), when that stretch is close
+    by similarity or differs only around the digits; never over another kept string."""
+    out = text
+    for value in sorted({it.value for it in order}, key=len, reverse=True):
+        if value in out:
+            continue
+        masked = _mask(out, values)
+        best = _best_window(masked, value)
+        if best is None:
+            continue
+        start, end, score = best
+        window = out[start:end]
+        needed = max(min_similarity, 0.85) if len(value) < 8 else min_similarity
+        same_digits = len(window) == len(value) and _digits(window) == _digits(value) != ""
+        if window not in values and (score >= needed or same_digits or _fold(window) == _fold(value)):
+            out = out[:start] + value + out[end:]
     return out
 
 

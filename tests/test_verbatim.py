@@ -99,3 +99,9 @@ def test_order_decides_between_two_missing_look_alikes():
     ocr = "item 4 ZX-1004, item 5 ZX-1OO5, item 7 ZX-1007, item 8 ZX-LOOG, item 9 ZX-1009"
     fixed = repair(ocr, extract(source))
     assert "item 8 ZX-1008," in fixed and "item 5 ZX-1005," in fixed
+
+
+def test_a_string_glued_to_a_neighbour_is_still_put_back():
+    # the copy is glued to the next word, so it is no whole token anywhere: the last pass finds it
+    items = extract("run the nightly_orders_rollup job")
+    assert repair("run the nightly_orders_rolIupjob", items) == "run the nightly_orders_rollupjob"
