@@ -3,6 +3,8 @@
 Pages are decoded when they are made or aged (on a background thread by default) and the text
 is cached and indexed for search, so recall reads a row instead of running OCR. The cache is
 keyed by the backend's fingerprint: new weights or new trained data never serve stale text.
+With ``decode="queue"`` (PostgreSQL only) pages go to `optimem worker` processes through a job
+queue in the database instead of a thread (see `optimem.store.pgqueue`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -18,24 +21,44 @@ from typing import Literal
 from PIL import Image
 
 from .backends import Backend, PageInput
+from .errors import PageNotFound
 from .layout import restore_placeholders
 from .store import DecodedRecord, PageRecord, Store
 
 log = logging.getLogger("optimem")
 
-DecodeWhen = Literal["background", "now", "lazy"]
+DecodeWhen = Literal["background", "now", "lazy", "queue"]
+#: How long a recall waits for a worker to decode its page before decoding it inline.
+QUEUE_WAIT_S = 300.0
 
 
 class Decoder:
     """Runs the backend over stored pages and keeps the decoded-text cache and index current."""
 
-    def __init__(self, store: Store, backend: Callable[[], Backend], when: DecodeWhen) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Callable[[], Backend],
+        when: DecodeWhen,
+        *,
+        backend_name: Callable[[], str] | None = None,
+    ) -> None:
         self.store = store
         self._backend = backend
         self.when: DecodeWhen = when
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
+        # queue mode: the backend is named without loading it (workers load it)
+        self._backend_name = backend_name or (lambda: self.backend.name)
+        self._notes: dict[int, str] = {}
+        self._queued: set[int] = set()
+        self._decoded_here = False
+        self.queue = None
+        if when == "queue":
+            from .store.pgqueue import DecodeQueue
+
+            self.queue = DecodeQueue.for_store(store)
 
     @property
     def backend(self) -> Backend:
@@ -46,6 +69,9 @@ class Decoder:
     def schedule(self, page_ids: Sequence[int], *, force_background: bool = False) -> None:
         """Decode these pages as `when` says (`force_background`: even when lazy)."""
         if not page_ids or (self.when == "lazy" and not force_background):
+            return
+        if self.queue is not None:
+            self._enqueue(page_ids)
             return
         if self.when == "now" and not force_background:
             self.decode(page_ids)
@@ -69,12 +95,17 @@ class Decoder:
             self._pending.discard(future)
 
     def pending(self) -> int:
-        """Batches of pages queued or being decoded in the background."""
+        """Batches of pages queued or being decoded in the background (queue mode: jobs of
+        this backend in the queue, whoever scheduled them)."""
+        if self.queue is not None:
+            return self.queue.queued(self._backend_name())
         with self._lock:
             return sum(not f.done() for f in self._pending)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every scheduled decode has finished and been logged; False on timeout."""
+        if self.queue is not None:
+            return self._wait_queue(timeout)
         while True:
             with self._lock:
                 pending = [f for f in self._pending if not f.done()]
@@ -108,10 +139,26 @@ class Decoder:
         )
 
     def cached(self, page: PageRecord) -> DecodedRecord | None:
+        if self.queue is not None:
+            return self._cached_queue(page)
         return self.store.get_decoded(page.id, page.mode, self.backend.fingerprint())
 
+    def take_note(self, page_id: int) -> str | None:
+        """What was unusual about the last decode of this page (e.g. decoded inline), once."""
+        with self._lock:
+            return self._notes.pop(page_id, None)
+
     def decode(self, page_ids: Sequence[int]) -> dict[int, DecodedRecord]:
-        """Decode (or read from the cache) these pages at their current modes."""
+        """Decode (or read from the cache) these pages at their current modes.
+
+        Queue mode: wait for the workers to decode them, or decode inline where none is alive.
+        """
+        if self.queue is not None:
+            return self._decode_queue(page_ids)
+        return self.decode_here(page_ids)
+
+    def decode_here(self, page_ids: Sequence[int]) -> dict[int, DecodedRecord]:
+        """Decode (or read from the cache) these pages in this process, as one batch."""
         backend = self.backend
         fingerprint = backend.fingerprint()
         out: dict[int, DecodedRecord] = {}
@@ -142,3 +189,90 @@ class Decoder:
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
         return out
+
+    # -- queue mode ------------------------------------------------------------------------
+
+    def _enqueue(self, page_ids: Sequence[int], *, priority: int = 0) -> None:
+        pages = [self.store.page_by_id(pid) for pid in page_ids]
+        self.queue.enqueue([(p.id, p.mode.value) for p in pages], self._backend_name(), priority=priority)
+        with self._lock:
+            self._queued.update(page_ids)
+
+    def _fingerprints(self) -> list[str]:
+        """Fingerprints whose text counts as this backend's: the live workers', else our own."""
+        found = [w["fingerprint"] for w in self.queue.live_workers(self._backend_name())]
+        if self._decoded_here or not found:
+            found.append(self.backend.fingerprint())
+        return list(dict.fromkeys(found))
+
+    def _cached_queue(self, page: PageRecord) -> DecodedRecord | None:
+        for fingerprint in self._fingerprints():
+            hit = self.store.get_decoded(page.id, page.mode, fingerprint)
+            if hit is not None:
+                return hit
+        return None
+
+    def _decode_queue(
+        self, page_ids: Sequence[int], timeout: float = QUEUE_WAIT_S, *, inline_when_slow: bool = True
+    ) -> dict[int, DecodedRecord]:
+        from .store.pgqueue import RECALL_PRIORITY
+
+        out: dict[int, DecodedRecord] = {}
+        waiting = list(dict.fromkeys(page_ids))
+        enqueued = False
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while waiting:
+            for pid in list(waiting):
+                hit = self._cached_queue(self.store.page_by_id(pid))
+                if hit is not None:
+                    out[pid] = hit
+                    waiting.remove(pid)
+            if not waiting:
+                break
+            late = time.monotonic() > deadline
+            if late and not inline_when_slow:
+                break
+            if late or not self.queue.live_workers(self._backend_name()):
+                why = "workers too slow" if late else "no optimem worker is alive"
+                name = self._backend_name()
+                log.warning("decoding pages %s inline with %s: %s", waiting, name, why)
+                self._decoded_here = True
+                out.update(self.decode_here(waiting))
+                with self._lock:
+                    for pid in waiting:
+                        self._notes[pid] = f"decoded inline by this process: {why} for backend {name!r}"
+                break
+            if not enqueued:
+                self._enqueue(waiting, priority=RECALL_PRIORITY)
+                enqueued = True
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        return out
+
+    def _wait_queue(self, timeout: float | None) -> bool:
+        """Until every page this process queued is decoded at its current mode (inline where no
+        worker is alive); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            todo = list(self._queued)
+        alive = [pid for pid in todo if self._exists(pid)]
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            done = self._decode_queue(
+                alive, timeout=QUEUE_WAIT_S if left is None else left, inline_when_slow=left is None
+            )
+        except Exception as exc:
+            log.warning("queued decode of pages %s failed (recall will retry): %s", alive, exc)
+            done = {pid: None for pid in alive}
+        with self._lock:
+            self._queued.difference_update(done)
+            self._queued.difference_update(set(todo) - set(alive))
+        return len(done) == len(alive)
+
+    def _exists(self, page_id: int) -> bool:
+        try:
+            self.store.page_by_id(page_id)
+        except PageNotFound:
+            return False
+        return True

@@ -52,6 +52,7 @@ def recall_page(store: Store, decoder: Decoder, session_id: str, page_id: int) -
         seconds=record.seconds,
         turns=turns,
         verbatim=items,
+        note=decoder.take_note(page.id),
     )
 
 

@@ -275,9 +275,9 @@ class PostgresStore:
 
     def turn_count(self, session_id: str) -> int:
         self._lock(session_id)
-        return self._q(
-            "SELECT COALESCE(MAX(seq), 0) AS n FROM turns WHERE session_id = %s", (session_id,)
-        )[0]["n"]
+        return self._q("SELECT COALESCE(MAX(seq), 0) AS n FROM turns WHERE session_id = %s", (session_id,))[
+            0
+        ]["n"]
 
     def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]:
         """Turn id → offset just past the last character of it already on a page."""
@@ -403,8 +403,7 @@ class PostgresStore:
     def _spans(self, page_ids: Sequence[int]) -> dict[int, list[Span]]:
         out: dict[int, list[Span]] = {pid: [] for pid in page_ids}
         for r in self._q(
-            'SELECT page_id, turn_id, start, "end" FROM page_spans WHERE page_id = ANY(%s)'
-            " ORDER BY turn_id",
+            'SELECT page_id, turn_id, start, "end" FROM page_spans WHERE page_id = ANY(%s) ORDER BY turn_id',
             (list(page_ids),),
         ):
             out[r["page_id"]].append(Span(r["turn_id"], r["start"], r["end"]))
@@ -562,7 +561,9 @@ class PostgresStore:
         usable = [t for t in terms if len(t) >= 3]
         if not usable:
             return []
-        patterns = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in usable]
+        patterns = [
+            "%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in usable
+        ]
         rows = self._q(
             "SELECT i.page_id, SUM(CASE WHEN i.text ILIKE p.pattern THEN 1.0"
             "  ELSE word_similarity(p.term, i.text) END) AS score"
@@ -583,7 +584,9 @@ class PostgresStore:
         """Human-readable problems: pages without spans, turns paged onto no page."""
         problems = [
             f"page {r['id']} covers no turn"
-            for r in self._q("SELECT id FROM pages p WHERE NOT EXISTS (SELECT 1 FROM page_spans WHERE page_id = p.id)")
+            for r in self._q(
+                "SELECT id FROM pages p WHERE NOT EXISTS (SELECT 1 FROM page_spans WHERE page_id = p.id)"
+            )
         ]
         problems += [
             f"turn {r['id']} is marked paged but no page holds it"
@@ -596,7 +599,7 @@ class PostgresStore:
             for r in self._q(
                 "SELECT a.turn_id, COUNT(*) AS n FROM page_spans a JOIN page_spans b"
                 " ON a.turn_id = b.turn_id AND a.page_id < b.page_id"
-                " AND a.start < b.\"end\" AND b.start < a.\"end\" GROUP BY a.turn_id"
+                ' AND a.start < b."end" AND b.start < a."end" GROUP BY a.turn_id'
             )
         ]
         return problems
