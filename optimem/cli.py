@@ -112,7 +112,7 @@ def recall(
             if not hits and not as_json:
                 click.echo("no page matches")
             return
-        r = s.recall_page(page_id)  # type: ignore[arg-type]
+        r = s.recall_page(page_id)
         if as_json:
             click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         else:

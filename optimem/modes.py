@@ -230,12 +230,13 @@ class WallClockPolicy(StepsPolicy):
 
 @dataclass(frozen=True)
 class BudgetPolicy(AgingPolicy):
-    """Keep the session's context (unpaged text + page positions) within `max_tokens`.
+    """Keep the session's context (unpaged text + pages, as `PageState.cost_at` prices them)
+    within `max_tokens`.
 
     While over budget, it steps down one rung the oldest of the sharpest pages. Forgetting
-    is spread out rather than piled on one page (a CPU OCR reads a page one rung down at
-    ~88% but two rungs down at ~40%), and an older page is never kept sharper than a newer
-    one. When every page is at the floor and the budget still does not fit, nothing is
+    is spread out rather than piled on one page (one rung down blurs a page a little, two
+    rungs a lot: README, forgetting curve), and an older page is never kept sharper than a
+    newer one. When every page is at the floor and the budget still does not fit, nothing is
     dropped: the plan says `over_budget`.
     """
 

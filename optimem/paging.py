@@ -75,7 +75,7 @@ def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[Tu
         as_text = text = None
         # a page's text can only be cheaper than its image when its tokens are close to it
         if page.text_tokens - 2 * len(page.spans) < image:
-            pieces = []
+            pieces: list[tuple[str, str | None, str]] = []
             for span in page.spans:
                 turn = by_id.get(span.turn_id)
                 if turn is None or turn.content is None:

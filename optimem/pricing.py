@@ -198,8 +198,12 @@ def page_tokens(consumer: str, mode: Mode) -> int:
 
 
 class _PagedLike(Protocol):
-    id: int
-    turn_ids: tuple[int, ...]
+    @property
+    def id(self) -> int: ...
+    @property
+    def turn_ids(self) -> tuple[int, ...]: ...
+    @property
+    def mode(self) -> Mode: ...
 
 
 def page_caption(page: _PagedLike) -> str:
@@ -218,7 +222,8 @@ class Pricing:
     """Prices what one consumer's model sees: page images (with their captions) and text.
 
     Args:
-        backend: The OCR backend; its `positions(mode)` is the default price of a page image
+        backend: The OCR backend (or its class: pricing loads no engine); its `positions(mode)`
+            is the default price of a page image
             (the model it stands for, e.g. DeepSeek-OCR 2's 833 / 257 / 145).
         consumer: A name from `CONSUMERS` to price page images by that provider's rule
             instead; ``None`` (default) uses the backend's positions.
@@ -226,7 +231,7 @@ class Pricing:
     """
 
     def __init__(
-        self, backend: Backend, consumer: str | None = None, encoding: str = DEFAULT_ENCODING
+        self, backend: Backend | type[Backend], consumer: str | None = None, encoding: str = DEFAULT_ENCODING
     ) -> None:
         if consumer is not None and consumer not in CONSUMERS:
             raise InputError(f"unknown consumer {consumer!r}; choose one of {', '.join(CONSUMERS)}")
@@ -250,4 +255,4 @@ class Pricing:
 
     def page(self, page: _PagedLike, mode: Mode | None = None) -> int:
         """A page image at `mode` (default: its current mode) plus its caption."""
-        return self.image(mode or page.mode) + self.caption(page)  # type: ignore[attr-defined]
+        return self.image(mode or page.mode) + self.caption(page)

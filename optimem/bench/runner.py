@@ -290,12 +290,9 @@ def _timing(rep: Replay, reads: Sequence[PageRead]) -> dict[str, Any]:
 
 
 def _seen(rep: Replay, consumers: Sequence[str], text_tokens: int) -> dict[str, Any]:
-    s = rep.session
-    unpaged = sum(t.text_tokens for t in s.store.turns(s.id, paged=False))
-    pages = s.store.pages(s.id)
     out = {}
     for c in consumers:
-        seen = unpaged + sum(m.page_tokens(c, p.mode) for p in pages)
+        seen = rep.session.stats(consumer=c).context_tokens  # page images and captions, priced by c
         out[c] = {"seen_tokens": seen, "savings": _r(m.savings(text_tokens, seen))}
     return out
 
@@ -483,6 +480,7 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
             "pages": len(pages),
             "unpaged_tokens": stats.unpaged_tokens,
             "positions": stats.positions,
+            "page_tokens": stats.page_tokens,
             "seen_tokens": seen,
             "savings": _r(m.savings(text_tokens, seen)),
             "savings_by_encoding": extra,
