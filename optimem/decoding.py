@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
@@ -24,6 +24,9 @@ from .backends import Backend, PageInput
 from .errors import PageNotFound
 from .layout import restore_placeholders
 from .store import DecodedRecord, PageRecord, Store
+
+if TYPE_CHECKING:
+    from .store.pgqueue import DecodeQueue
 
 log = logging.getLogger("optimem")
 
@@ -54,7 +57,7 @@ class Decoder:
         self._notes: dict[int, str] = {}
         self._queued: set[int] = set()
         self._decoded_here = False
-        self.queue = None
+        self.queue: DecodeQueue | None = None
         if when == "queue":
             from .store.pgqueue import DecodeQueue
 
@@ -193,6 +196,7 @@ class Decoder:
     # -- queue mode ------------------------------------------------------------------------
 
     def _enqueue(self, page_ids: Sequence[int], *, priority: int = 0) -> None:
+        assert self.queue is not None
         pages = [self.store.page_by_id(pid) for pid in page_ids]
         self.queue.enqueue([(p.id, p.mode.value) for p in pages], self._backend_name(), priority=priority)
         with self._lock:
@@ -200,6 +204,7 @@ class Decoder:
 
     def _fingerprints(self) -> list[str]:
         """Fingerprints whose text counts as this backend's: the live workers', else our own."""
+        assert self.queue is not None
         found = [w["fingerprint"] for w in self.queue.live_workers(self._backend_name())]
         if self._decoded_here or not found:
             found.append(self.backend.fingerprint())
@@ -217,6 +222,7 @@ class Decoder:
     ) -> dict[int, DecodedRecord]:
         from .store.pgqueue import RECALL_PRIORITY
 
+        assert self.queue is not None
         out: dict[int, DecodedRecord] = {}
         waiting = list(dict.fromkeys(page_ids))
         enqueued = False
@@ -264,7 +270,7 @@ class Decoder:
             )
         except Exception as exc:
             log.warning("queued decode of pages %s failed (recall will retry): %s", alive, exc)
-            done = {pid: None for pid in alive}
+            done = {}
         with self._lock:
             self._queued.difference_update(done)
             self._queued.difference_update(set(todo) - set(alive))

@@ -2,6 +2,6 @@
 # Install optimem with every extra the tests need, then run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev,gpu
+bash scripts/install.sh dev,gpu,postgres
 .venv/bin/ruff check optimem tests benchmarks scripts
 .venv/bin/python -m pytest -q "$@"

@@ -16,19 +16,22 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pgqueuer.adapters.drivers.psycopg import PsycopgDriver, SyncPsycopgDriver
 from pgqueuer.adapters.persistence.qb import QueryBuilderEnvironment
 from pgqueuer.models import Job, TracebackRecord
 from pgqueuer.queries import EntrypointExecutionParameter, Queries, SyncQueries
+from pgqueuer.types import QueueEntrypoint, QueueManagerId
+from psycopg.rows import DictRow
 
 from ..errors import InputError
+from .postgres import one
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .postgres import PostgresStore
+    from .postgres import Conn, PostgresStore
 
 #: Key of the advisory lock that serialises installing the queue's tables.
 INSTALL_LOCK = 0x6F7074696D7171
@@ -90,7 +93,7 @@ class DecodeQueue:
         with self.store.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK,))
             settings = QueryBuilderEnvironment().settings
-            exists = db.execute("SELECT to_regclass(%s) AS t", (settings.queue_table,)).fetchone()
+            exists = one(db.execute("SELECT to_regclass(%s) AS t", (settings.queue_table,)))
             if exists["t"] is None:
                 db.execute(QueryBuilderEnvironment().build_install_query(create_schema=False).encode())
             db.execute(_WORKERS_DDL)
@@ -110,15 +113,19 @@ class DecodeQueue:
             )
         return sum(i is not None for i in ids)
 
-    def live_workers(self, backend: str) -> list[dict]:
+    def live_workers(self, backend: str) -> list[DictRow]:
         """Workers of `backend` seen within the TTL, newest first."""
         with self.store.pool.connection() as conn:
-            return conn.execute(
-                "SELECT id, fingerprint, host, pid, batch, pages, seen_at FROM optimem_workers"
-                " WHERE backend = %s AND seen_at > now() - make_interval(secs => %s)"
-                " ORDER BY seen_at DESC",
-                (backend, WORKER_TTL_S),
-            ).fetchall()
+            return (
+                cast("Conn", conn)
+                .execute(
+                    "SELECT id, fingerprint, host, pid, batch, pages, seen_at FROM optimem_workers"
+                    " WHERE backend = %s AND seen_at > now() - make_interval(secs => %s)"
+                    " ORDER BY seen_at DESC",
+                    (backend, WORKER_TTL_S),
+                )
+                .fetchall()
+            )
 
     def queued(self, backend: str | None = None) -> int:
         """Jobs queued or being decoded (for `backend`, or all)."""
@@ -129,7 +136,7 @@ class DecodeQueue:
             sql += " WHERE entrypoint = %s"
             args = (entrypoint(backend),)
         with self.store.pool.connection() as conn:
-            return int(conn.execute(sql, args).fetchone()["n"])
+            return int(one(cast("Conn", conn).execute(sql, args))["n"])
 
 
 class WorkerQueue:
@@ -164,8 +171,10 @@ class WorkerQueue:
         """Up to `batch` jobs: queued ones, or ones whose worker has not beaten for `lease_s`."""
         jobs = await self.queries.dequeue(
             batch_size=self.batch,
-            entrypoints={entrypoint(self.backend): EntrypointExecutionParameter(concurrency_limit=0)},
-            queue_manager_id=self.id,
+            entrypoints={
+                QueueEntrypoint(entrypoint(self.backend)): EntrypointExecutionParameter(concurrency_limit=0)
+            },
+            queue_manager_id=QueueManagerId(self.id),
             global_concurrency_limit=None,
             heartbeat_timeout=timedelta(seconds=lease_s),
         )

@@ -13,10 +13,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -27,8 +27,18 @@ from ..verbatim import VerbatimItem
 from .base import DecodedRecord, NewPage, PageRecord, SessionInfo, TurnRecord, parse_time, utcnow
 from .migrations_pg import MIGRATIONS, SCHEMA_VERSION
 
+Conn = psycopg.Connection[DictRow]
+
 #: Key of the advisory lock that serialises migrations between replicas starting together.
 MIGRATION_LOCK = 0x6F7074696D656D  # "optimem"
+
+
+def one(cur: psycopg.Cursor[DictRow]) -> DictRow:
+    """The one row a statement must return."""
+    row = cur.fetchone()
+    if row is None:  # pragma: no cover - aggregates and RETURNING always give a row
+        raise StoreError("the database returned no row where one was expected")
+    return row
 
 
 def tenant_of(session_id: str) -> str:
@@ -72,36 +82,36 @@ class PostgresStore:
     # -- connections and transactions ------------------------------------------------------
 
     @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection]:
+    def _conn(self) -> Iterator[Conn]:
         """The thread's transaction connection, or a pooled one (autocommit) outside one."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
             return
         try:
-            with self.pool.connection() as conn:
-                yield conn
+            with self.pool.connection() as pooled:
+                yield cast(Conn, pooled)
         except psycopg.OperationalError as exc:
             raise StoreError(f"database {redact(self.url)} unavailable: {exc}") from exc
 
-    def _q(self, sql: str, args: Sequence[Any] | None = None) -> list[dict]:
+    def _q(self, sql: Any, args: Sequence[Any] | None = None) -> list[DictRow]:
         with self._conn() as conn:
             cur = conn.execute(sql, args)
             return cur.fetchall() if cur.description else []
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
+    def transaction(self) -> Iterator[Conn]:
         """One write transaction (nested calls join the outer one)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
             return
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                self._local.conn = conn
+            with self.pool.connection() as pooled, pooled.transaction():
+                self._local.conn = cast(Conn, pooled)
                 self._local.locked = set()
                 try:
-                    yield conn
+                    yield self._local.conn
                 finally:
                     self._local.conn = None
         except psycopg.OperationalError as exc:
@@ -126,8 +136,7 @@ class PostgresStore:
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"
             )
-            current = db.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations").fetchone()
-            current = current["v"] if current else 0
+            current = one(db.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations"))["v"]
             if current > SCHEMA_VERSION:
                 raise SchemaError(
                     f"{redact(self.url)} has schema version {current}, newer than this optimem "
@@ -191,7 +200,7 @@ class PostgresStore:
                 "decoded": f"SELECT COUNT(*) AS n FROM decoded WHERE page_id IN ({pages})",
                 "verbatim": f"SELECT COUNT(*) AS n FROM verbatim WHERE page_id IN ({pages})",
             }.items():
-                out[kind] = int(db.execute(sql, (session_id,)).fetchone()["n"])
+                out[kind] = int(one(db.execute(sql, (session_id,)))["n"])
             db.execute("DELETE FROM pages WHERE session_id = %s", (session_id,))  # cascades
             db.execute("DELETE FROM turns WHERE session_id = %s", (session_id,))
             db.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
@@ -207,9 +216,11 @@ class PostgresStore:
                     (session_id, utcnow()),
                 )
                 self._lock(session_id)
-                seq = db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) AS s FROM turns WHERE session_id = %s", (session_id,)
-                ).fetchone()["s"]
+                seq = one(
+                    db.execute(
+                        "SELECT COALESCE(MAX(seq), 0) AS s FROM turns WHERE session_id = %s", (session_id,)
+                    )
+                )["s"]
                 for row in rows:
                     seq += 1
                     cur = db.execute(
@@ -230,7 +241,7 @@ class PostgresStore:
                             row.get("external_id"),
                         ),
                     )
-                    ids.append(int(cur.fetchone()["id"]))
+                    ids.append(int(one(cur)["id"]))
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name == "turns_external":
                 raise InputError(f"an external_id is already stored in session {session_id!r}") from exc
@@ -336,9 +347,11 @@ class PostgresStore:
         )
         with self.transaction() as db:
             self._lock(session_id)
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) AS s FROM pages WHERE session_id = %s", (session_id,)
-            ).fetchone()["s"]
+            seq = one(
+                db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) AS s FROM pages WHERE session_id = %s", (session_id,)
+                )
+            )["s"]
             now = utcnow()
             for page in pages:
                 seq += 1
@@ -366,9 +379,7 @@ class PostgresStore:
                     cols, values = "id, " + columns, [int(reuse_id), *values]
                 marks = ", ".join(["%s"] * len(values))
                 page_id = int(
-                    db.execute(
-                        f"INSERT INTO pages ({cols}) VALUES ({marks}) RETURNING id", values
-                    ).fetchone()["id"]
+                    one(db.execute(f"INSERT INTO pages ({cols}) VALUES ({marks}) RETURNING id", values))["id"]
                 )
                 ids.append(page_id)
                 with db.cursor() as cur:
