@@ -16,7 +16,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pgqueuer.adapters.drivers.psycopg import PsycopgDriver, SyncPsycopgDriver
 from pgqueuer.adapters.persistence.qb import QueryBuilderEnvironment
@@ -31,7 +31,7 @@ from .postgres import one
 if TYPE_CHECKING:
     import psycopg
 
-    from .postgres import Conn, PostgresStore
+    from .postgres import PostgresStore
 
 #: Key of the advisory lock that serialises installing the queue's tables.
 INSTALL_LOCK = 0x6F7074696D7171
@@ -103,7 +103,7 @@ class DecodeQueue:
         how many jobs were added."""
         if not pages:
             return 0
-        with self.store.pool.connection() as conn:
+        with self.store.pooled() as conn:
             ids = SyncQueries(SyncPsycopgDriver(conn)).enqueue(
                 [entrypoint(backend)] * len(pages),
                 [json.dumps({"page_id": pid, "mode": mode}).encode() for pid, mode in pages],
@@ -115,17 +115,13 @@ class DecodeQueue:
 
     def live_workers(self, backend: str) -> list[DictRow]:
         """Workers of `backend` seen within the TTL, newest first."""
-        with self.store.pool.connection() as conn:
-            return (
-                cast("Conn", conn)
-                .execute(
-                    "SELECT id, fingerprint, host, pid, batch, pages, seen_at FROM optimem_workers"
-                    " WHERE backend = %s AND seen_at > now() - make_interval(secs => %s)"
-                    " ORDER BY seen_at DESC",
-                    (backend, WORKER_TTL_S),
-                )
-                .fetchall()
-            )
+        with self.store.pooled() as conn:
+            return conn.execute(
+                "SELECT id, fingerprint, host, pid, batch, pages, seen_at FROM optimem_workers"
+                " WHERE backend = %s AND seen_at > now() - make_interval(secs => %s)"
+                " ORDER BY seen_at DESC",
+                (backend, WORKER_TTL_S),
+            ).fetchall()
 
     def queued(self, backend: str | None = None) -> int:
         """Jobs queued or being decoded (for `backend`, or all)."""
@@ -135,8 +131,8 @@ class DecodeQueue:
         if backend is not None:
             sql += " WHERE entrypoint = %s"
             args = (entrypoint(backend),)
-        with self.store.pool.connection() as conn:
-            return int(one(cast("Conn", conn).execute(sql, args))["n"])
+        with self.store.pooled() as conn:
+            return int(one(conn.execute(sql, args))["n"])
 
 
 class WorkerQueue:

@@ -94,6 +94,15 @@ class PostgresStore:
         except psycopg.OperationalError as exc:
             raise StoreError(f"database {redact(self.url)} unavailable: {exc}") from exc
 
+    @contextmanager
+    def pooled(self) -> Iterator[Conn]:
+        """A pooled autocommit connection of its own, even inside a transaction (for the queue)."""
+        try:
+            with self.pool.connection() as pooled:
+                yield cast(Conn, pooled)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"database {redact(self.url)} unavailable: {exc}") from exc
+
     def _q(self, sql: Any, args: Sequence[Any] | None = None) -> list[DictRow]:
         with self._conn() as conn:
             cur = conn.execute(sql, args)
