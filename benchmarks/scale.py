@@ -251,6 +251,7 @@ def main() -> None:
     if base is None:
         server = LocalPostgres().start()
         base = server.url()
+    load_before = os.getloadavg()
     try:
         print(
             f"{cores()} cores ({platform.processor() or platform.machine()}), PostgreSQL on {base.split('@')[-1]}"
@@ -266,6 +267,9 @@ def main() -> None:
         if server is not None:
             server.cleanup()
     inp = workers["in_process"]
+    print(
+        f"\nload average (1 min): {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work on the cores)"
+    )
     print(f"\ndecode, backend {workers['backend']}, {workers['pages']} Small pages, {cores()} cores")
     print(f"{'how':<22} {'seconds':>8} {'pages/s':>8}")
     print(f"{'in-process':<22} {inp['seconds']:>8.1f} {inp['pages_per_s']:>8.2f}")
@@ -290,6 +294,7 @@ def main() -> None:
     result = {
         "machine": platform.node(),
         "cores": cores(),
+        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "python": sys.version.split()[0],
         "decode": workers,
         "compress": replicas,
