@@ -144,9 +144,11 @@ class Worker:
             return
         finally:
             beat.cancel()
+        seconds = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.pages += decoded
-        self.stats.decode_seconds += time.perf_counter() - started
+        self.stats.decode_seconds += seconds
+        log.info("claimed %d pages, decoded %d in %.1f s", len(claimed), decoded, seconds)
         await queue.done(claimed)
         await queue.seen(decoded)
 
