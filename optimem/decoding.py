@@ -229,6 +229,8 @@ class Decoder:
         deadline = time.monotonic() + timeout
         delay = 0.02
         while waiting:
+            # read before the cache: a worker writes its text before it leaves the registry
+            alive = bool(self.queue.live_workers(self._backend_name()))
             for pid in list(waiting):
                 hit = self._cached_queue(self.store.page_by_id(pid))
                 if hit is not None:
@@ -239,7 +241,7 @@ class Decoder:
             late = time.monotonic() > deadline
             if late and not inline_when_slow:
                 break
-            if late or not self.queue.live_workers(self._backend_name()):
+            if late or not alive:
                 why = "workers too slow" if late else "no optimem worker is alive"
                 name = self._backend_name()
                 log.warning("decoding pages %s inline with %s: %s", waiting, name, why)

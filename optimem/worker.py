@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -69,8 +70,8 @@ class Worker:
         DecodeQueue(self.store)  # installs the queue's tables if this worker is the first
         self.decoder = Decoder(self.store, lambda: self.backend, "now")
         self.stats = WorkerStats()
-        self.stop = asyncio.Event()
-        self.ready = asyncio.Event()  # set once registered: replicas see it alive from then on
+        self.stop = threading.Event()  # set() from a signal handler or another thread
+        self.ready = threading.Event()  # set once registered: replicas see it alive from then on
 
     def close(self) -> None:
         self.store.close()
@@ -84,8 +85,7 @@ class Worker:
                 break
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 log.warning("lost the database (%s); reconnecting in 1 s", exc)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), 1.0)
+                await asyncio.sleep(1.0)
         return self.stats
 
     async def _session(self, max_pages: int | None, idle_exit_s: float | None) -> None:
@@ -117,11 +117,9 @@ class Worker:
                     if listener.done():
                         listener.result()  # the listening connection broke: reconnect
                     await queue.seen()
-                    wake.clear()
-                    waits = [asyncio.create_task(wake.wait()), asyncio.create_task(self.stop.wait())]
-                    await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
-                    for t in waits:
-                        t.cancel()
+                    wake.clear()  # new jobs NOTIFY; stale leases and `stop` are seen within poll_s
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.poll_s)
             finally:
                 listener.cancel()
                 with contextlib.suppress(Exception):

@@ -51,7 +51,8 @@ def worker_command(
             loop.add_signal_handler(sig, worker.stop.set)
 
         async def announce() -> None:
-            await worker.ready.wait()
+            while not worker.ready.is_set():
+                await asyncio.sleep(0.02)
             click.echo(f"optimem worker: backend {worker.backend.name}, batch {batch}, ready", err=True)
 
         announcer = asyncio.create_task(announce())

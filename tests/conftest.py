@@ -71,6 +71,11 @@ def chat_turns(n: int = 30, words: int = 60) -> list[tuple[str, str]]:
     return out
 
 
+def wait_ready(proc) -> bool:
+    """True once an `optimem worker` process says it is registered (other lines may come first)."""
+    return any("ready" in proc.stderr.readline() for _ in range(50))
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A real PostgreSQL server for the whole run, in a temporary folder (stopped at the end)."""

@@ -5,6 +5,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from optimem.backends.testing import TestDoubleBackend
 from optimem.modes import NoAging
 from optimem.store import migrations, migrations_pg, open_store
 
-from .conftest import chat_turns
+from .conftest import chat_turns, wait_ready
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed")
 
@@ -168,9 +169,11 @@ def test_a_dead_workers_jobs_are_claimed_again_after_the_lease(postgres_url):
 
     assert len(asyncio.run(claim_and_die())) == len(created)
     backend = CountingBackend()
-    w = worker(postgres_url, backend, lease_s=0.5)
+    w = worker(postgres_url, backend, lease_s=60)
     assert asyncio.run(w.run(idle_exit_s=0.3)).pages == 0  # the dead one's lease still runs
-    assert asyncio.run(w.run(max_pages=len(created), idle_exit_s=3)).pages == len(created)
+    w.lease_s = 0.5
+    time.sleep(0.6)  # ...and now it has run out
+    assert asyncio.run(w.run(max_pages=len(created), idle_exit_s=5)).pages == len(created)
     assert all(s.recall_page(p).cached for p in created) and mem.pending_decodes() == 0
     w.close()
     mem.close()
@@ -199,7 +202,7 @@ def test_recall_waits_for_a_real_cpu_worker(postgres_url):
         text=True,
     )
     try:
-        assert "ready" in proc.stderr.readline()
+        assert wait_ready(proc)
         rec = s.recall_page(pid)  # waits for the worker's decode
         assert proc.wait(timeout=120) == 0
     finally:

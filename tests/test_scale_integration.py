@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from .conftest import wait_ready
+
 pytest.importorskip("psycopg", reason="the postgres extra is not installed")
 
 # One replica: CLIENTS threads, each its own session in tenant t0/t1/t2, adding short turns in
@@ -82,7 +84,7 @@ def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(pos
     ]
     workers = [_spawn(worker) for _ in range(2)]
     for w in workers:
-        assert "ready" in w.stderr.readline()
+        assert wait_ready(w)
     replicas = [_spawn(["-c", _REPLICA, postgres_url, f"r{i}", "25", "2"]) for i in range(2)]
     try:
         for r in replicas:
