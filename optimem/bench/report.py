@@ -155,6 +155,7 @@ OPTIMEM_RUN = _obj(
         "creation_mode": STR,
         "pages": INT,
         "unpaged_tokens": INT,
+        "page_tokens": INT,
         "positions": INT,
         "seen_tokens": INT,
         "savings": NUM_N,
