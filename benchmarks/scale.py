@@ -32,7 +32,7 @@ import psycopg
 from optimem import OpticalMemory
 from optimem.bench.datasets import load_default
 from optimem.modes import NoAging
-from optimem.store.pg_local import LocalPostgres
+from optimem.store.pg_local import LocalPostgres, create_database
 from optimem.store.pgqueue import DecodeQueue, WorkerQueue
 
 
@@ -41,10 +41,7 @@ def cores() -> int:
 
 
 def new_db(base_url: str, name: str) -> str:
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base_url.rsplit("/", 1)[0] + "/" + name
+    return create_database(base_url, name, replace=True)
 
 
 def chat_turns() -> list[tuple[str, str]]:

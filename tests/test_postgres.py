@@ -210,3 +210,24 @@ def test_recall_waits_for_a_real_cpu_worker(postgres_url):
     assert rec.note is None and rec.backend == "cpu"
     assert "OPS-4821" in rec.text and "cutover" in rec.text.lower()
     mem.close()
+
+
+def test_search_finds_ocr_garbled_words_through_pg_trgm(postgresql_store):
+    from optimem.layout import LineBox, Span
+    from optimem.modes import Mode
+    from optimem.store import DecodedRecord, NewPage
+
+    store = postgresql_store
+    texts = ["the cutovr is on Saturday", "dinner in Chengdu", "replication lag spike"]
+    for i, text in enumerate(texts):
+        (tid,) = store.add_turns("s", [{"role": "user", "content": text, "sha256": "x", "text_tokens": 4,
+                                        "created_at": "2026-01-01T00:00:00+00:00"}])  # fmt: skip
+        page = NewPage(Mode.SMALL, 640, 8, False, b"png", [LineBox(0, 0, 9, 9, text, tid, 0, len(text))],
+                       [Span(tid, 0, len(text))], 4, len(text), [], i + 1, "2026-01-01T00:00:00+00:00")  # fmt: skip
+        with store.transaction():
+            (pid,) = store.insert_pages("s", [page], [tid])
+        store.put_decoded(DecodedRecord(pid, Mode.SMALL, "cpu", "fp", text, None, 1.0, 0.1), index_text=text)
+    first, *_ = store.search_candidates("s", ["cutover"], limit=5)  # no substring: a close word
+    assert store.indexed_text([first])[first] == texts[0]
+    assert store.search_candidates("s", ["chengdu", "dinner"], limit=1) == [first + 1]
+    assert store.search_candidates("s", ["xylophone"], limit=5) == []

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 #: Where Debian puts the server binaries; `$OPTIMEM_PG_BIN` overrides.
 PG_BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
@@ -86,9 +87,23 @@ class LocalPostgres:
 
     def create_database(self, name: str | None = None) -> str:
         """A new empty database; returns its URL."""
-        import psycopg
+        return create_database(self.url(), name)
 
-        name = name or f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+
+def create_database(server_url: str, name: str | None = None, *, replace: bool = False) -> str:
+    """Create database `name` (a fresh random one by default) on the server of `server_url`;
+    returns its URL. `replace` drops an existing one of that name first."""
+    import psycopg
+    from psycopg import sql
+
+    name = name or f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if replace:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` (``postgresql://…/db?…``) pointing at database `name` instead."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
