@@ -104,7 +104,8 @@ class DecodeQueue:
         if not pages:
             return 0
         with self.store.pooled() as conn:
-            ids = SyncQueries(SyncPsycopgDriver(conn)).enqueue(
+            driver = SyncPsycopgDriver(conn)  # type: ignore[arg-type]  # it sets its own row factory
+            ids = SyncQueries(driver).enqueue(
                 [entrypoint(backend)] * len(pages),
                 [json.dumps({"page_id": pid, "mode": mode}).encode() for pid, mode in pages],
                 [priority] * len(pages),
