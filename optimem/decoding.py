@@ -225,12 +225,15 @@ class Decoder:
         assert self.queue is not None
         out: dict[int, DecodedRecord] = {}
         waiting = list(dict.fromkeys(page_ids))
+        name = self._backend_name()
         enqueued = False
         deadline = time.monotonic() + timeout
         delay = 0.02
         while waiting:
-            # read before the cache: a worker writes its text before it leaves the registry
-            alive = bool(self.queue.live_workers(self._backend_name()))
+            # read before the cache: a worker writes its text before it leaves the registry or
+            # finishes its job, so a page neither cached nor queued here has no job coming
+            alive = bool(self.queue.live_workers(name))
+            queued = self.queue.pages_with_jobs(self._keys(waiting), name) if enqueued else None
             for pid in list(waiting):
                 hit = self._cached_queue(self.store.page_by_id(pid))
                 if hit is not None:
@@ -242,20 +245,34 @@ class Decoder:
             if late and not inline_when_slow:
                 break
             if late or not alive:
-                why = "workers too slow" if late else "no optimem worker is alive"
-                name = self._backend_name()
-                log.warning("decoding pages %s inline with %s: %s", waiting, name, why)
-                self._decoded_here = True
-                out.update(self.decode_here(waiting))
-                with self._lock:
-                    for pid in waiting:
-                        self._notes[pid] = f"decoded inline by this process: {why} for backend {name!r}"
+                out.update(
+                    self._inline(waiting, "workers too slow" if late else "no optimem worker is alive")
+                )
                 break
+            failed = [pid for pid in waiting if queued is not None and pid not in queued]
+            if failed:
+                out.update(self._inline(failed, "the workers failed to decode it"))
+                waiting = [pid for pid in waiting if pid not in failed]
+                continue
             if not enqueued:
                 self._enqueue(waiting, priority=RECALL_PRIORITY)
                 enqueued = True
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+        return out
+
+    def _keys(self, page_ids: Sequence[int]) -> list[tuple[int, str]]:
+        return [(p.id, p.mode.value) for p in map(self.store.page_by_id, page_ids)]
+
+    def _inline(self, page_ids: list[int], why: str) -> dict[int, DecodedRecord]:
+        """Decode in this process, and leave a note saying so for each page's recall."""
+        name = self._backend_name()
+        log.warning("decoding pages %s inline with %s: %s", page_ids, name, why)
+        self._decoded_here = True
+        out = self.decode_here(page_ids)
+        with self._lock:
+            for pid in page_ids:
+                self._notes[pid] = f"decoded inline by this process: {why} (backend {name!r})"
         return out
 
     def _wait_queue(self, timeout: float | None) -> bool:

@@ -154,6 +154,31 @@ def test_worker_claims_batches_and_never_decodes_a_page_twice(postgres_url):
     mem.close()
 
 
+def test_a_page_the_workers_cannot_decode_is_decoded_inline_by_recall(postgres_url):
+    mem = memory(postgres_url, decode="queue")
+    s, created = paged_session(mem, turns=20)
+    w = worker(postgres_url, TestDoubleBackend(fail=True), attempts=1)
+
+    def run_worker():
+        asyncio.run(w.run(idle_exit_s=3))
+
+    thread = threading.Thread(target=run_worker)
+    thread.start()
+    try:
+        while not w.ready.is_set():
+            time.sleep(0.01)
+        rec = s.recall_page(created[0])  # waits for the job; it fails; recall reads it itself
+    finally:
+        w.stop.set()
+        thread.join()
+        w.close()
+    assert (
+        rec.note == "decoded inline by this process: the workers failed to decode it (backend 'test-double')"
+    )
+    assert w.stats.failed >= 1 and rec.text.startswith("user: Turn 0")
+    mem.close()
+
+
 def test_a_dead_workers_jobs_are_claimed_again_after_the_lease(postgres_url):
     import psycopg
 

@@ -114,6 +114,17 @@ class DecodeQueue:
             )
         return sum(i is not None for i in ids)
 
+    def pages_with_jobs(self, pages: list[tuple[int, str]], backend: str) -> set[int]:
+        """Which of these (page id, mode) pairs have a job queued or being decoded."""
+        table = QueryBuilderEnvironment().settings.queue_table
+        keys = {dedupe_key(pid, mode, backend): pid for pid, mode in pages}
+        with self.store.pooled() as conn:
+            rows = conn.execute(
+                f"SELECT dedupe_key FROM {table} WHERE dedupe_key = ANY(%s) AND status IN ('queued', 'picked')",
+                (list(keys),),
+            ).fetchall()
+        return {keys[r["dedupe_key"]] for r in rows}
+
     def live_workers(self, backend: str) -> list[DictRow]:
         """Workers of `backend` seen within the TTL, newest first."""
         with self.store.pooled() as conn:
