@@ -111,7 +111,9 @@ def main() -> None:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"machine": platform.node(), "cores": _cores(), "render": render, "recall": recall}, indent=2)
+        json.dumps(
+            {"machine": platform.node(), "cores": _cores(), "render": render, "recall": recall}, indent=2
+        )
     )
     print(f"wrote {args.out}")
 

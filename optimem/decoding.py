@@ -79,12 +79,14 @@ class Decoder:
         if self.when == "now" and not force_background:
             self.decode(page_ids)
             return
+        batches = [list(page_ids)] if self.backend.capabilities.batches else [[pid] for pid in page_ids]
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optimem-decode")
-            future = self._executor.submit(self._decode_logged, list(page_ids))
-            self._pending.add(future)
-        future.add_done_callback(self._discard)
+            futures = [self._executor.submit(self._decode_logged, batch) for batch in batches]
+            self._pending.update(futures)
+        for future in futures:
+            future.add_done_callback(self._discard)
 
     def _decode_logged(self, page_ids: list[int]) -> None:
         # logged inside the task, so that when the future is done the failure is accounted for

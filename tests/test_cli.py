@@ -26,8 +26,14 @@ def test_compress_recall_stats_through_tesseract(tmp_path):
         json.dumps(
             {
                 "turns": [
-                    {"role": "user", "content": "Please remember ticket OPS-7731 for the Chengdu trip budget."},
-                    {"role": "assistant", "content": "Noted: OPS-7731, budget 4,200 EUR, flights on 21 April."},
+                    {
+                        "role": "user",
+                        "content": "Please remember ticket OPS-7731 for the Chengdu trip budget.",
+                    },
+                    {
+                        "role": "assistant",
+                        "content": "Noted: OPS-7731, budget 4,200 EUR, flights on 21 April.",
+                    },
                 ]
             }
         )
@@ -39,7 +45,9 @@ def test_compress_recall_stats_through_tesseract(tmp_path):
     assert "1 pages created" in out.output
     out = runner.invoke(main, ["recall", "1", "--db", db, "--session", "trip"])
     assert out.exit_code == 0 and "OPS-7731" in out.output
-    out = runner.invoke(main, ["recall", "--query", "Chengdu budget", "--db", db, "--session", "trip", "--json"])
+    out = runner.invoke(
+        main, ["recall", "--query", "Chengdu budget", "--db", db, "--session", "trip", "--json"]
+    )
     assert out.exit_code == 0 and json.loads(out.output)[0]["page_id"] == 1
     out = runner.invoke(main, ["stats", "--db", db, "--session", "trip", "--json"])
     assert json.loads(out.output)["turns"] == 2

@@ -18,7 +18,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "cpu": ("optimem.backends.cpu", "CpuBackend", "tesseract"),
     "tesseract": ("optimem.backends.tesseract", "TesseractBackend", "tesseract"),
     "rapidocr": ("optimem.backends.rapidocr", "RapidOCRBackend", ""),
-    "deepseek-ocr2": ("optimem.backends.deepseek_ocr2", "DeepseekOcr2Backend", "gpu"),
+    "deepseek-ocr2": ("optimem.backends.deepseek_ocr2.backend", "DeepseekOcr2Backend", "gpu"),
     "deepseek-ocr": ("optimem.backends.deepseek_ocr", "DeepseekOcrBackend", "gpu"),
     "test-double": ("optimem.backends.testing", "TestDoubleBackend", ""),
 }

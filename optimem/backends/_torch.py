@@ -122,112 +122,12 @@ def resolve_weights(
     return source, True
 
 
-# ---------------------------------------------------------------------------------------------
-# Mixture-of-experts matrix-vector kernels for decoding a few tokens at a time (CUDA, Triton).
-#
-# At batch 1 a decode step multiplies one token by 6 of 64 experts. Gathering those experts'
-# weights first copies them (three passes over 27 MB a layer); a grouped GEMM sorts tokens
-# and pays a dozen small launches. These two kernels read each selected expert's rows once,
-# straight from the model's (experts, out, in) weight tensors, with the SiLU gate fused into
-# the first and the routing weight into the second.
-
-try:  # Triton ships with CUDA builds of torch; CPU-only installs never reach these kernels.
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-if triton is not None:
-
-    @triton.jit
-    def _moe_gate_up_kernel(
-        x_ptr, w_ptr, idx_ptr, out_ptr, K, inter,
-        TOPK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    ):  # fmt: skip
-        j = tl.program_id(0)
-        pid_n = tl.program_id(1)
-        expert = tl.load(idx_ptr + j).to(tl.int64)
-        token = j // TOPK
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < inter
-        base = w_ptr + expert * (2 * inter * K)
-        acc_g = tl.zeros([BLOCK_N], dtype=tl.float32)
-        acc_u = tl.zeros([BLOCK_N], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            x = tl.load(x_ptr + token * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-            m = mask_n[:, None] & mask_k[None, :]
-            rows = offs_n[:, None] * K + offs_k[None, :]
-            wg = tl.load(base + rows, mask=m, other=0.0).to(tl.float32)
-            wu = tl.load(base + inter * K + rows, mask=m, other=0.0).to(tl.float32)
-            acc_g += tl.sum(wg * x[None, :], axis=1)
-            acc_u += tl.sum(wu * x[None, :], axis=1)
-        act = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
-        tl.store(out_ptr + j * inter + offs_n, act.to(out_ptr.dtype.element_ty), mask=mask_n)
-
-    @triton.jit
-    def _moe_down_kernel(
-        a_ptr, w_ptr, idx_ptr, gate_ptr, out_ptr, hidden, inter,
-        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    ):  # fmt: skip
-        j = tl.program_id(0)
-        pid_n = tl.program_id(1)
-        expert = tl.load(idx_ptr + j).to(tl.int64)
-        gate = tl.load(gate_ptr + j).to(tl.float32)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < hidden
-        base = w_ptr + expert * (hidden * inter)
-        acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-        for k0 in range(0, inter, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < inter
-            a = tl.load(a_ptr + j * inter + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-            m = mask_n[:, None] & mask_k[None, :]
-            w = tl.load(base + offs_n[:, None] * inter + offs_k[None, :], mask=m, other=0.0)
-            acc += tl.sum(w.to(tl.float32) * a[None, :], axis=1)
-        tl.store(out_ptr + j * hidden + offs_n, acc * gate, mask=mask_n)
-
-
-def moe_gemv_available(device: str) -> bool:
-    """True where the Triton expert kernels can run (a CUDA device and Triton installed)."""
-    return triton is not None and device.startswith("cuda")
-
-
-def moe_gemv(x, gate_up, down, top_idx, top_w, *, block_n: int = 32, block_k: int = 128):
-    """Routed-expert output for a few tokens: sum over k of w_k · down_e(silu(gate_e x) · up_e x).
-
-    x (T, H); gate_up (E, 2I, H) and down (E, H, I) as the model stores them; top_idx and
-    top_w (T, k). Returns (T, H) in x's dtype. Reads each selected expert's rows once.
-    """
-    import torch
-
-    tokens, hidden = x.shape
-    topk = top_idx.shape[1]
-    inter = down.shape[2]
-    rows = tokens * topk
-    idx = top_idx.reshape(-1).contiguous()
-    act = torch.empty(rows, inter, device=x.device, dtype=x.dtype)
-    _moe_gate_up_kernel[(rows, triton.cdiv(inter, block_n))](
-        x.contiguous(), gate_up, idx, act, hidden, inter,
-        TOPK=topk, BLOCK_N=block_n, BLOCK_K=block_k,
-    )  # fmt: skip
-    out = torch.empty(rows, hidden, device=x.device, dtype=torch.float32)
-    _moe_down_kernel[(rows, triton.cdiv(hidden, block_n))](
-        act, down, idx, top_w.reshape(-1).contiguous(), out, hidden, inter,
-        BLOCK_N=block_n, BLOCK_K=block_k,
-    )  # fmt: skip
-    return out.view(tokens, topk, hidden).sum(1).to(x.dtype)
-
-
 __all__ = [
     "ALLOW_DOWNLOAD_ENV",
     "DEVICE_ENV",
     "GPU_EXTRA",
     "allow_download",
     "flash_attn_available",
-    "moe_gemv",
-    "moe_gemv_available",
     "pick_attention",
     "pick_device",
     "pick_dtype",

@@ -23,22 +23,23 @@ from typing import ClassVar
 from PIL import Image
 
 from ..layout import LineBox
-from ..modes import LADDER, Mode
+from ..modes import Mode
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend can do, each flag with the reason it matters."""
 
-    native_modes: frozenset[Mode] = frozenset(LADDER)
-    """Modes the decoder reads as such; others are resized to the nearest native one."""
     stores_representation: bool = False
-    """encode() returns bytes worth keeping (vision embeddings), so recall skips the encoder."""
-    uses_layout: bool = False
-    """Reads the page's known line boxes: fixed reading order, per-line text, no detection."""
+    """encode() returns bytes worth keeping (vision embeddings), so recall skips the encoder.
+    Paging stores them with each page and re-encodes a page when it ages."""
     batches: bool = False
-    """decode_many() is faster per page than decode() in a loop."""
-    device: str = "cpu"
+    """decode_many() is faster per page than decode() in a loop, so background decoding hands
+    it every page of a compress at once; otherwise each page is its own task (one failure then
+    costs one page, not the batch)."""
+    reads_pixels: bool = True
+    """False for a test double that reads the known layout: benchmarks and fidelity figures
+    refuse it."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class Backend:
     """Base class of OCR decoders. See the module docstring for how to implement one."""
 
     name: ClassVar[str] = "backend"
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()
+    """Class default; a backend whose options change a flag sets its own on the instance."""
 
     def fingerprint(self) -> str:
         """Identifies the model and settings whose outputs are interchangeable."""

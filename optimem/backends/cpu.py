@@ -21,7 +21,7 @@ class CpuBackend(Backend):
     """tesseract for sharp Latin lines, rapidocr for CJK lines and for aged, blurred pages."""
 
     name = "cpu"
-    capabilities = Capabilities(uses_layout=True, batches=True)
+    capabilities = Capabilities(batches=True)
 
     def __init__(
         self, latin: Backend | None = None, cjk: Backend | None = None, *, blur_px: float = 7.5

@@ -39,7 +39,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from ..errors import BackendUnavailable, RepresentationMismatch
-from ..modes import LADDER, Mode
+from ..modes import Mode
 from . import _torch
 from .base import Backend, Capabilities, Decoded, PageInput
 
@@ -203,7 +203,7 @@ class DeepseekOcrBackend(Backend):
     """
 
     name = "deepseek-ocr"
-    capabilities = Capabilities(native_modes=frozenset(LADDER), stores_representation=True, device="cuda")
+    capabilities = Capabilities(stores_representation=True, batches=True)
 
     def __init__(
         self,
@@ -230,9 +230,7 @@ class DeepseekOcrBackend(Backend):
         self.store_vision_tokens = store_vision_tokens
         self.max_new_tokens, self.ngram_size = max_new_tokens, ngram_size
         self.attn_implementation = _torch.pick_attention(self.device, attn_implementation)
-        self.capabilities = Capabilities(
-            native_modes=frozenset(LADDER), stores_representation=store_vision_tokens, device=self.device
-        )
+        self.capabilities = Capabilities(stores_representation=store_vision_tokens, batches=True)
         self._model: Any = None
         self._tokenizer: Any = None
         self._fingerprint: str | None = None

@@ -42,7 +42,7 @@ class RapidOCRBackend(Backend):
     """Reads pages with RapidOCR's PP-OCRv6 models on the CPU."""
 
     name = "rapidocr"
-    capabilities = Capabilities(uses_layout=True)
+    capabilities = Capabilities()
 
     def __init__(
         self,

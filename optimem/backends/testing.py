@@ -15,8 +15,7 @@ class TestDoubleBackend(Backend):
 
     __test__ = False  # not a pytest class
     name = "test-double"
-    capabilities = Capabilities(uses_layout=True)
-    is_test_double = True
+    capabilities = Capabilities(reads_pixels=False)
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail

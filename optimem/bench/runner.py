@@ -73,7 +73,7 @@ class BenchConfig:
 
 
 def is_test_double(backend: Backend) -> bool:
-    return bool(getattr(backend, "is_test_double", False)) or backend.name == "test-double"
+    return not backend.capabilities.reads_pixels
 
 
 # ---------------------------------------------------------------------------------------------

@@ -226,3 +226,10 @@ def test_loads_a_local_directory(tiny_ocr2, tmp_path, monkeypatch, make_page):
     assert got.extra["reencoded"] is False
     assert got.text == b.tokenizer.decode(pixels_reference(tiny_ocr2, page, b)).strip()
     assert 0.0 < got.confidence <= 1.0
+
+
+def test_a_directory_without_weights_is_unavailable_on_load(tiny_ocr2, tmp_path):
+    tiny_ocr2[0].config.save_pretrained(tmp_path)  # config.json, no weights, no processor
+    b = DeepseekOcr2Backend(model=str(tmp_path), device="cpu")
+    with pytest.raises(BackendUnavailable, match=MODEL_ENV):
+        b.load()

@@ -11,17 +11,19 @@ What it does
     decode_many    reads many pages in one batched generation.
 
 Modes
-    DeepSeek-OCR 2 has one dynamic mode: a 1024 global view (256 tokens) plus 0-6 tiles of
-    768 (144 each), then one view separator. optimem's ladder maps onto three budgets the
-    processor offers (see `MODE_VIEWS`), so the decoder sees 257 + 144·k → 257 → 145 image
-    positions, not DeepSeek-OCR v1's 64/100/256/400 tiers.
+    DeepSeek-OCR 2 has one dynamic mode; optimem's ladder maps onto three of its processor's
+    budgets, 833 / 257 / 145 image positions (`views.py`).
 
 Speed (CUDA)
-    Decoding uses its own static-KV-cache loop over the model's own weights (`StaticDecoder`):
-    prefill per page, then one CUDA graph per (batch, length) that runs a whole decode step
-    (embedding → 12 layers → logits → repetition guard → greedy pick) with no host sync; the
-    routed experts run through Triton matrix-vector kernels for small batches and grouped GEMM
-    for large ones. transformers' `generate` is kept as `engine="hf"` (the reference path).
+    Decoding uses its own static-KV-cache loop over the model's own weights (`StaticDecoder`,
+    `decoder.py`): prefill per page, then one CUDA graph per batch bucket that runs a whole
+    decode step (embedding → 12 layers → logits → repetition guard → greedy pick) with no host
+    sync; Triton kernels (`kernels.py`) run the routed experts at small batch (grouped GEMM
+    above) and the attention over the cache. What torch.compile sees is bucketed, so a process
+    that decodes for weeks compiles a bounded number of times. bf16 is the default on CUDA;
+    float32 works at every batch size through the Triton expert kernels (slower: it is there to
+    check against transformers). transformers' `generate` is kept as `engine="hf"` (the
+    reference path).
 
 Weights
     `model=` (a directory or hub id), else $OPTIMEM_DEEPSEEK_OCR2_MODEL, else
@@ -38,20 +40,20 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RepresentationMismatch
-from ..modes import Mode
-from . import _torch
-from .base import Backend, Capabilities, Decoded, PageInput
+from ...errors import RepresentationMismatch
+from ...modes import Mode
+from .. import _torch
+from ..base import Backend, Capabilities, Decoded, PageInput
 
 _torch.require_torch("deepseek-ocr2")
 
 import torch  # noqa: E402  (after the friendly import check above)
 
-from . import embeddings as emb  # noqa: E402
-from .deepseek_decoder import StaticDecoder  # noqa: E402
+from .. import embeddings as emb  # noqa: E402
+from .decoder import StaticDecoder  # noqa: E402
+from .views import MODE_VIEWS, VIEWS, View, image_positions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -62,156 +64,6 @@ PROMPTS = {
     "markdown": "<image>\n<|grounding|>Convert the document to markdown.",
 }
 """DeepSeek's own prompts: plain text for recall, markdown with layout as an option."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Modes
-
-
-@dataclass(frozen=True)
-class View:
-    """One of the three image budgets DeepSeek-OCR 2's processor offers."""
-
-    name: str
-    processor_kwargs: dict
-    base_tokens: int
-    """Image positions for a global view alone (256 or 144 queries + the view separator)."""
-    tiles: bool = False
-    """Adds 768 tiles (144 positions each), 2-6 of them chosen by the page's aspect ratio."""
-
-
-TILED = View("1024 global + 768 tiles", {"crop_to_patches": True}, 257, tiles=True)
-GLOBAL_1024 = View("1024 global", {"crop_to_patches": False, "tile_size": 1024}, 257)
-GLOBAL_768 = View("768 global", {"crop_to_patches": False, "size": {"height": 768, "width": 768}}, 145)
-# `crop_to_patches=False` alone is a trap: the processor then writes 257 placeholders while the
-# vision tower returns 145 rows (its global view falls back to the 768 tile size).
-
-MODE_VIEWS: dict[Mode, View] = {
-    Mode.GUNDAM: TILED,  # 1280 page → 1024 global + 2×2 tiles of 768 = 833
-    Mode.LARGE: GLOBAL_1024,  # 1280 page read at 1024: 257 (no 1280 view in OCR 2)
-    Mode.BASE: GLOBAL_1024,  # 257
-    Mode.SMALL: GLOBAL_768,  # 640 page read at 768: 145
-    Mode.TINY: GLOBAL_768,  # 512 page read at 768: 145 (the blur of aging stays in the pixels)
-}
-NATIVE_MODES = frozenset({Mode.GUNDAM, Mode.BASE, Mode.SMALL})
-
-
-def tile_grid(width: int, height: int, min_tiles: int = 2, max_tiles: int = 6) -> tuple[int, int]:
-    """(columns, rows) of 768 tiles the processor cuts a page of this size into; (0, 0) if none."""
-    if max(width, height) <= 768:
-        return (0, 0)
-    from transformers.models.deepseek_ocr2.image_processing_pil_deepseek_ocr2 import (
-        get_optimal_tiled_canvas,
-    )
-
-    return get_optimal_tiled_canvas((height, width), (768, 768), min_tiles, max_tiles)
-
-
-def image_positions(mode: Mode, width: int | None = None, height: int | None = None) -> int:
-    """Image positions the decoder sees for a page at `mode` (default: the square mode canvas)."""
-    view = MODE_VIEWS[Mode.parse(mode)]
-    if not view.tiles:
-        return view.base_tokens
-    side = Mode.parse(mode).canvas
-    cols, rows = tile_grid(width or side, height or side)
-    return view.base_tokens + 144 * cols * rows
-
-
-# ---------------------------------------------------------------------------------------------
-# The decode engine
-
-
-def tiny_config(
-    *,
-    vocab_size: int,
-    image_token_id: int,
-    bos_token_id: int,
-    eos_token_id: int,
-    max_position_embeddings: int = 2048,
-    initializer_ranges: tuple[float, float, float] | None = None,
-):
-    """A DeepSeek-OCR 2 config with the real vision geometry and tiny widths, for tests and
-    CPU smoke runs of random models: SAM keeps 1024 px images and 16 px patches, so pages
-    still cost 257 / 145 / 257 + 144·k image tokens. The encoder width must equal SAM's last
-    downsample channel count. `initializer_ranges` (SAM, encoder, text) widen the random init
-    so that images visibly change the generated tokens."""
-    from transformers import DeepseekOcr2Config
-
-    sam, enc, text = ({}, {}, {}) if initializer_ranges is None else (
-        {"initializer_range": initializer_ranges[0]},
-        {"initializer_range": initializer_ranges[1]},
-        {"initializer_range": initializer_ranges[2]},
-    )  # fmt: skip
-    return DeepseekOcr2Config(
-        vision_config={
-            "sam_config": {
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "global_attn_indexes": [1],
-                "output_channels": 32,
-                "downsample_channels": [32, 64],
-                "mlp_dim": 64,
-                **sam,
-            },
-            "encoder_config": {
-                "hidden_size": 64,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "intermediate_size": 128,
-                "vocab_size": 1,
-                **enc,
-            },
-        },
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "n_routed_experts": 8,
-            "num_experts_per_tok": 2,
-            "moe_intermediate_size": 32,
-            "n_shared_experts": 1,
-            "mlp_layer_types": ["dense", "sparse"],
-            "bos_token_id": bos_token_id,
-            "eos_token_id": eos_token_id,
-            "max_position_embeddings": max_position_embeddings,
-            **text,
-        },
-        image_token_id=image_token_id,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The backend
-
-
-def word_tokenizer(words: Sequence[str], *, unk_token: str, pad_token: str | None = None):
-    """A word-level tokenizer over `words` (id = position) with DeepSeek-OCR's special tokens
-    ("<s>", "</s>", "<image>"), for random test and benchmark models: the real tokenizer
-    ships with the weights, which cannot be downloaded here."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=unk_token))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split("\n", "isolated"),
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Punctuation(),
-        ]
-    )
-    bos = list(words).index("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
-    extra = {"pad_token": pad_token} if pad_token is not None else {}
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token=unk_token, **extra
-    )
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    return fast
 
 
 class DeepseekOcr2Backend(Backend):
@@ -236,9 +88,7 @@ class DeepseekOcr2Backend(Backend):
     """
 
     name = "deepseek-ocr2"
-    capabilities = Capabilities(
-        native_modes=NATIVE_MODES, stores_representation=True, batches=True, device="cuda"
-    )
+    capabilities = Capabilities(stores_representation=True, batches=True)
 
     @classmethod
     def positions(cls, mode: Mode) -> int:
@@ -315,9 +165,6 @@ class DeepseekOcr2Backend(Backend):
         self.ngram_window = ngram_window
         self.max_batch = max_batch or (64 if self.device.startswith("cuda") else 8)
         self.decoder_options = dict(decoder_options or {})
-        self.capabilities = Capabilities(
-            native_modes=NATIVE_MODES, stores_representation=True, batches=True, device=self.device
-        )
         self._decoder: StaticDecoder | None = None
         self._fingerprint: str | None = None
         self._lock = threading.RLock()
@@ -341,12 +188,12 @@ class DeepseekOcr2Backend(Backend):
                 )
                 processor = AutoProcessor.from_pretrained(self.source, local_files_only=self.local_only)
             except OSError as exc:
-                from ..errors import BackendUnavailable
+                from ...errors import BackendUnavailable
 
                 raise BackendUnavailable(
                     f"DeepSeek-OCR 2: could not load {self.source!r}: {exc}. Set {MODEL_ENV} or pass model=DIR."
                 ) from exc
-            self._model = model.to(self.device).eval()
+            self._model = model.to(self.device).eval()  # type: ignore[arg-type]
             self._processor = processor
             log.info("loaded DeepSeek-OCR 2 from %s in %.1f s", self.source, time.perf_counter() - t0)
 
@@ -368,7 +215,8 @@ class DeepseekOcr2Backend(Backend):
         """The static-cache decoder (built on first use; holds the CUDA graphs)."""
         with self._lock:
             if self._decoder is None:
-                self._decoder = StaticDecoder(self.model, **self.decoder_options)
+                options = {"max_batch": self.max_batch, **self.decoder_options}
+                self._decoder = StaticDecoder(self.model, **options)
             return self._decoder
 
     def fingerprint(self) -> str:
@@ -453,7 +301,7 @@ class DeepseekOcr2Backend(Backend):
         for i, p in enumerate(pages):
             groups.setdefault(self.view(p.mode).name, []).append(i)
         for name, idxs in groups.items():
-            view = next(v for v in (TILED, GLOBAL_1024, GLOBAL_768) if v.name == name)
+            view = next(v for v in VIEWS if v.name == name)
             for start in range(0, len(idxs), batch_size):
                 chunk = idxs[start : start + batch_size]
                 images = [pages[i].image.convert("RGB") for i in chunk]
@@ -528,11 +376,11 @@ class DeepseekOcr2Backend(Backend):
             image_id = self.model.config.image_token_id
             for f in feats:
                 assert f is not None
-                ids = torch.tensor(self.prompt_ids(f.shape[0]), device=self.device)
-                x = embed(ids)
-                x[ids == image_id] = f.to(self.device, x.dtype)
+                prompt_ids = torch.tensor(self.prompt_ids(f.shape[0]), device=self.device)
+                x = embed(prompt_ids)
+                x[prompt_ids == image_id] = f.to(self.device, x.dtype)
                 prompts.append(x)
-                n_prompt.append(int(ids.numel()))
+                n_prompt.append(int(prompt_ids.numel()))
         generated = self._generate(prompts)
         seconds = (time.perf_counter() - t0) / max(len(pages), 1)
         out = []
@@ -595,20 +443,4 @@ class DeepseekOcr2Backend(Backend):
             torch.cuda.empty_cache()
 
 
-def _strip_private(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _strip_private(v) for k, v in obj.items() if not str(k).startswith("_")}
-    return obj
-
-
-__all__ = [
-    "DEFAULT_MODEL",
-    "MODEL_ENV",
-    "MODE_VIEWS",
-    "PROMPTS",
-    "DeepseekOcr2Backend",
-    "StaticDecoder",
-    "View",
-    "image_positions",
-    "tile_grid",
-]
+__all__ = ["DEFAULT_MODEL", "MODEL_ENV", "PROMPTS", "DeepseekOcr2Backend"]

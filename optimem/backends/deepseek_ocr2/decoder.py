@@ -1,10 +1,17 @@
 """StaticDecoder: DeepSeek-OCR 2's language model decoding from stored embeddings, fast.
 
 A static-KV-cache loop over the loaded model's own weights: batched prefill per page, then one
-CUDA graph per (batch, cache segment) that runs a whole decode step (embedding → layers →
-logits → repetition guard → greedy pick) with no host sync; routed experts go through Triton
-matrix-vector kernels at small batch and grouped GEMM above. Used by `deepseek_ocr2.py`;
-transformers' `generate` stays there as the reference path (`engine="hf"`).
+CUDA graph per batch bucket that runs a whole decode step (embedding → layers → logits →
+repetition guard → greedy pick) with no host sync. Routed experts go through Triton
+matrix-vector kernels at small batch and grouped GEMM above; attention reads each row's cache
+up to its own position with Triton kernels. Used by `backend.py`; transformers' `generate`
+stays there as the reference path (`engine="hf"`).
+
+Long-running processes: everything torch.compile specialises on is bucketed. Batches are
+padded to `BATCH_BUCKETS`; on CUDA the cache is allocated once at the largest bucket the
+decoder serves and the model's full context, and the compiled code sees only per-batch views
+of it, so a compilation depends on the batch bucket (and the repetition-guard settings, fixed
+per backend) and never on a page's length or a recall's token count.
 """
 
 from __future__ import annotations
@@ -13,23 +20,32 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..errors import BackendError
-from . import _torch
+from ...errors import BackendError
+from .. import _torch
 
 _torch.require_torch("deepseek-ocr2")
 
 import torch  # noqa: E402  (after the friendly import check above)
 import torch.nn.functional as F  # noqa: E402
 
+from . import kernels  # noqa: E402
+
 log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Batch sizes decoding is padded to on CUDA (each compiles and captures once per process)."""
+
+SEGMENT = 256
+"""Eager attention (`attention="math"`/"sdpa") reads the cache up to the next multiple of this
+many positions past the longest row; the Triton attention reads each row up to its position."""
 
 
 class _Layer:
     """One decoder layer's weights, laid out for the decode loop (views of the model's own)."""
 
-    def __init__(self, layer: Any, dtype: torch.dtype) -> None:
+    def __init__(self, layer: Any) -> None:
         attn = layer.self_attn
         self.ln1 = layer.input_layernorm.weight
         self.ln2 = layer.post_attention_layernorm.weight
@@ -59,17 +75,56 @@ class _Layer:
         self.sh_down = shared.down_proj.weight
 
 
+class _Rows(NamedTuple):
+    """Per-row decode state for one batch: views of the decoder's buffers, updated in place."""
+
+    tok: torch.Tensor
+    pos: torch.Tensor
+    done: torch.Tensor
+    logp: torch.Tensor
+    ngen: torch.Tensor
+    hist: torch.Tensor
+
+
+class _Guard(NamedTuple):
+    """The repetition guard's settings and index tensors (fixed per backend)."""
+
+    ngram: int
+    window: int
+    arange_n: torch.Tensor
+    arange_w: torch.Tensor
+    whitelist: torch.Tensor | None
+
+
+def bucket(n: int, buckets: Sequence[int] = BATCH_BUCKETS) -> int:
+    """The smallest bucket holding `n` rows (n itself past the largest)."""
+    return next((b for b in buckets if b >= n), n)
+
+
 class StaticDecoder:
     """Greedy decoding with a static KV cache over DeepSeek-OCR 2's language model weights.
 
     It reads the weights of a loaded `DeepseekOcr2ForConditionalGeneration` (no copies except
-    a fused q/k/v matrix) and runs prefill + decode itself, so that a decode step is a fixed
-    sequence of kernels that a CUDA graph can replay. On the CPU the same code runs eagerly;
-    tests check that its tokens equal transformers' `generate`.
+    fused q/k/v and shared-expert matrices) and runs prefill + decode itself, so that a decode
+    step is a fixed sequence of kernels that a CUDA graph can replay. On the CPU the same code
+    runs eagerly; tests check that its tokens equal transformers' `generate`.
+
+    Args:
+        model: the loaded model (weights are read, not copied).
+        cuda_graphs: capture each decode step (default: on CUDA).
+        moe: routed experts as "gemv" (Triton), "grouped" (grouped GEMM, bf16 only), "loop"
+            (per expert, CPU) or "auto".
+        attention: decode attention as "triton" (reads each row to its position; one graph for
+            every length), "math", "sdpa" or "auto" (Triton where it can run).
+        gemv_max_rows: tokens × experts up to which "auto" uses the Triton expert kernels.
+        compile: torch.compile "pieces" (the step's fused pieces between attentions; True),
+            "step" (the whole step, attention included) or False. Default: pieces on CUDA.
+        prefill_batch: prompts per prefill forward.
+        max_batch: rows the CUDA cache is sized for up front (grows if a call needs more).
     """
 
-    GRAPH_BATCHES = (1, 8, 32, 64, 128, 256)
-    """Batch sizes decoding is padded to on CUDA (each one compiles and captures once)."""
+    BATCH_BUCKETS = BATCH_BUCKETS
+    SEGMENT = SEGMENT
 
     def __init__(
         self,
@@ -79,8 +134,9 @@ class StaticDecoder:
         moe: str = "auto",
         attention: str = "auto",
         gemv_max_rows: int = 48,
-        compile: bool | None = None,
+        compile: bool | str | None = None,
         prefill_batch: int = 16,
+        max_batch: int = 64,
     ) -> None:
         lm = model.model.language_model
         cfg = lm.config
@@ -88,7 +144,7 @@ class StaticDecoder:
         self.dtype = lm.embed_tokens.weight.dtype
         self.cuda = self.device.type == "cuda"
         self.embed = lm.embed_tokens.weight
-        self.layers = [_Layer(layer, self.dtype) for layer in lm.layers[: cfg.num_hidden_layers]]
+        self.layers = [_Layer(layer) for layer in lm.layers[: cfg.num_hidden_layers]]
         self.norm = lm.norm.weight
         self.norm_eps = lm.norm.variance_epsilon
         self.lm_head = model.lm_head.weight
@@ -106,40 +162,80 @@ class StaticDecoder:
             cos, sin = lm.rotary_emb(probe, pos)
         self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
         self.cuda_graphs = self.cuda if cuda_graphs is None else (cuda_graphs and self.cuda)
-        if moe == "auto":
-            moe = (
-                "gemv" if _torch.moe_gemv_available(str(self.device)) else "grouped" if self.cuda else "loop"
-            )
-        if moe not in ("gemv", "grouped", "loop"):
-            raise ValueError(f"moe must be gemv, grouped, loop or auto, not {moe!r}")
-        self.moe = moe
-        self.gemv_max_rows = gemv_max_rows
+        self.moe, self.gemv_max_rows = self._pick_moe(moe, gemv_max_rows)
         self.prefill_batch = prefill_batch
+        self.max_batch = max_batch
         self.last_stats: dict[str, float] = {}
-        if attention == "auto":
-            attention = "math"
-        if attention not in ("math", "sdpa"):
-            raise ValueError(f"attention must be math, sdpa or auto, not {attention!r}")
-        self.attention = attention
-        # torch.compile fuses the step's many small kernels (norms, RoPE, routing, guard). The
-        # attention (`_attend`) stays outside, so a compilation depends on the batch size only
-        # and serves every cache length: the warm-up (about 20 s on an H100 per graph batch
-        # size) is paid once per process. CUDA graphs then remove the launch overhead.
-        self.compile = self.cuda if compile is None else (compile and self.cuda)
-        pieces = {"qkv": self._qkv, "dense": self._out_dense, "sparse": self._out_sparse, "head": self._head}
-        if self.compile:
-            pieces = {name: torch.compile(fn, dynamic=False) for name, fn in pieces.items()}
-        self._c = pieces
-        self._step_fn = self._step
+        self.attention = self._pick_attention(attention)
+        if compile is None or compile is True:
+            compile = "pieces" if self.cuda else False
+        if compile not in ("pieces", "step", False):
+            raise ValueError(f"compile must be 'pieces', 'step', True or False, not {compile!r}")
+        self.compile = compile if self.cuda else False
+        self._compile_pieces()
         self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
-        self._guards: dict[tuple, tuple] = {}
+        self._guards: dict[tuple, _Guard] = {}
+        self._rows: dict[int, _Rows] = {}
         self.eos = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_at_eos = torch.zeros((), dtype=torch.bool, device=self.device)
-        self._pool = None
+        self.step_t = torch.zeros((), dtype=torch.long, device=self.device)
+        self._pool: Any = None
         self._cap: tuple[int, int] = (0, 0)
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
         self._lock = threading.Lock()
+
+    # ----- choices made once -----
+
+    def _pick_moe(self, moe: str, gemv_max_rows: int) -> tuple[str, float]:
+        gemv_ok = kernels.available(str(self.device))
+        if moe == "auto":
+            moe = "gemv" if gemv_ok else "grouped" if self.cuda else "loop"
+        if moe not in ("gemv", "grouped", "loop"):
+            raise ValueError(f"moe must be gemv, grouped, loop or auto, not {moe!r}")
+        if moe == "gemv" and not gemv_ok:
+            raise BackendError("moe='gemv' needs Triton and a CUDA device; use moe='grouped' or 'loop'")
+        if self.cuda and self.dtype != torch.bfloat16 and moe != "loop":
+            # torch's grouped GEMM is bf16-only on CUDA (other dtypes fail, inside graph capture
+            # at that), so every batch size goes through the Triton kernels instead: exact, and
+            # slower at large batch, which suits fp32's use here (checking against transformers).
+            if moe == "grouped" or not gemv_ok:
+                raise BackendError(
+                    f"{self.dtype} on CUDA cannot use moe='grouped': torch's grouped GEMM is "
+                    "bf16-only. Use dtype=bfloat16, or moe='gemv'/'auto' (Triton, any batch size)."
+                )
+            return "gemv", float("inf")
+        return moe, gemv_max_rows
+
+    def _pick_attention(self, attention: str) -> str:
+        triton_ok = kernels.available(str(self.device)) and kernels.attention_supported(self.head_dim)
+        if attention == "auto":
+            attention = "triton" if triton_ok else "math"
+        if attention not in ("triton", "math", "sdpa"):
+            raise ValueError(f"attention must be triton, math, sdpa or auto, not {attention!r}")
+        if attention == "triton" and not triton_ok:
+            raise BackendError("attention='triton' needs Triton, a CUDA device and a power-of-two head size")
+        return attention
+
+    def _compile_pieces(self) -> None:
+        # torch.compile fuses the step's many small kernels (norms, RoPE, routing, guard).
+        # "pieces" keeps the attention outside, so the compiled code sees per-batch views only;
+        # "step" compiles the whole step, which with the Triton attention is length-free too.
+        pieces: dict[str, Any] = {
+            "qkv": self._qkv, "dense": self._out_dense, "sparse": self._out_sparse, "head": self._head,
+        }  # fmt: skip
+        self._step_fn: Any = self._step
+        if self.compile:
+            # Each bucket is one entry in torch.compile's per-function cache: make room for all
+            # of them (and a second guard setting) instead of falling back to eager at 8.
+            limit = 2 * len(BATCH_BUCKETS) + 2
+            if getattr(torch._dynamo.config, "recompile_limit", limit) < limit:
+                torch._dynamo.config.recompile_limit = limit
+            if self.compile == "pieces":
+                pieces = {name: torch.compile(fn, dynamic=False) for name, fn in pieces.items()}
+            else:
+                self._step_fn = torch.compile(self._step, dynamic=False)
+        self._c = pieces
 
     # ----- building blocks -----
 
@@ -165,7 +261,7 @@ class StaticDecoder:
             return self._mlp(h, lay.sh_gate_up, lay.sh_down)
         scores = F.linear(h.float(), lay.router).softmax(dim=-1)
         w, idx = torch.topk(scores, k=lay.top_k, dim=-1, sorted=False)
-        routed = self._routed(h, lay.gate_up, lay.down, idx, w * lay.scale)
+        routed = self._routed(h, lay.gate_up, lay.down, idx, w * lay.scale, prefill=True)
         return routed + self._mlp(h, lay.sh_gate_up, lay.sh_down)
 
     # ----- cache -----
@@ -174,8 +270,14 @@ class StaticDecoder:
         cap_b, cap_l = self._cap
         if batch <= cap_b and length <= cap_l:
             return
+        if self.cuda:
+            # Once, at the model's context and the largest bucket served: graphs and compiled
+            # code never see a new allocation (about 50 MB per row for the full-size model).
+            length = self.max_positions
+            batch = max(batch, bucket(self.max_batch) if self.cuda_graphs else self.max_batch)
         batch, length = max(batch, cap_b), max(length, cap_l)
         self._graphs.clear()
+        self._rows.clear()
         self._pool = None  # captured graphs died with the old cache; start a fresh pool
         self.k_cache = self.v_cache = []
         if self.cuda:
@@ -184,14 +286,23 @@ class StaticDecoder:
         self.k_cache = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
         self.v_cache = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
         self._cap = (batch, length)
-        # Per-row decode state, read and written in place by the (graph-captured) step.
-        self.tok = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self.pos = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self.done = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        self.logp = torch.zeros(batch, dtype=torch.float32, device=self.device)
-        self.ngen = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self.step_t = torch.zeros((), dtype=torch.long, device=self.device)
-        self.hist = torch.zeros(batch, length, dtype=torch.long, device=self.device)
+        # Per-row decode state, read and written in place by the (graph-captured) step. The
+        # token history is as wide as the model's context, whatever this call's length.
+        self._tok = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self._pos = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self._done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        self._logp = torch.zeros(batch, dtype=torch.float32, device=self.device)
+        self._ngen = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self._hist = torch.zeros(batch, self.max_positions, dtype=torch.long, device=self.device)
+
+    def rows(self, batch: int) -> _Rows:
+        """Views of the first `batch` rows of the decode state (what compiled code sees)."""
+        if batch not in self._rows:
+            self._rows[batch] = _Rows(
+                self._tok[:batch], self._pos[:batch], self._done[:batch],
+                self._logp[:batch], self._ngen[:batch], self._hist[:batch],
+            )  # fmt: skip
+        return self._rows[batch]
 
     # ----- prefill -----
 
@@ -241,11 +352,12 @@ class StaticDecoder:
         routed = self._routed(h, gate_up, down, idx, w * scale)
         return x + routed + self._mlp(h, sh_gate_up, sh_down)
 
-    def _routed(self, h, gate_up, down, idx, w):
+    def _routed(self, h, gate_up, down, idx, w, prefill: bool = False):
         n, k = idx.shape
-        if self.moe == "gemv" and n * k <= self.gemv_max_rows:
-            return _torch.moe_gemv(h, gate_up, down, idx, w)
-        if self.moe == "loop":
+        every_batch = self.gemv_max_rows == float("inf")  # not bf16 on CUDA: no grouped GEMM
+        if self.moe == "gemv" and n * k <= self.gemv_max_rows and not (prefill and every_batch):
+            return kernels.moe_gemv(h, gate_up, down, idx, w)
+        if self.moe == "loop" or every_batch:  # per expert (host sync: eager prefill or CPU only)
             out = torch.zeros_like(h)
             for e in idx.unique().tolist():
                 tok, slot = torch.where(idx == e)
@@ -269,34 +381,34 @@ class StaticDecoder:
         out.index_copy_(0, order, y)
         return out.view(n, k, -1).sum(1).to(h.dtype)
 
-    def _head(self, x, batch: int) -> None:
-        x = self._rms(x, self.norm, self.norm_eps)
-        self._pick(F.linear(x, self.lm_head).float(), batch)
+    def _head(self, x, norm, lm_head, rows: _Rows, step_t, eos, stop_at_eos, guard: _Guard) -> None:
+        x = self._rms(x, norm, self.norm_eps)
+        self._pick(F.linear(x, lm_head).float(), rows, step_t, eos, stop_at_eos, guard)
 
     def _step(self, batch: int, length: int) -> None:
         """One decode step for all rows: the compiled pieces (`_c`) around the attention."""
         c = self._c
-        pos = self.pos[:batch]
-        x = F.embedding(self.tok[:batch], self.embed)
-        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]
+        rows = self.rows(batch)
+        x = F.embedding(rows.tok, self.embed)
+        cos, sin = self.cos[rows.pos][:, None], self.sin[rows.pos][:, None]
         for i, lay in enumerate(self.layers):
             q, k, v = c["qkv"](x, lay.ln1, lay.eps, lay.wqkv, lay.bqkv, cos, sin)
-            o = self._attend(i, q, k, v, batch, length)
+            o = self._attend(i, q, k, v, rows.pos, length)
             if lay.sparse:
                 x = c["sparse"](x, o, lay.wo, lay.bo, lay.ln2, lay.eps, lay.router, lay.scale,
                                 lay.top_k, lay.gate_up, lay.down, lay.sh_gate_up, lay.sh_down)  # fmt: skip
             else:
                 x = c["dense"](x, o, lay.wo, lay.bo, lay.ln2, lay.eps, lay.sh_gate_up, lay.sh_down)
-        c["head"](x, batch)
-        pos.add_(1)
+        c["head"](x, self.norm, self.lm_head, rows, self.step_t, self.eos, self.stop_at_eos, self.guard)
+        rows.pos.add_(1)
 
-    @torch.compiler.disable
-    def _attend(self, i: int, q, k, v, batch: int, length: int) -> torch.Tensor:
-        """Write this step's K/V at each row's position and attend over the first `length`
-        cache positions. Kept out of torch.compile: the compiled code then depends on the
-        batch size only, not on the cache length, so one compilation serves every length."""
+    def _attend(self, i: int, q, k, v, pos, length: int) -> torch.Tensor:
+        """Attention of this step's token over its row's cache, writing its K/V at `pos`."""
+        batch = q.shape[0]
+        if self.attention == "triton":
+            q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+            return kernels.decode_attention(q, k, v, self.k_cache[i], self.v_cache[i], pos, self.scaling)
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        pos = self.pos[:batch]
         rows = torch.arange(batch, device=self.device)
         kc = self.k_cache[i][:batch, :, :length]
         vc = self.v_cache[i][:batch, :, :length]
@@ -317,37 +429,35 @@ class StaticDecoder:
         s = s.masked_fill(~visible[:, None, None], float("-inf"))
         return torch.matmul(s.softmax(-1).to(self.dtype), vc).reshape(batch, nh * hd)
 
-    def _pick(self, logits: torch.Tensor, batch: int) -> None:
+    def _pick(self, logits, rows: _Rows, step_t, eos, stop_at_eos, guard: _Guard) -> None:
         """Repetition guard, greedy choice, bookkeeping: all on the device."""
-        logits = self._guard(logits, batch)
+        logits = self._guard(logits, rows.hist, step_t, guard)
         logprobs = logits.log_softmax(-1)
         nxt = logits.argmax(-1)
-        live = ~self.done[:batch]
-        self.logp[:batch] += torch.where(live, logprobs.gather(1, nxt[:, None])[:, 0], 0.0)
-        self.ngen[:batch] += live.long()
-        nxt = torch.where(live, nxt, self.eos)
-        self.hist[:batch].index_copy_(1, self.step_t.view(1), nxt[:, None])
-        self.done[:batch] |= (nxt == self.eos) & self.stop_at_eos
-        self.tok[:batch] = nxt
-        self.step_t += 1
+        live = ~rows.done
+        rows.logp.add_(torch.where(live, logprobs.gather(1, nxt[:, None])[:, 0], 0.0))
+        rows.ngen.add_(live.long())
+        nxt = torch.where(live, nxt, eos)
+        rows.hist.index_copy_(1, step_t.view(1), nxt[:, None])
+        rows.done.logical_or_((nxt == eos) & stop_at_eos)
+        rows.tok.copy_(nxt)
+        step_t.add_(1)
 
-    def _guard(self, logits: torch.Tensor, batch: int) -> torch.Tensor:
+    def _guard(self, logits, hist, t, guard: _Guard) -> torch.Tensor:
         """DeepSeek's no-repeat n-gram rule: within the last `window` generated tokens, a token
         that would complete an n-gram already seen there is banned (whitelisted ones excepted)."""
-        n, window = self.ngram, self.window
+        n, window = guard.ngram, guard.window
         if n <= 0 or window < n:
             return logits
-        t = self.step_t
-        hist = self.hist[:batch]
         last = hist.shape[1] - 1
-        prefix_idx = (t - (n - 1) + self.arange_n[: n - 1]).clamp(0, last)
+        prefix_idx = (t - (n - 1) + guard.arange_n[: n - 1]).clamp(0, last)
         prefix = hist[:, prefix_idx]  # (B, n-1)
-        starts = t - window + self.arange_w  # candidate n-gram starts, (C,)
-        grams = hist[:, (starts[:, None] + self.arange_n[None]).clamp(0, last)]  # (B, C, n)
+        starts = t - window + guard.arange_w  # candidate n-gram starts, (C,)
+        grams = hist[:, (starts[:, None] + guard.arange_n[None]).clamp(0, last)]  # (B, C, n)
         hit = (grams[..., :-1] == prefix[:, None]).all(-1) & (starts >= 0)[None]
         banned = grams[..., -1]
-        if self.whitelist is not None:
-            hit &= ~torch.isin(banned, self.whitelist)
+        if guard.whitelist is not None:
+            hit &= ~torch.isin(banned, guard.whitelist)
         padded = F.pad(logits, (0, 1))
         padded.scatter_(1, torch.where(hit, banned, self.vocab), float("-inf"))
         return padded[:, : self.vocab]
@@ -375,44 +485,42 @@ class StaticDecoder:
                 prompts, max_new_tokens, eos_token_id, ngram_size, ngram_window, whitelist, ignore_eos
             )
 
-    SEGMENT = 256
-    """Decode steps attend over the cache up to the next multiple of this many positions past
-    the longest row, so attention reads what has been written, not the whole allocation."""
-
     def _setup(self, n, longest, max_new, eos, ngram, window, whitelist, ignore_eos):
         """Size the cache and set the per-call state; returns (batch, length, guard key)."""
-        batch = n
-        if self.cuda_graphs:
-            batch = next((b for b in self.GRAPH_BATCHES if b >= n), n)
-        length = _round_up(longest + max_new, self.SEGMENT)
+        batch = bucket(n) if self.cuda_graphs else n
         if longest + max_new > self.max_positions:
             raise BackendError(
                 f"prompt of {longest} positions + {max_new} new tokens exceeds the model's "
                 f"{self.max_positions} positions"
             )
-        length = min(length, self.max_positions)
+        length = min(_round_up(longest + max_new, SEGMENT), self.max_positions)
         self._ensure_cache(batch, length)
         # Tensors a captured graph reads are updated in place, never replaced.
         self.eos.fill_(0 if eos is None else eos)
         self.stop_at_eos.fill_(not ignore_eos and eos is not None)
-        window = min(window or max_new, max_new)
-        guard = (ngram, window, tuple(whitelist))
-        if guard not in self._guards:
-            self._guards[guard] = (
+        # The guard's window does not depend on this call's token count, so neither does what
+        # is compiled (without a window: the call's count, bucketed).
+        window = window or _round_up(max_new, SEGMENT)
+        key = (ngram, window, tuple(whitelist))
+        if key not in self._guards:
+            self._guards[key] = _Guard(
+                ngram,
+                window,
                 torch.arange(max(ngram, 1), device=self.device),
                 torch.arange(max(window - ngram + 1, 1), device=self.device),
                 torch.tensor(list(whitelist), device=self.device) if whitelist else None,
             )
-        self.ngram, self.window = ngram, window
-        self.arange_n, self.arange_w, self.whitelist = self._guards[guard]
-        self.done.zero_()
-        self.done[n:batch] = True
-        self.logp.zero_()
-        self.ngen.zero_()
-        self.hist.zero_()
-        self.step_t.zero_()
-        self.pos.zero_()
-        return batch, length, guard
+        self.guard = self._guards[key]
+        rows = self.rows(batch)
+        rows.done.zero_()
+        rows.done[n:] = True
+        for t in (rows.logp, rows.ngen, rows.hist, rows.pos, rows.tok, self.step_t):
+            t.zero_()
+        return batch, length, key
+
+    def _graph_key(self, batch: int, seg: int, guard: tuple) -> tuple:
+        # The Triton attention reads each row to its own position: one graph for all lengths.
+        return (batch, *guard) if self.attention == "triton" else (batch, seg, *guard)
 
     def warmup(
         self,
@@ -435,9 +543,9 @@ class StaticDecoder:
                     batch, length, guard = self._setup(
                         n, longest, max_new_tokens, eos_token_id, ngram_size, ngram_window, whitelist, False
                     )
-                    for end in range(longest + 1, longest + max_new_tokens, self.SEGMENT):
-                        seg = min(length, _round_up(end + 1, self.SEGMENT))
-                        self._graph((batch, seg, *guard))
+                    for end in range(longest + 1, longest + max_new_tokens, SEGMENT):
+                        seg = min(length, _round_up(end + 1, SEGMENT))
+                        self._graph(batch, seg, guard)
         _sync(self.device)
         return time.perf_counter() - t0
 
@@ -447,31 +555,33 @@ class StaticDecoder:
             return []
         longest = max(p.shape[0] for p in prompts)
         batch, length, guard = self._setup(n, longest, max_new, eos, ngram, window, whitelist, ignore_eos)
+        rows = self.rows(batch)
         t0 = time.perf_counter()
         first = torch.zeros((batch, self.vocab), device=self.device)
         by_length: dict[int, list[int]] = {}
         for row, p in enumerate(prompts):
             by_length.setdefault(p.shape[0], []).append(row)
-        for t, rows in by_length.items():
-            for start in range(0, len(rows), self.prefill_batch):
-                chunk = rows[start : start + self.prefill_batch]
+        for t, members in by_length.items():
+            for start in range(0, len(members), self.prefill_batch):
+                chunk = members[start : start + self.prefill_batch]
                 x = torch.stack([prompts[r] for r in chunk]).to(self.device, self.dtype)
                 first[chunk] = self._prefill(chunk, x)
-                self.pos[chunk] = t
-        self._pick(first, batch)
+                rows.pos[chunk] = t
+        self._pick(first, rows, self.step_t, self.eos, self.stop_at_eos, self.guard)
         _sync(self.device)
         t1 = time.perf_counter()
         graph, graph_seg = None, -1
         for i in range(1, max_new):
-            # Step i writes position (prompt length + i - 1); attend up to the segment holding it.
-            seg = min(length, _round_up(longest + i, self.SEGMENT))
+            # Step i writes position (prompt length + i - 1); eager attention reads up to the
+            # segment holding it.
+            seg = min(length, _round_up(longest + i, SEGMENT))
             if not self.cuda_graphs:
                 self._step_fn(batch, seg)
             else:
                 if seg != graph_seg:
-                    graph, graph_seg = self._graph((batch, seg, *guard)), seg
+                    graph, graph_seg = self._graph(batch, seg, guard), seg
                 graph.replay()
-            if not ignore_eos and (i % 32 == 0 or not self.cuda) and bool(self.done[:n].all()):
+            if not ignore_eos and (i % 32 == 0 or not self.cuda) and bool(rows.done[:n].all()):
                 break
         steps = int(self.step_t)
         t2 = time.perf_counter()
@@ -484,9 +594,9 @@ class StaticDecoder:
             "decode_s": t2 - t1,
             "decode_tokens_per_s": n * (steps - 1) / max(t2 - t1, 1e-9),
         }
-        hist = self.hist[:n, :steps].tolist()
-        logp = self.logp[:n].tolist()
-        ngen = self.ngen[:n].tolist()
+        hist = rows.hist[:n, :steps].tolist()
+        logp = rows.logp[:n].tolist()
+        ngen = rows.ngen[:n].tolist()
         out = []
         for row in range(n):
             ids = hist[row]
@@ -495,15 +605,14 @@ class StaticDecoder:
             out.append((ids, logp[row] / max(ngen[row], 1)))
         return out
 
-    def _graph(self, key: tuple) -> torch.cuda.CUDAGraph:
-        """The captured decode step for (batch, length, guard settings), captured on first use."""
+    def _graph(self, batch: int, seg: int, guard: tuple) -> torch.cuda.CUDAGraph:
+        """The captured decode step for this batch bucket (and segment, for eager attention)."""
+        key = self._graph_key(batch, seg, guard)
         if key in self._graphs:
             return self._graphs[key]
-        batch, length = key[0], key[1]
-        # Warm-up mutates the decode state: keep it and put it back after capture.
-        saved = [
-            t.clone() for t in (self.tok, self.pos, self.done, self.logp, self.ngen, self.hist, self.step_t)
-        ]
+        length = self._cap[1] if self.attention == "triton" else seg
+        state = (self._tok, self._pos, self._done, self._logp, self._ngen, self._hist, self.step_t)
+        saved = [t.clone() for t in state]  # warm-up mutates the decode state: put it back after
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -515,8 +624,7 @@ class StaticDecoder:
                         raise
                     log.warning("torch.compile of the decode step failed (%s); decoding eagerly", exc)
                     self.compile = False
-                    self._c = {"qkv": self._qkv, "dense": self._out_dense, "sparse": self._out_sparse,
-                               "head": self._head}  # fmt: skip
+                    self._compile_pieces()
                     self._step_fn(batch, length)
         torch.cuda.current_stream().wait_stream(stream)
         if self._pool is None:
@@ -524,9 +632,7 @@ class StaticDecoder:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
             self._step_fn(batch, length)
-        for dst, src in zip(
-            (self.tok, self.pos, self.done, self.logp, self.ngen, self.hist, self.step_t), saved, strict=True
-        ):
+        for dst, src in zip(state, saved, strict=True):
             dst.copy_(src)
         self._graphs[key] = graph
         return graph
@@ -546,3 +652,6 @@ def _grouped_mm(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.T
     if fn is None:  # pragma: no cover - torch < 2.8
         raise BackendError("grouped GEMM needs torch >= 2.8; use moe='loop'")
     return fn(x, w, offs=offs)
+
+
+__all__ = ["BATCH_BUCKETS", "SEGMENT", "StaticDecoder", "bucket"]
