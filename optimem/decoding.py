@@ -153,16 +153,18 @@ class Decoder:
         with self._lock:
             return self._notes.pop(page_id, None)
 
-    def decode(self, page_ids: Sequence[int]) -> dict[int, DecodedRecord]:
+    def decode(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
         """Decode (or read from the cache) these pages at their current modes.
 
-        Queue mode: wait for the workers to decode them, or decode inline where none is alive.
+        `refresh` reads them again with the backend and replaces what the cache held (in this
+        process, also in queue mode: it is an explicit request to read again). Queue mode:
+        wait for the workers to decode them, or decode inline where none is alive.
         """
-        if self.queue is not None:
+        if self.queue is not None and not refresh:
             return self._decode_queue(page_ids)
-        return self.decode_here(page_ids)
+        return self.decode_here(page_ids, refresh=refresh)
 
-    def decode_here(self, page_ids: Sequence[int]) -> dict[int, DecodedRecord]:
+    def decode_here(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
         """Decode (or read from the cache) these pages in this process, as one batch."""
         backend = self.backend
         fingerprint = backend.fingerprint()
@@ -170,7 +172,7 @@ class Decoder:
         todo: list[PageRecord] = []
         for pid in page_ids:
             page = self.store.page_by_id(pid)
-            hit = self.store.get_decoded(page.id, page.mode, fingerprint)
+            hit = None if refresh else self.store.get_decoded(page.id, page.mode, fingerprint)
             if hit is None:
                 todo.append(page)
             else:

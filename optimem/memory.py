@@ -344,9 +344,19 @@ class Session:
             return self.search(query, limit=limit)
         return self.recall_page(page_id).text  # type: ignore[arg-type]
 
-    def recall_page(self, page_id: int) -> Recall:
-        """Read one page back with everything known about how it was read."""
-        return recall_page(self.store, self.memory.decoder, self.id, page_id)
+    def recall_page(self, page_id: int, *, refresh: bool = False) -> Recall:
+        """Read one page back with everything known about how it was read.
+
+        Args:
+            refresh: Run OCR on the page again and replace the cached text ("read again").
+        """
+        recall = recall_page(self.store, self.memory.decoder, self.id, page_id, refresh=refresh)
+        assert recall is not None
+        return recall
+
+    def cached_recall(self, page_id: int) -> Recall | None:
+        """The page as it was already read, or None if it was not decoded yet (never runs OCR)."""
+        return recall_page(self.store, self.memory.decoder, self.id, page_id, cached_only=True)
 
     def search(self, query: str, *, limit: int = 5, wait: bool = False) -> Hits:
         """Rank pages by how well their decoded text and verbatim strings match `query`.
@@ -391,8 +401,11 @@ class Session:
     async def arecall(self, page_id: int | None = None, *, query: str | None = None, limit: int = 5) -> Any:
         return await asyncio.to_thread(self.recall, page_id, query=query, limit=limit)
 
-    async def arecall_page(self, page_id: int) -> Recall:
-        return await asyncio.to_thread(self.recall_page, page_id)
+    async def arecall_page(self, page_id: int, *, refresh: bool = False) -> Recall:
+        return await asyncio.to_thread(self.recall_page, page_id, refresh=refresh)
+
+    async def acached_recall(self, page_id: int) -> Recall | None:
+        return await asyncio.to_thread(self.cached_recall, page_id)
 
     async def asearch(self, query: str, *, limit: int = 5, wait: bool = False) -> Hits:
         return await asyncio.to_thread(self.search, query, limit=limit, wait=wait)

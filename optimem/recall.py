@@ -24,13 +24,27 @@ MIN_SCORE = 0.6
 SCAN_ALL_BELOW = 200
 
 
-def recall_page(store: Store, decoder: Decoder, session_id: str, page_id: int) -> Recall:
-    """Read one page back with everything known about how it was read."""
+def recall_page(
+    store: Store,
+    decoder: Decoder,
+    session_id: str,
+    page_id: int,
+    *,
+    refresh: bool = False,
+    cached_only: bool = False,
+) -> Recall | None:
+    """Read one page back with everything known about how it was read.
+
+    `refresh` runs OCR again (replacing the cached text); `cached_only` returns None instead
+    of decoding a page that was not read yet.
+    """
     page = store.page(session_id, page_id)
-    record = decoder.cached(page)
+    record = None if refresh else decoder.cached(page)
     cached = record is not None
     if record is None:
-        record = decoder.decode([page.id]).get(page.id)
+        if cached_only:
+            return None
+        record = decoder.decode([page.id], refresh=refresh).get(page.id)
         if record is None:
             raise BackendError(f"page {page_id} could not be decoded by {decoder.backend.name}")
     items = store.verbatim(page.id)

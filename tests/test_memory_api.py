@@ -212,6 +212,20 @@ def test_decoded_text_is_keyed_by_the_backends_fingerprint(db_path):
     assert other.recall_page(pid).cached
 
 
+def test_read_again_and_cached_only(db_path):
+    mem = memory(db_path, keep_recent_turns=0, decode="lazy")
+    s = mem.session("a")
+    s.add_turns(chat_turns(10))
+    s.compress(flush=True)
+    pid = s.pages()[0].id
+    assert s.cached_recall(pid) is None  # never runs OCR
+    calls = mem.backend.calls
+    first = s.recall_page(pid)
+    assert s.cached_recall(pid) == first.__class__(**{**first.__dict__, "cached": True})
+    again = s.recall_page(pid, refresh=True)
+    assert mem.backend.calls == calls + 2 and not again.cached and again.text == first.text
+
+
 def test_wait_returns_only_after_failures_are_logged(db_path, caplog):
     gate = threading.Event()
 
