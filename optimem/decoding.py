@@ -162,6 +162,7 @@ class Decoder:
         """
         if self.queue is not None and not refresh:
             return self._decode_queue(page_ids)
+        self._decoded_here = self._decoded_here or self.queue is not None
         return self.decode_here(page_ids, refresh=refresh)
 
     def decode_here(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
