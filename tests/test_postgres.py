@@ -256,3 +256,12 @@ def test_search_finds_ocr_garbled_words_through_pg_trgm(postgresql_store):
     assert store.indexed_text([first])[first] == texts[0]
     assert store.search_candidates("s", ["chengdu", "dinner"], limit=1) == [first + 1]
     assert store.search_candidates("s", ["xylophone"], limit=5) == []
+
+
+def test_worker_command_needs_a_postgresql_url(tmp_path):
+    from click.testing import CliRunner
+
+    from optimem.cli import main
+
+    out = CliRunner().invoke(main, ["worker", "--db", str(tmp_path / "m.db")])
+    assert out.exit_code == 2 and "workers share a PostgreSQL store" in out.output
