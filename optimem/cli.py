@@ -176,5 +176,17 @@ _register_bench()
 main.add_command(worker_command, "worker")
 
 
+def _register_server() -> None:
+    try:
+        from server.cli import keys_command, serve_command
+    except ImportError:  # the server package or its extra is not installed
+        return
+    main.add_command(serve_command, "serve")
+    main.add_command(keys_command, "keys")
+
+
+_register_server()
+
+
 if __name__ == "__main__":
     main()

@@ -8,9 +8,13 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 
 # System packages: tesseract's English and Simplified Chinese trained data (the engine itself
-# comes inside the tesserocr wheel). Skipped when already present.
+# comes inside the tesserocr wheel); with the dev extra, Chromium for the viewer's browser
+# tests (Playwright drives /usr/bin/chromium: it cannot download browsers here). Skipped when
+# already present.
+pkgs=(tesseract-ocr-eng tesseract-ocr-chi-sim)
+[[ ",$extras," == *",dev,"* ]] && pkgs+=(chromium)
 need=()
-for pkg in tesseract-ocr-eng tesseract-ocr-chi-sim; do
+for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # The PostgreSQL server, for the postgres extra's tests (they start a throwaway server from its

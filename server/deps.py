@@ -1,0 +1,134 @@
+"""What routes receive through `Annotated[..., Depends(...)]`: settings, the memory, the caller's tenant, sessions.
+
+Any router (the REST one, the viewer's) takes `MemoryDep`, `TenantDep` and `SessionsDep`;
+tests swap them with `app.dependency_overrides`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from optimem import OpticalMemory, Session
+
+from .auth import PUBLIC_TENANT, KeysFile
+from .errors import ApiError, not_found
+from .limits import RateLimiter
+from .schemas import SESSION_PATTERN, SESSION_RULE
+from .settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="An API key from `optimem keys add TENANT`.")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_memory(request: Request) -> OpticalMemory:
+    return request.app.state.memory
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MemoryDep = Annotated[OpticalMemory, Depends(get_memory)]
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """Who is calling: a tenant name and the key that proved it (None without auth)."""
+
+    name: str
+    key_id: str | None = None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def get_tenant(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Tenant:
+    """The caller's tenant from its bearer key (rate-limited per key); `public` without auth."""
+    if not settings.auth_enabled:
+        tenant = Tenant(PUBLIC_TENANT)
+    else:
+        if credentials is None:
+            raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        keys: KeysFile = request.app.state.keys
+        record = keys.authenticate(credentials.credentials)
+        if record is None:
+            raise _unauthorized("invalid or revoked API key")
+        tenant = Tenant(record.tenant, record.id)
+    request.state.tenant = tenant
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.hit(tenant.key_id or tenant.name)
+    return tenant
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+
+def session_rule_error(name: str) -> ApiError:
+    return ApiError(422, "validation_error", f"session id {name!r} is invalid: {SESSION_RULE}")
+
+
+class TenantSessions:
+    """The caller's own sessions. Library session ids are ``"<tenant>/<session>"``."""
+
+    def __init__(self, memory: OpticalMemory, tenant: Tenant) -> None:
+        self.memory = memory
+        self.tenant = tenant
+        self.prefix = f"{tenant.name}/"
+
+    def session(self, name: str) -> Session:
+        """The session called `name` (created on first write); checks the name's form only."""
+        if not isinstance(name, str) or not re.fullmatch(SESSION_PATTERN, name):
+            raise session_rule_error(str(name))
+        return self.memory.session(self.prefix + name)
+
+    async def existing(self, name: str) -> Session:
+        """The session called `name`, or the 404 a missing one and another tenant's both get."""
+        session = self.session(name)
+        if not await asyncio.to_thread(session.exists):
+            raise not_found(name)
+        return session
+
+    def names(self) -> list[str]:
+        # startswith again: a store may match the prefix with LIKE, where '_' is a wildcard
+        ids = self.memory.sessions(prefix=self.prefix)
+        return [sid[len(self.prefix) :] for sid in ids if sid.startswith(self.prefix)]
+
+
+def get_sessions(memory: MemoryDep, tenant: TenantDep) -> TenantSessions:
+    return TenantSessions(memory, tenant)
+
+
+SessionsDep = Annotated[TenantSessions, Depends(get_sessions)]
+
+SessionName = Annotated[
+    str,
+    Path(
+        pattern=SESSION_PATTERN,
+        description=f"Session id: {SESSION_RULE}.",
+        examples=["thread-42"],
+    ),
+]
+
+
+async def existing_session(session: SessionName, sessions: SessionsDep) -> Session:
+    return await sessions.existing(session)
+
+
+async def any_session(session: SessionName, sessions: SessionsDep) -> Session:
+    return sessions.session(session)
+
+
+ExistingSession = Annotated[Session, Depends(existing_session)]
+"""A path's `{session}` that must exist and belong to the caller (else 404)."""
+NewOrExistingSession = Annotated[Session, Depends(any_session)]

@@ -1,0 +1,98 @@
+"""The FastAPI app: `create_app(settings)` wires middleware, error handlers and routers; `lifespan` owns the memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from optimem import OpticalMemory, __version__
+
+from . import errors
+from .auth import KeysFile
+from .limits import BodyLimit, RateLimiter
+from .metrics import Metrics, RequestMetrics
+from .routes import ROUTERS
+from .settings import Settings
+from .ui import install as install_viewer
+
+log = logging.getLogger("optimem.server")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the memory (unless one was handed in), then drain the decode queue and close it."""
+    settings: Settings = app.state.settings
+    owned = app.state.memory is None
+    if owned:
+        app.state.memory = await asyncio.to_thread(
+            OpticalMemory,
+            settings.db,
+            backend=settings.backend,
+            policy=settings.policy,
+            decode=settings.decode,
+        )
+    memory: OpticalMemory = app.state.memory
+    await asyncio.to_thread(lambda: memory.backend)  # load the OCR engine before the first request
+    app.state.metrics.watch(memory)
+    log.info("optimem serving %s with backend %s", settings.db, memory.backend.name)
+    try:
+        yield
+    finally:
+        app.state.draining = True  # in-flight requests are done: uvicorn drained them first
+        pending = memory.pending_decodes()
+        if pending:
+            log.info("waiting for %d queued page decodes", pending)
+        await asyncio.to_thread(memory.wait)
+        if owned:
+            await memory.aclose()
+
+
+def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None = None) -> FastAPI:
+    """The optimem REST app. Pass `memory` to serve one you own (the app then leaves it open)."""
+    settings = settings or Settings()
+    settings.check()
+    app = FastAPI(
+        title="optimem",
+        version=__version__,
+        summary="Optical memory for chat agents: old turns become page images, read back by OCR.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.memory = memory
+    app.state.draining = False
+    app.state.keys = KeysFile(settings.keys) if settings.keys else None
+    if app.state.keys is not None:
+        app.state.keys.records()  # a broken keys file stops the start, not the first request
+    app.state.limiter = RateLimiter(settings.rate_per_minute)
+    app.state.metrics = Metrics()
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    for router in ROUTERS:  # the viewer (server/ui/, issue 13) mounts its router here too
+        app.include_router(router)
+    install_viewer(app)  # the memory viewer at /ui
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The generated document, with this deployment's limits written into the schemas."""
+    if app.openapi_schema is None:
+        settings: Settings = app.state.settings
+        doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        schemas = doc["components"]["schemas"]
+        schemas["TurnsIn"]["properties"]["turns"]["maxItems"] = settings.max_turns_per_request
+        schemas["RecallByIds"]["properties"]["page_ids"]["maxItems"] = settings.max_pages_per_recall
+        schemas["RecallByQuery"]["properties"]["limit"]["maximum"] = settings.max_recall_hits
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory `optimem serve` runs in each worker: settings from `OPTIMEM_*`."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,395 @@
+"""Request and response bodies of `/v1`: pydantic models with examples, built from the records' `to_dict()`.
+
+They are the service's contract, kept apart from the library's records: a response model
+declares the fields it sends and ignores any others a newer record carries.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from annotated_types import Interval
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
+
+MAX_ID = 2**53 - 1  # exact as a JSON number in every client
+SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+SESSION_RULE = "1-128 characters: letters, digits and . _ : @ - (starting with a letter or digit)"
+Role = Literal["user", "assistant", "system", "tool"]
+ModeName = Literal["gundam", "large", "base", "small", "tiny"]
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string")
+    return value
+
+
+def _json_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+#: An integer as JSON Schema means it: 3 or 3.0, never "3" or true.
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+
+NAME_BODY = r"[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*"
+
+
+def _speaker_name(value: str) -> str:
+    # the renderer cannot lay out control characters in a speaker label (they are placeholders
+    # only in content), so the service refuses them; surrounding whitespace is trimmed
+    value = value.strip()
+    if len(value) > 200 or not re.fullmatch(NAME_BODY, value):
+        raise ValueError("name must be 1-200 characters, not blank, without control characters")
+    return value
+
+
+SpeakerName = Annotated[str, AfterValidator(_speaker_name)]
+
+#: A date-time given as an ISO 8601 string (not coerced from numbers).
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(examples=["session_not_found"])
+    message: str = Field(examples=["no session 'thread-42'"])
+
+
+class ErrorBody(BaseModel):
+    """Every error the service answers."""
+
+    error: ErrorDetail
+
+
+# -- turns -----------------------------------------------------------------------------------
+
+
+class TurnIn(BaseModel):
+    """One chat message to remember."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"role": "user", "content": "The cutover ticket is OPS-4821."}]}
+    )
+
+    role: Role
+    content: str = Field(
+        description="The message text: not blank, at most 4,000,000 characters (the library's rules and messages).",
+        json_schema_extra={"minLength": 1, "maxLength": 4_000_000, "pattern": r"\S"},
+    )
+    name: SpeakerName | None = Field(
+        default=None,
+        description="Speaker name: not blank, no control characters, at most 200 characters (trimmed).",
+        json_schema_extra={"maxLength": 200, "pattern": f"^{NAME_BODY}$"},
+    )
+    created_at: IsoDatetime | None = Field(default=None, description="ISO 8601; default: now.")
+    metadata: dict[str, Any] | None = None
+    external_id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Your id for the turn, unique in the session."
+    )
+
+
+class TurnsIn(BaseModel):
+    """A batch of turns, stored all or nothing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "turns": [
+                        {"role": "user", "content": "When is the cutover?", "external_id": "m1"},
+                        {
+                            "role": "assistant",
+                            "content": "Saturday 02:00 UTC, ticket OPS-4821.",
+                            "external_id": "m2",
+                        },
+                    ],
+                    "skip_existing": True,
+                }
+            ]
+        }
+    )
+
+    turns: list[TurnIn] = Field(min_length=1)
+    skip_existing: StrictBool = Field(
+        default=False,
+        description="Turns whose external_id is already stored are not added again (safe retries).",
+    )
+
+
+class TurnsAdded(BaseModel):
+    session: str
+    turn_ids: list[int] = Field(examples=[[1, 2]])
+
+
+class TurnOut(_Out):
+    id: int
+    seq: int
+    role: str
+    content: str | None = Field(description="None once the session's archive was dropped.")
+    name: str | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    external_id: str | None = None
+    text_tokens: int
+    paged: bool
+
+
+class TurnsOut(BaseModel):
+    session: str
+    total: int = Field(description="Turns in the session.")
+    turns: list[TurnOut]
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+class PageOut(_Out):
+    id: int
+    mode: ModeName
+    creation_mode: ModeName
+    turn_ids: list[int]
+    text_tokens: int = Field(description="Text tokens (o200k_base) of the turn content on the page.")
+    positions: int = Field(description="Decoder positions the page costs at its current mode.")
+    compression: float = Field(description="text_tokens ÷ positions.")
+    chars: int
+    created_at: datetime
+    aged_at: datetime | None = None
+    font_px: int
+    canvas: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compression(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "compression" not in data and data.get("positions"):
+            data = {**data, "compression": data["text_tokens"] / data["positions"]}
+        return data
+
+
+class PagesOut(BaseModel):
+    session: str
+    pages: list[PageOut]
+
+
+# -- compress --------------------------------------------------------------------------------
+
+
+class CompressIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"session": "thread-42", "flush": False}]})
+
+    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    flush: StrictBool = Field(
+        default=False, description="Also page the newest turns and a partly filled last page."
+    )
+
+
+class Aged(BaseModel):
+    page_id: int
+    from_mode: ModeName
+    to_mode: ModeName
+
+
+class CompressOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "session": "thread-42",
+                    "created": [7],
+                    "aged": [{"page_id": 3, "from_mode": "small", "to_mode": "tiny"}],
+                    "tokens_before": 5210,
+                    "tokens_after": 3890,
+                    "over_budget": False,
+                }
+            ]
+        }
+    )
+
+    session: str
+    created: list[int] = Field(description="Ids of the pages made.")
+    aged: list[Aged] = Field(description="Pages moved down the ladder.")
+    tokens_before: int
+    tokens_after: int
+    over_budget: bool
+
+
+# -- recall ----------------------------------------------------------------------------------
+
+
+class RecallByIds(BaseModel):
+    """Read pages back by id."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"session": "thread-42", "page_ids": [1, 2]}]}
+    )
+
+    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    page_ids: list[Annotated[int, Interval(ge=1, le=MAX_ID), BeforeValidator(_json_int)]] = Field(
+        min_length=1, description="At most the service's pages-per-recall limit (maxItems here)."
+    )
+
+
+class RecallByQuery(BaseModel):
+    """Search the session's pages."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"session": "thread-42", "query": "cutover ticket", "limit": 3}]},
+    )
+
+    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    query: str = Field(max_length=2000, json_schema_extra={"minLength": 1, "pattern": r"\S"})
+    limit: JsonInt = Field(default=5, ge=1, description="Hits to return (at most the service's limit).")
+    wait: StrictBool = Field(
+        default=False,
+        description="Decode pages not read yet before searching (slower, complete).",
+    )
+
+
+#: Give `page_ids` or `query`, not both.
+RecallIn = RecallByIds | RecallByQuery
+
+
+class VerbatimOut(_Out):
+    kind: str = Field(examples=["ticket"])
+    value: str = Field(examples=["OPS-4821"])
+    turn_id: int
+    offset: int
+
+
+class RecalledPage(_Out):
+    page_id: int
+    text: str = Field(description="Recalled text, verbatim strings restored.")
+    raw_text: str = Field(description="The decoder's own output.")
+    mode: ModeName
+    backend: str
+    confidence: float
+    cached: bool
+    seconds: float = Field(description="Seconds the decoder took (when it read the page).")
+    turns: dict[str, str] = Field(
+        description="Recalled text per turn id, when the decoder read line by line."
+    )
+    verbatim: list[VerbatimOut]
+
+
+class Hit(_Out):
+    page_id: int
+    score: float
+    snippet: str
+    mode: ModeName
+    turn_ids: list[int]
+
+
+class RecallOut(BaseModel):
+    session: str
+    pages: list[RecalledPage] = Field(
+        default_factory=list, description="With `page_ids`: each page read back."
+    )
+    hits: list[Hit] = Field(default_factory=list, description="With `query`: matching pages, best first.")
+    unsearched: int = Field(
+        default=0, description="With `query`: pages not decoded yet (now queued), so not searched."
+    )
+
+
+# -- context and stats -----------------------------------------------------------------------
+
+
+class ContextItemOut(_Out):
+    kind: Literal["text", "page"]
+    tokens: int
+    presented: Literal["text", "image"] = Field(description="How the item is shown to the model.")
+    turn: TurnOut | None = None
+    page: PageOut | None = None
+    text: str | None = Field(
+        default=None, description="The page's source text when that is cheaper than its image."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _turns_are_text(cls, data: Any) -> Any:
+        # the library's record leaves `presented` at its default for recent turns
+        if isinstance(data, dict) and data.get("kind") == "text":
+            data = {**data, "presented": "text"}
+        return data
+
+
+class ContextOut(BaseModel):
+    """What a model should see within a budget, with `messages` ready for a chat API."""
+
+    session: str
+    budget_tokens: int
+    tokens: int
+    consumer: str | None = None
+    items: list[ContextItemOut]
+    omitted_turn_ids: list[int]
+    omitted_page_ids: list[int]
+    messages: list[dict[str, Any]] = Field(
+        description='Chat messages; pages as standard image blocks {"type": "image", "base64", "mime_type"}.'
+    )
+
+
+class ModeStatsOut(_Out):
+    pages: int
+    text_tokens: int
+    positions: int
+    compression: float
+
+
+class StatsOut(_Out):
+    session: str
+    consumer: str | None = None
+    turns: int
+    text_tokens: int
+    unpaged_tokens: int
+    paged_text_tokens: int
+    positions: int
+    context_tokens: int = Field(description="What the model sees: unpaged turns as text plus every page.")
+    compression: float
+    savings: float
+    per_mode: dict[ModeName, ModeStatsOut]
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+class SessionsOut(BaseModel):
+    sessions: list[str] = Field(examples=[["thread-42"]])
+
+
+class DeletedOut(_Out):
+    session: str
+    deleted: dict[str, int] = Field(
+        examples=[{"turns": 40, "pages": 3}], description="What was removed, by kind."
+    )
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    backend: str
+    decode_queue: int

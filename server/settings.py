@@ -1,0 +1,110 @@
+"""The service's settings: one frozen dataclass, read from options or `OPTIMEM_*` variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+ENV_PREFIX = "OPTIMEM_"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8421
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How `optimem serve` runs. Every field can come from `OPTIMEM_<FIELD>` (upper case)."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    db: str = "optimem.db"
+    """SQLite file (or sqlite:/// URL) of the memory."""
+    backend: str = "cpu"
+    """OCR backend that reads pages back."""
+    policy: str = "budget:4000"
+    """Aging policy of every session (budget:N, turns, clock or none)."""
+    decode: Literal["background", "now", "lazy"] = "background"
+    """When pages are OCRed: background (default), now or lazy."""
+    workers: int = 1
+    keys: str | None = None
+    """Keys file (hashed API keys → tenants). Without one there is no auth: loopback only."""
+    insecure_no_auth: bool = False
+    """Allow serving a non-loopback address without keys (every caller is tenant `public`)."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body; more is 413."""
+    max_turns_per_request: int = 1000
+    max_pages_per_recall: int = 20
+    max_recall_hits: int = 50
+    rate_per_minute: int = 600
+    """Requests per API key (per tenant without auth) per minute and worker process; 0 = off."""
+    graceful_timeout: int = 30
+    """Seconds shutdown waits for in-flight requests."""
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(
+        cls, environ: os._Environ[str] | dict[str, str] | None = None, /, **overrides: Any
+    ) -> Settings:
+        """Defaults, then `OPTIMEM_*` variables, then explicit `overrides` (None means unset)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as `OPTIMEM_*` variables (how worker processes receive them)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[ENV_PREFIX + f.name.upper()] = str(int(value) if isinstance(value, bool) else value)
+        return out
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.keys is not None
+
+    def check(self) -> None:
+        """Raise ValueError for settings the service must not start with."""
+        if not self.auth_enabled and not self.insecure_no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to serve {self.host} without API keys: pass --keys FILE "
+                "(create keys with `optimem keys add TENANT`) or --insecure-no-auth"
+            )
+        if self.workers < 1:
+            raise ValueError("workers must be ≥ 1")
+        if self.decode not in ("background", "now", "lazy"):
+            raise ValueError(f"decode must be background, now or lazy, got {self.decode!r}")
+        for name in ("max_body_bytes", "max_turns_per_request", "max_pages_per_recall", "max_recall_hits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1")
+        if self.rate_per_minute < 0:
+            raise ValueError("rate_per_minute must be ≥ 0 (0 turns the limit off)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    text = str(kind)
+    try:
+        if text == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text}") from None
+    return raw
