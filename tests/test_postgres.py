@@ -265,3 +265,11 @@ def test_worker_command_needs_a_postgresql_url(tmp_path):
 
     out = CliRunner().invoke(main, ["worker", "--db", str(tmp_path / "m.db")])
     assert out.exit_code == 2 and "workers share a PostgreSQL store" in out.output
+
+
+def test_serve_takes_decode_queue_only_with_postgresql():
+    from server.settings import Settings
+
+    with pytest.raises(ValueError, match="needs a PostgreSQL database"):
+        Settings(decode="queue").check()
+    Settings(decode="queue", db="postgresql://u@127.0.0.1/db").check()
