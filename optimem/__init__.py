@@ -9,6 +9,7 @@ from __future__ import annotations
 from .errors import (
     BackendError,
     BackendUnavailable,
+    DuplicateExternalId,
     InputError,
     OptimemError,
     PageNotFound,
@@ -33,6 +34,7 @@ __all__ = [
     "CompressResult",
     "Context",
     "Deleted",
+    "DuplicateExternalId",
     "Hits",
     "InputError",
     "Mode",

@@ -37,7 +37,7 @@ def build_context(
     for t in reversed(unpaged):
         if t.text_tokens <= left and not omitted_turns:
             turn: Turn = public_turn(t)
-            texts.append(ContextItem("text", t.text_tokens, turn=turn))
+            texts.append(ContextItem("text", t.text_tokens, turn=turn, presented="text"))
             left -= t.text_tokens
         else:
             omitted_turns.append(t.id)

@@ -2,6 +2,7 @@
 
 OptimemError
 ├── InputError            bad turns, roles, budgets or options from the caller
+│   └── DuplicateExternalId   a turn's external id is already stored (or given twice)
 ├── RenderError           text could not be typeset onto a page
 ├── StoreError            the database could not do what was asked
 │   ├── PageNotFound
@@ -22,6 +23,13 @@ class OptimemError(Exception):
 
 class InputError(OptimemError, ValueError):
     """The caller passed something optimem cannot store or use."""
+
+
+class DuplicateExternalId(InputError):
+    """A turn's `external_id` is already stored in the session, or given twice in one batch.
+
+    Retry with `skip_existing=True` to add only the turns not stored yet.
+    """
 
 
 class RenderError(OptimemError):

@@ -18,7 +18,7 @@ from typing import Any
 from .backends import DEFAULT_BACKEND, Backend, backend_class, get_backend
 from .context import build_context, build_stats
 from .decoding import Decoder, DecodeWhen
-from .errors import BackendUnavailable, InputError
+from .errors import BackendUnavailable, DuplicateExternalId, InputError
 from .layout import restore_placeholders
 from .modes import AgingPolicy, BudgetPolicy, Mode, parse_policy
 from .paging import Pager
@@ -274,7 +274,10 @@ class Session:
         known = self.lookup_external_ids(r["external_id"] for r in rows if r["external_id"])
         if known and not skip_existing:
             dup = next(iter(known))
-            raise InputError(f"external_id {dup!r} is already stored in session {self.id!r}")
+            raise DuplicateExternalId(
+                f"external_id {dup!r} is already stored in this session (turn {known[dup]}); "
+                "pass skip_existing=True to add only the new turns"
+            )
         new = [r for r in rows if r["external_id"] not in known]
         added = iter(self.store.add_turns(self.id, new) if new else [])
         return [known[r["external_id"]] if r["external_id"] in known else next(added) for r in rows]

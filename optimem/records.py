@@ -203,7 +203,8 @@ class ContextItem(Record):
     page: Page | None = None
     png: bytes | None = None
     presented: Literal["image", "text"] = "image"
-    """How a page is shown: its image, or (when that is cheaper) its archived source text."""
+    """How the item is shown: a page as its image or (when cheaper) its archived source text;
+    a recent turn always as text."""
     text: str | None = None
     """The page's source text with speaker labels, when presented as text."""
 

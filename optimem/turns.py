@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import DuplicateExternalId, InputError
 from .store import utcnow
 from .tokens import count_tokens
 
@@ -45,9 +46,12 @@ def validate_turn(role: str, content: str, name: str | None = None) -> None:
                 "not valid Unicode text; decode your input with errors='replace'"
             ) from None
     if name is not None and (
-        not isinstance(name, str) or not name.strip() or len(name) > 200 or "\n" in name
+        not isinstance(name, str)
+        or not name.strip()
+        or len(name) > 200
+        or any(unicodedata.category(ch) == "Cc" for ch in name)
     ):
-        raise InputError("name must be a short single-line non-empty string")
+        raise InputError("name must be a short non-empty string without line breaks or control characters")
 
 
 def _as_dict(turn: Any, i: int) -> Mapping[str, Any]:
@@ -104,7 +108,7 @@ def coerce_turns(turns: Iterable[Any], encoding: str) -> list[dict[str, Any]]:
                     f"turn {i}: external_id must be a non-empty string of at most {MAX_EXTERNAL_ID_CHARS} characters"
                 )
             if external_id in seen:
-                raise InputError(f"turn {i}: external_id {external_id!r} appears twice in one batch")
+                raise DuplicateExternalId(f"turn {i}: external_id {external_id!r} appears twice in one batch")
             seen.add(external_id)
         rows.append(
             {

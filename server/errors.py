@@ -20,6 +20,7 @@ from starlette.routing import Match
 from optimem.errors import (
     BackendError,
     BackendUnavailable,
+    DuplicateExternalId,
     InputError,
     OptimemError,
     PageNotFound,
@@ -35,6 +36,7 @@ log = logging.getLogger("optimem.server")
 LIBRARY_STATUS: dict[type[OptimemError], int] = {
     SessionNotFound: 404,
     PageNotFound: 404,
+    DuplicateExternalId: 409,
     InputError: 422,
     BackendUnavailable: 503,
     UnknownBackend: 500,

@@ -45,7 +45,8 @@ def _json_int(value: Any) -> Any:
 #: An integer as JSON Schema means it: 3 or 3.0, never "3" or true.
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
 
-NAME_BODY = r"[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*"
+# the one visible character must not be a control character either (\S alone would let one in)
+NAME_BODY = r"[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*"
 
 
 def _speaker_name(value: str) -> str:
@@ -326,14 +327,6 @@ class ContextItemOut(_Out):
     text: str | None = Field(
         default=None, description="The page's source text when that is cheaper than its image."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _turns_are_text(cls, data: Any) -> Any:
-        # the library's record leaves `presented` at its default for recent turns
-        if isinstance(data, dict) and data.get("kind") == "text":
-            data = {**data, "presented": "text"}
-        return data
 
 
 class ContextOut(BaseModel):

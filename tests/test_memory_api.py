@@ -12,6 +12,7 @@ import pytest
 from optimem import (
     Context,
     Deleted,
+    DuplicateExternalId,
     InputError,
     Mode,
     OpticalMemory,
@@ -79,7 +80,7 @@ def test_external_ids_add_only_what_is_new(db_path):
     s = memory(db_path).session("a")
     first = s.add_turns([{"role": "user", "content": "one", "external_id": "m1"}, ("assistant", "two")])
     assert s.lookup_external_ids(["m1", "m9"]) == {"m1": first[0]}
-    with pytest.raises(InputError, match="already stored"):
+    with pytest.raises(DuplicateExternalId, match="already stored"):
         s.add_turns(
             [
                 {"role": "user", "content": "three", "external_id": "m3"},
@@ -302,3 +303,19 @@ def test_default_backend_falls_back_when_tesseract_is_missing(db_path, monkeypat
         assert mem.backend.name == "rapidocr"
     assert "reading pages with 'rapidocr'" in caplog.text
     assert get_backend("test-double").name == "test-double"
+
+
+@pytest.mark.parametrize("name", ["ana\x1f", "line\nbreak", "nul\x00", " ", "x" * 201])
+def test_speaker_names_the_renderer_cannot_draw_are_refused(db_path, name):
+    # control characters in a speaker label crashed the typesetter (found by the REST fuzzer)
+    s = memory(db_path, keep_recent_turns=0).session("a")
+    with pytest.raises(InputError, match="name must be"):
+        s.add_turn("user", "hello", name=name)
+    assert not s.exists()
+
+
+def test_unusual_but_drawable_names_page_fine(db_path):
+    s = memory(db_path, keep_recent_turns=0).session("a")
+    s.add_turn("user", "hello there", name="Zoë 🙂 \u200d李")
+    s.compress(flush=True)
+    assert s.recall(s.pages()[0].id).startswith("Zoë")

@@ -10,6 +10,7 @@ def test_public_names_are_pinned():
         "CompressResult",
         "Context",
         "Deleted",
+        "DuplicateExternalId",
         "Hits",
         "InputError",
         "Mode",
