@@ -223,13 +223,12 @@ async def read_again(
     session: SessionName,
     page_id: PageId,
     sessions: ViewerSessions,
-    memory: MemoryDep,
     format: Format = "html",
 ) -> Response:
     if not same_origin(request):
         raise ApiError(403, "forbidden", "cross-site form post refused")
     found = await sessions.existing(session)
-    fresh = await asyncio.to_thread(views.read_again, found, memory, page_id)
+    fresh = await asyncio.to_thread(views.read_again, found, page_id)
     if wants_json(request):
         return JSONResponse(fresh)
     data = await asyncio.to_thread(views.page_view, found, page_id)

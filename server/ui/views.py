@@ -7,26 +7,16 @@ page returns them as they are, so the viewer never shows anything the JSON does 
 
 from __future__ import annotations
 
-import io
-import re
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from PIL import Image
-
 from optimem import OpticalMemory, Page, Session
-from optimem.backends import PageInput
-from optimem.verbatim import repair
 
 from ..deps import TenantSessions
 from . import chart, diff
 
 #: Turns still kept as text shown under the timeline (the newest ones).
 RECENT_TURNS = 20
-_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-#: "Read again" runs the backend outside its decode queue: one such read at a time per process.
-_read_lock = threading.Lock()
 
 
 def public_id(session: Session) -> str:
@@ -70,30 +60,20 @@ _CONFIDENCE_MAX = 100_000
 
 
 def _confidences(session: Session, pages: list[Page]) -> dict[int, float]:
-    """Decoder confidence of pages already read, from the decoded-text cache.
-
-    Skipped while decodes are queued or decoding is lazy; newest first, it stops at the first
-    page that was not decoded yet, so one timeline load runs OCR on one page at most.
-    """
-    memory = session.memory
-    backend = memory.backend.name
+    """Decoder confidence of the pages already read (never runs OCR: pages not decoded yet
+    have none to show)."""
+    backend = session.memory.backend.name
+    if len(_CONFIDENCE) + len(pages) > _CONFIDENCE_MAX:
+        _CONFIDENCE.clear()
     out: dict[int, float] = {}
-    todo = []
     for page in pages:
         key = (session.id, page.id, page.mode.value, page.chars, backend)
-        if key in _CONFIDENCE:
-            out[page.id] = _CONFIDENCE[key]
-        else:
-            todo.append((key, page.id))
-    if not todo or memory.decode_when == "lazy" or memory.pending_decodes():
-        return out
-    if len(_CONFIDENCE) + len(todo) > _CONFIDENCE_MAX:
-        _CONFIDENCE.clear()
-    for key, pid in reversed(todo):
-        recall = session.recall_page(pid)
-        out[pid] = _CONFIDENCE[key] = recall.confidence
-        if not recall.cached:
-            break
+        if key not in _CONFIDENCE:
+            recall = session.cached_recall(page.id)
+            if recall is None:
+                continue
+            _CONFIDENCE[key] = recall.confidence
+        out[page.id] = _CONFIDENCE[key]
     return out
 
 
@@ -151,35 +131,24 @@ def page_view(session: Session, page_id: int) -> dict[str, Any]:
     }
 
 
-def read_again(session: Session, memory: OpticalMemory, page_id: int) -> dict[str, Any]:
-    """Run the backend on the stored page image now, from the pixels alone (no layout, no cache),
-    and measure it like the cached read. One read at a time per process."""
-    page = session.page(page_id)
-    png = session.page_png(page_id)
-    recall = session.recall_page(page_id)
+def read_again(session: Session, page_id: int) -> dict[str, Any]:
+    """Run OCR on the page again (it replaces the cached read) and measure it beside the read
+    it replaces."""
+    before = session.recall_page(page_id)
     source = session.page_source(page_id)
-    image = Image.open(io.BytesIO(png))
-    image.load()
-    scale = page.canvas / page.creation_mode.canvas
-    sample = source if source is not None else recall.text
-    page_input = PageInput(
-        image=image, mode=page.mode, font_px=page.font_px * scale, has_cjk=bool(_CJK.search(sample))
-    )
-    with _read_lock:
-        decoded = memory.backend.decode(page_input)
-    text = repair(decoded.text, recall.verbatim)
+    fresh = session.recall_page(page_id, refresh=True)
     return {
         "session": public_id(session),
         "page_id": page_id,
-        "mode": page.mode.value,
-        "backend": decoded.backend,
-        "text": text,
-        "raw_text": decoded.text,
-        "confidence": round(float(decoded.confidence), 4),
-        "seconds": round(float(decoded.seconds), 3),
-        "fidelity": diff.measured(text, decoded.text, source),
-        "cached_fidelity": diff.measured(recall.text, recall.raw_text, source),
-        "source_diff": None if source is None else diff.source_diff(text, source),
+        "mode": fresh.mode.value,
+        "backend": fresh.backend,
+        "text": fresh.text,
+        "raw_text": fresh.raw_text,
+        "confidence": round(fresh.confidence, 4),
+        "seconds": round(fresh.seconds, 3),
+        "fidelity": diff.measured(fresh.text, fresh.raw_text, source),
+        "cached_fidelity": diff.measured(before.text, before.raw_text, source),
+        "source_diff": None if source is None else diff.source_diff(fresh.text, source),
     }
 
 
