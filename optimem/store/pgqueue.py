@@ -161,6 +161,8 @@ class WorkerQueue:
         self.channel = QueryBuilderEnvironment().settings.channel
 
     async def register(self) -> None:
+        # workers killed without a goodbye leave a row: drop those a day old (live ones beat)
+        await self.conn.execute("DELETE FROM optimem_workers WHERE seen_at < now() - interval '1 day'")
         await self.conn.execute(
             "INSERT INTO optimem_workers (id, backend, fingerprint, host, pid, batch)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
