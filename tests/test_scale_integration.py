@@ -5,12 +5,10 @@ is lost, no turn is paged twice, tenants stay apart, and every page ends up deco
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,61 +17,16 @@ from .conftest import wait_ready
 pytest.importorskip("psycopg", reason="the postgres extra is not installed")
 httpx = pytest.importorskip("httpx", reason="the server extra is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 50
-_REAL_CONNECT = socket.socket.connect  # taken at import, before the unit-test guard patches them
-_REAL_CREATE = socket.create_connection
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch):
-    """This test talks HTTP to replicas it starts: loopback is allowed, nothing else."""
-
-    def connect(self, address, *args):
-        if isinstance(address, tuple) and address[0] not in LOOPBACK:
-            raise RuntimeError(f"network access to {address[0]} in a test")
-        return _REAL_CONNECT(self, address, *args)
-
-    def create_connection(address, *args, **kwargs):
-        if address[0] not in LOOPBACK:
-            raise RuntimeError(f"network access to {address[0]} in a test")
-        return _REAL_CREATE(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "create_connection", create_connection)
-
-
-def _env() -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("OPTIMEM_") or k == "OPTIMEM_CACHE_DIR"}
-    return {**keep, "PYTHONPATH": str(ROOT)}
+from server.process import ROOT, Server, child_env  # noqa: E402 (after the extras check)
+from tests.server.conftest import _loopback_only as _loopback_only  # noqa: E402 (network: loopback only)
 
 
 def _spawn(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "optimem.cli", *args], cwd=ROOT, env=_env(), text=True, **kw
+        [sys.executable, "-m", "optimem.cli", *args], cwd=ROOT, env=child_env(), text=True, **kw
     )
-
-
-def _serve(url: str, keys: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = ["serve", "--port", str(port), "--db", url, "--backend", "cpu", "--decode", "queue"]
-    proc = _spawn(
-        [*args, "--keys", str(keys), "--log-level", "warning"], stdout=log.open("a"), stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"replica not ready:\n{log.read_text()}")
 
 
 class Client(threading.Thread):
@@ -153,10 +106,16 @@ def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(
         for w in workers:
             assert wait_ready(w)
         replicas = [
-            _serve(postgres_url, tmp_path / "keys.json", tmp_path / f"replica{i}.log") for i in range(2)
+            Server(
+                postgres_url,
+                *("--decode", "queue", "--keys", str(tmp_path / "keys.json")),
+                backend="cpu",
+                log=tmp_path / f"replica{i}.log",
+            ).start(timeout=90)
+            for i in range(2)
         ]
-        procs += [p for p, _ in replicas]
-        bases = [b for _, b in replicas]
+        procs += [r.proc for r in replicas if r.proc is not None]
+        bases = [r.url for r in replicas]
         clients = [Client(k, bases, keys[f"t{k % 3}"]) for k in range(CLIENTS)]
         for c in clients:
             c.start()
@@ -203,9 +162,8 @@ def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(
             "SELECT job_id FROM pgqueuer_log WHERE status = 'successful' AND job_id = ANY(%s)", (held,)
         )
         assert {r["job_id"] for r in done} == set(held)
-        for proc, _ in replicas:  # graceful stop: queued jobs are durable, nothing to wait for
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # as tests/server accept
+        for replica in replicas:  # graceful stop: queued jobs are durable, nothing to wait for
+            assert replica.stop(timeout=60) in (0, -signal.SIGTERM)  # as tests/server accept
         workers[1].send_signal(signal.SIGTERM)
         assert workers[1].wait(timeout=60) == 0
     finally:
