@@ -18,47 +18,19 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from server.process import Server
+
 PROSE = (
     "The database cutover for the billing cluster is scheduled for Saturday morning; ticket OPS-4821 "
     "tracks it and Priya from the platform team owns the rollback plan and the replica checks. "
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(db: Path, backend: str, workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIMEM_") or k == "OPTIMEM_CACHE_DIR"}
-    env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, "-m", "optimem.cli", "serve", "--port", str(port), "--db", str(db)]
-    cmd += ["--backend", backend, "--workers", str(workers), "--decode", "lazy", "--rate-per-minute", "0"]
-    cmd += ["--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def summarise(op: str, samples: list[float], errors: int, wall: float) -> dict:
@@ -162,7 +134,12 @@ def main() -> None:
     results = []
     for workers in [int(x) for x in args.workers.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
-            proc, url = start_server(Path(tmp) / "load.db", args.backend, workers)
+            srv = Server(
+                Path(tmp) / "load.db",
+                *("--workers", str(workers), "--decode", "lazy", "--rate-per-minute", "0"),
+                backend=args.backend,
+            ).start(timeout=120)
+            url = srv.url
             try:
                 for n in [int(x) for x in args.clients.split(",")]:
                     rows = asyncio.run(bench(url, n, f"w{workers}n{n}", args.turns, args.rounds))
@@ -175,8 +152,7 @@ def main() -> None:
                             flush=True,
                         )
             finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(120)
+                srv.stop(timeout=120)
     machine = f"{os.cpu_count()} vCPUs, {platform.processor() or platform.machine()}, {platform.system()}"
     report = {
         "schema": "optimem.rest_load/1",

@@ -18,9 +18,7 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,18 +29,12 @@ import httpx
 
 from optimem import OpticalMemory
 from optimem.turns import load_chat
+from server.process import Server
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 300.0
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(db: Path, session: str, turns: int, backend: str, budget: int) -> dict:
@@ -69,24 +61,6 @@ def build(db: Path, session: str, turns: int, backend: str, budget: int) -> dict
             "modes": {m: sum(p.mode.value == m for p in pages) for m in {p.mode.value for p in pages}},
             "middle_page": pages[len(pages) // 2].id,
         }
-
-
-def start(db: Path, backend: str, budget: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIMEM_") or k == "OPTIMEM_CACHE_DIR"}
-    env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, "-m", "optimem.cli", "serve", "--port", str(port), "--db", str(db), "--backend",
-           backend, "--policy", f"budget:{budget}", "--rate-per-minute", "0", "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def server_times(url: str, paths: dict[str, str], repeat: int) -> dict[str, dict]:
@@ -192,14 +166,14 @@ def main() -> None:
         "thumbnail": f"/ui/s/{session}/pages/{mid}.png",
     }
     shots = {k: v for k, v in (("timeline", args.screenshot), ("page", args.page_screenshot)) if v}
-    proc, url = start(db, args.backend, args.budget)
+    srv = Server(db, "--policy", f"budget:{args.budget}", "--rate-per-minute", "0", backend=args.backend)
+    url = srv.start(timeout=120).url
     try:
         server = server_times(url, paths, args.repeat)
         browser = browser_times(url, {k: paths[k] for k in ("sessions", "timeline", "page", "search")},
                                 max(3, args.repeat // 4), shots, args.full_page)  # fmt: skip
     finally:
-        proc.terminate()
-        proc.wait(60)
+        srv.stop(timeout=60)
 
     machine = f"{os.cpu_count()} vCPUs, {platform.machine()}, Python {platform.python_version()}"
     machine += f", load average {os.getloadavg()[0]:.1f} when measured"

@@ -17,6 +17,7 @@ from .backends import DEFAULT_BACKEND
 from .cli_errors import clean_errors as _clean_errors
 from .errors import SessionNotFound
 from .turns import load_chat
+from .worker_cli import worker_command
 
 DB_ENV = "OPTIMEM_DB"
 
@@ -172,6 +173,7 @@ def _register_bench() -> None:
 
 
 _register_bench()
+main.add_command(worker_command, "worker")
 
 
 def _register_server() -> None:

@@ -3,6 +3,8 @@
 Pages are decoded when they are made or aged (on a background thread by default) and the text
 is cached and indexed for search, so recall reads a row instead of running OCR. The cache is
 keyed by the backend's fingerprint: new weights or new trained data never serve stale text.
+With ``decode="queue"`` (PostgreSQL only) pages go to `optimem worker` processes through a job
+queue in the database instead of a thread (see `optimem.store.pgqueue`).
 """
 
 from __future__ import annotations
@@ -10,32 +12,56 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
 from .backends import Backend, PageInput
+from .errors import PageNotFound
 from .layout import restore_placeholders
 from .store import DecodedRecord, PageRecord, Store
 
+if TYPE_CHECKING:
+    from .store.pgqueue import DecodeQueue
+
 log = logging.getLogger("optimem")
 
-DecodeWhen = Literal["background", "now", "lazy"]
+DecodeWhen = Literal["background", "now", "lazy", "queue"]
+#: How long a recall waits for a worker to decode its page before decoding it inline.
+QUEUE_WAIT_S = 300.0
 
 
 class Decoder:
     """Runs the backend over stored pages and keeps the decoded-text cache and index current."""
 
-    def __init__(self, store: Store, backend: Callable[[], Backend], when: DecodeWhen) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Callable[[], Backend],
+        when: DecodeWhen,
+        *,
+        backend_name: Callable[[], str] | None = None,
+    ) -> None:
         self.store = store
         self._backend = backend
         self.when: DecodeWhen = when
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
+        # queue mode: the backend is named without loading it (workers load it)
+        self._backend_name = backend_name or (lambda: self.backend.name)
+        self._notes: dict[int, str] = {}
+        self._queued: set[int] = set()
+        self._decoded_here = False
+        self.queue: DecodeQueue | None = None
+        if when == "queue":
+            from .store.pgqueue import DecodeQueue
+
+            self.queue = DecodeQueue.for_store(store)
 
     @property
     def backend(self) -> Backend:
@@ -46,6 +72,9 @@ class Decoder:
     def schedule(self, page_ids: Sequence[int], *, force_background: bool = False) -> None:
         """Decode these pages as `when` says (`force_background`: even when lazy)."""
         if not page_ids or (self.when == "lazy" and not force_background):
+            return
+        if self.queue is not None:
+            self._enqueue(page_ids)
             return
         if self.when == "now" and not force_background:
             self.decode(page_ids)
@@ -71,12 +100,17 @@ class Decoder:
             self._pending.discard(future)
 
     def pending(self) -> int:
-        """Batches of pages queued or being decoded in the background."""
+        """Batches of pages queued or being decoded in the background (queue mode: jobs of
+        this backend in the queue, whoever scheduled them)."""
+        if self.queue is not None:
+            return self.queue.queued(self._backend_name())
         with self._lock:
             return sum(not f.done() for f in self._pending)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every scheduled decode has finished and been logged; False on timeout."""
+        if self.queue is not None:
+            return self._wait_queue(timeout)
         while True:
             with self._lock:
                 pending = [f for f in self._pending if not f.done()]
@@ -110,13 +144,29 @@ class Decoder:
         )
 
     def cached(self, page: PageRecord) -> DecodedRecord | None:
+        if self.queue is not None:
+            return self._cached_queue(page)
         return self.store.get_decoded(page.id, page.mode, self.backend.fingerprint())
+
+    def take_note(self, page_id: int) -> str | None:
+        """What was unusual about the last decode of this page (e.g. decoded inline), once."""
+        with self._lock:
+            return self._notes.pop(page_id, None)
 
     def decode(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
         """Decode (or read from the cache) these pages at their current modes.
 
-        `refresh` reads them again with the backend and replaces what the cache held.
+        `refresh` reads them again with the backend and replaces what the cache held (in this
+        process, also in queue mode: it is an explicit request to read again). Queue mode:
+        wait for the workers to decode them, or decode inline where none is alive.
         """
+        if self.queue is not None and not refresh:
+            return self._decode_queue(page_ids)
+        self._decoded_here = self._decoded_here or self.queue is not None
+        return self.decode_here(page_ids, refresh=refresh)
+
+    def decode_here(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
+        """Decode (or read from the cache) these pages in this process, as one batch."""
         backend = self.backend
         fingerprint = backend.fingerprint()
         out: dict[int, DecodedRecord] = {}
@@ -147,3 +197,112 @@ class Decoder:
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
         return out
+
+    # -- queue mode ------------------------------------------------------------------------
+
+    def _enqueue(self, page_ids: Sequence[int], *, priority: int = 0) -> None:
+        assert self.queue is not None
+        pages = [self.store.page_by_id(pid) for pid in page_ids]
+        self.queue.enqueue([(p.id, p.mode.value) for p in pages], self._backend_name(), priority=priority)
+        with self._lock:
+            self._queued.update(page_ids)
+
+    def _fingerprints(self) -> list[str]:
+        """Fingerprints whose text counts as this backend's: the live workers', else our own."""
+        assert self.queue is not None
+        found = [w["fingerprint"] for w in self.queue.live_workers(self._backend_name())]
+        if self._decoded_here or not found:
+            found.append(self.backend.fingerprint())
+        return list(dict.fromkeys(found))
+
+    def _cached_queue(self, page: PageRecord) -> DecodedRecord | None:
+        for fingerprint in self._fingerprints():
+            hit = self.store.get_decoded(page.id, page.mode, fingerprint)
+            if hit is not None:
+                return hit
+        return None
+
+    def _decode_queue(
+        self, page_ids: Sequence[int], timeout: float = QUEUE_WAIT_S, *, inline_when_slow: bool = True
+    ) -> dict[int, DecodedRecord]:
+        from .store.pgqueue import RECALL_PRIORITY
+
+        assert self.queue is not None
+        out: dict[int, DecodedRecord] = {}
+        waiting = list(dict.fromkeys(page_ids))
+        name = self._backend_name()
+        enqueued = False
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while waiting:
+            # read before the cache: a worker writes its text before it leaves the registry or
+            # finishes its job, so a page neither cached nor queued here has no job coming
+            alive = bool(self.queue.live_workers(name))
+            queued = self.queue.pages_with_jobs(self._keys(waiting), name) if enqueued else None
+            for pid in list(waiting):
+                hit = self._cached_queue(self.store.page_by_id(pid))
+                if hit is not None:
+                    out[pid] = hit
+                    waiting.remove(pid)
+            if not waiting:
+                break
+            late = time.monotonic() > deadline
+            if late and not inline_when_slow:
+                break
+            if late or not alive:
+                out.update(
+                    self._inline(waiting, "workers too slow" if late else "no optimem worker is alive")
+                )
+                break
+            failed = [pid for pid in waiting if queued is not None and pid not in queued]
+            if failed:
+                out.update(self._inline(failed, "the workers failed to decode it"))
+                waiting = [pid for pid in waiting if pid not in failed]
+                continue
+            if not enqueued:
+                self._enqueue(waiting, priority=RECALL_PRIORITY)
+                enqueued = True
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        return out
+
+    def _keys(self, page_ids: Sequence[int]) -> list[tuple[int, str]]:
+        return [(p.id, p.mode.value) for p in map(self.store.page_by_id, page_ids)]
+
+    def _inline(self, page_ids: list[int], why: str) -> dict[int, DecodedRecord]:
+        """Decode in this process, and leave a note saying so for each page's recall."""
+        name = self._backend_name()
+        log.warning("decoding pages %s inline with %s: %s", page_ids, name, why)
+        self._decoded_here = True
+        out = self.decode_here(page_ids)
+        with self._lock:
+            for pid in page_ids:
+                self._notes[pid] = f"decoded inline by this process: {why} (backend {name!r})"
+        return out
+
+    def _wait_queue(self, timeout: float | None) -> bool:
+        """Until every page this process queued is decoded at its current mode (inline where no
+        worker is alive); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            todo = list(self._queued)
+        alive = [pid for pid in todo if self._exists(pid)]
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            done = self._decode_queue(
+                alive, timeout=QUEUE_WAIT_S if left is None else left, inline_when_slow=left is None
+            )
+        except Exception as exc:
+            log.warning("queued decode of pages %s failed (recall will retry): %s", alive, exc)
+            done = {}
+        with self._lock:
+            self._queued.difference_update(done)
+            self._queued.difference_update(set(todo) - set(alive))
+        return len(done) == len(alive)
+
+    def _exists(self, page_id: int) -> bool:
+        try:
+            self.store.page_by_id(page_id)
+        except PageNotFound:
+            return False
+        return True

@@ -54,7 +54,9 @@ class OpticalMemory:
         keep_recent_turns: Newest turns left as text by `compress()`.
         archive: Keep the source text of paged turns (``False`` drops it after paging).
         decode: When to OCR new and aged pages: ``"background"`` (default), ``"now"``
-            (inside compress) or ``"lazy"`` (on first recall).
+            (inside compress), ``"lazy"`` (on first recall) or ``"queue"`` (PostgreSQL
+            only: `optimem worker` processes decode them; recall waits for its page, or
+            decodes inline when no worker is alive and says so in `Recall.note`).
         encoding: tiktoken encoding for text tokens.
         consumer: Whose image-token rule prices pages in budgets, stats and context
             (a name from `optimem.pricing.CONSUMERS`); default the backend's positions.
@@ -79,8 +81,8 @@ class OpticalMemory:
             or keep_recent_turns < 0
         ):
             raise InputError("keep_recent_turns must be an integer ≥ 0")
-        if decode not in ("background", "now", "lazy"):
-            raise InputError(f"decode must be 'background', 'now' or 'lazy', got {decode!r}")
+        if decode not in ("background", "now", "lazy", "queue"):
+            raise InputError(f"decode must be 'background', 'now', 'lazy' or 'queue', got {decode!r}")
         count_tokens("", encoding)  # fail early on an unknown encoding
         self._backend_spec = backend
         self._backend: Backend | None = backend if isinstance(backend, Backend) else None
@@ -95,7 +97,9 @@ class OpticalMemory:
         self.archive = archive
         self.encoding = encoding
         self.pricing = Pricing(self._backend_class, consumer, encoding)
-        self.decoder = Decoder(self.store, lambda: self.backend, decode)
+        self.decoder = Decoder(
+            self.store, lambda: self.backend, decode, backend_name=lambda: self._backend_class.name
+        )
         self.pager = Pager(
             self.store,
             lambda: self.backend,

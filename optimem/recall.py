@@ -66,6 +66,7 @@ def recall_page(
         seconds=record.seconds,
         turns=turns,
         verbatim=items,
+        note=decoder.take_note(page.id),
     )
 
 

@@ -165,6 +165,8 @@ class Recall(Record):
     turns: dict[int, str]
     """Recalled text per turn id, when the decoder read line by line."""
     verbatim: list[VerbatimItem]
+    note: str | None = None
+    """What was unusual about this read, e.g. decoded inline because no worker was alive."""
 
 
 @dataclass(frozen=True)

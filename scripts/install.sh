@@ -2,6 +2,7 @@
 # Install optimem and everything it renders and reads with into ./.venv.
 #   bash scripts/install.sh            # core + CPU OCR (tesseract, rapidocr)
 #   bash scripts/install.sh dev,gpu    # + test tools, torch (CPU build here) and transformers
+#   bash scripts/install.sh postgres   # + psycopg, pgqueuer, and the PostgreSQL server (apt) when missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -16,6 +17,11 @@ need=()
 for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+# The PostgreSQL server, for the postgres extra's tests (they start a throwaway server from its
+# binaries) and for trying the scale-out setup on one machine.
+if [[ ",$extras," == *",postgres,"* ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

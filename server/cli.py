@@ -16,11 +16,16 @@ KEYS_ENV = "OPTIMEM_KEYS"
 @click.command("serve")
 @click.option("--host", default=None, help=f"Address to bind [default: {DEFAULT_HOST}; $OPTIMEM_HOST].")
 @click.option("--port", type=int, default=None, help=f"Port [default: {DEFAULT_PORT}; $OPTIMEM_PORT].")
-@click.option("--db", default=None, help="SQLite database file [default: optimem.db; $OPTIMEM_DB].")
+@click.option(
+    "--db", default=None, help="SQLite file or postgresql:// URL [default: optimem.db; $OPTIMEM_DB]."
+)
 @click.option("--backend", "-b", default=None, help="OCR backend [default: cpu; $OPTIMEM_BACKEND].")
 @click.option("--policy", default=None, help="Aging policy [default: budget:4000; $OPTIMEM_POLICY].")
 @click.option(
-    "--decode", type=click.Choice(["background", "now", "lazy"]), default=None, help="When pages are OCRed."
+    "--decode",
+    type=click.Choice(["background", "now", "lazy", "queue"]),
+    default=None,
+    help="When pages are OCRed (queue: by `optimem worker` processes; PostgreSQL only).",
 )
 @click.option("--workers", type=int, default=None, help="Worker processes [default: 1; $OPTIMEM_WORKERS].")
 @click.option("--keys", "keys", default=None, help=f"Keys file; without one there is no auth [${KEYS_ENV}].")

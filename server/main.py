@@ -47,7 +47,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pending = memory.pending_decodes()
         if pending:
             log.info("waiting for %d queued page decodes", pending)
-        await asyncio.to_thread(memory.wait)
+        if memory.decode_when != "queue":  # queued jobs are durable: workers finish them
+            await asyncio.to_thread(memory.wait)
         if owned:
             await memory.aclose()
 

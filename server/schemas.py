@@ -290,6 +290,10 @@ class RecalledPage(_Out):
         description="Recalled text per turn id, when the decoder read line by line."
     )
     verbatim: list[VerbatimOut]
+    note: str | None = Field(
+        default=None,
+        description="What was unusual about this read, e.g. decoded inline because no worker was alive.",
+    )
 
 
 class Hit(_Out):

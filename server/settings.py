@@ -19,13 +19,14 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     db: str = "optimem.db"
-    """SQLite file (or sqlite:/// URL) of the memory."""
+    """SQLite file (or sqlite:/// URL) of the memory, or a postgresql:// URL (replicas share it)."""
     backend: str = "cpu"
     """OCR backend that reads pages back."""
     policy: str = "budget:4000"
     """Aging policy of every session (budget:N, turns, clock or none)."""
-    decode: Literal["background", "now", "lazy"] = "background"
-    """When pages are OCRed: background (default), now or lazy."""
+    decode: Literal["background", "now", "lazy", "queue"] = "background"
+    """When pages are OCRed: background (default), now, lazy, or queue (PostgreSQL: `optimem
+    worker` processes decode them)."""
     workers: int = 1
     keys: str | None = None
     """Keys file (hashed API keys → tenants). Without one there is no auth: loopback only."""
@@ -78,8 +79,12 @@ class Settings:
             )
         if self.workers < 1:
             raise ValueError("workers must be ≥ 1")
-        if self.decode not in ("background", "now", "lazy"):
-            raise ValueError(f"decode must be background, now or lazy, got {self.decode!r}")
+        if self.decode not in ("background", "now", "lazy", "queue"):
+            raise ValueError(f"decode must be background, now, lazy or queue, got {self.decode!r}")
+        if self.decode == "queue" and not self.db.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "decode=queue needs a PostgreSQL database (--db postgresql://…): workers share it"
+            )
         for name in ("max_body_bytes", "max_turns_per_request", "max_pages_per_recall", "max_recall_hits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1")

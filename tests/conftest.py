@@ -69,3 +69,34 @@ def chat_turns(n: int = 30, words: int = 60) -> list[tuple[str, str]]:
         body = " ".join(rng.choice(vocab) for _ in range(words))
         out.append(("user" if i % 2 == 0 else "assistant", f"Turn {i}: {body} OPS-{4800 + i}."))
     return out
+
+
+def wait_ready(proc) -> bool:
+    """True once an `optimem worker` process says it is registered (other lines may come first)."""
+    return any("ready" in proc.stderr.readline() for _ in range(50))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the whole run, in a temporary folder (stopped at the end)."""
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    from optimem.store.pg_local import LocalPostgres, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries are missing (apt-get install postgresql)")
+    server = LocalPostgres().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a fresh, empty database on the test server."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def postgresql_store(postgres_url):
+    from optimem.store import open_store
+
+    return open_store(postgres_url)

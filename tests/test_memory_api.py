@@ -31,6 +31,14 @@ from optimem.records import CompressResult
 from .conftest import chat_turns
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_path(request, tmp_path):
+    """Every seam runs on both engines: a SQLite file, and a fresh database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return tmp_path / "memory.db"
+    return request.getfixturevalue("postgres_url")
+
+
 def memory(path, **kw):
     kw.setdefault("backend", "test-double")
     kw.setdefault("decode", "now")

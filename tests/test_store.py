@@ -13,7 +13,7 @@ from optimem.store import DecodedRecord, NewPage, SQLiteStore, Store, open_store
 from optimem.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from optimem.verbatim import VerbatimItem
 
-STORES = ["sqlite"]
+STORES = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=STORES)

@@ -13,7 +13,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from .conftest import ROOT, auth, words_turns
+from server.process import ROOT
+
+from .conftest import auth, words_turns
 
 
 def test_turns_compress_recall_context_stats_delete(server, keys):

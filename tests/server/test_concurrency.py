@@ -7,7 +7,9 @@ import signal
 
 import httpx
 
-from .conftest import Server, auth, words_turns
+from server.process import Server
+
+from .conftest import auth, words_turns
 
 CLIENTS = 50
 

@@ -13,8 +13,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from server import Settings, create_app
+from server.process import Server
 
-from .conftest import Server, auth
+from .conftest import auth
 
 EXAMPLES = int(os.environ.get("OPTIMEM_FUZZ_EXAMPLES", "200"))
 

@@ -14,8 +14,9 @@ import httpx
 from PIL import Image
 
 from optimem import OpticalMemory
+from server.process import Server
 
-from .conftest import Server, words_turns
+from .conftest import words_turns
 
 
 def _in_a_write_transaction(db: Path, timeout: float = 30.0) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .conftest import Server, auth, words_turns
+from server.process import Server
+
+from .conftest import auth, words_turns
 
 
 @pytest.fixture(scope="module")

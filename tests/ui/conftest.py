@@ -10,8 +10,9 @@ import pytest
 
 from optimem import OpticalMemory
 from server.auth import KeysFile
-from tests.server.conftest import Server, words_turns
+from server.process import Server
 from tests.server.conftest import _loopback_only as _loopback_only  # network: loopback only
+from tests.server.conftest import words_turns
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

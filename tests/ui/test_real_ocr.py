@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from optimem import OpticalMemory
-from tests.server.conftest import Server
+from server.process import Server
 
 from .conftest import Console
 

@@ -1,0 +1,275 @@
+"""The PostgreSQL store and the decode queue against a real server the tests start: migrations,
+tenants, two replicas on one session, a server restart, workers claiming batches, leases."""
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from optimem import OpticalMemory
+from optimem.backends.testing import TestDoubleBackend
+from optimem.modes import NoAging
+from optimem.store import migrations, migrations_pg, open_store
+
+from .conftest import chat_turns, wait_ready
+
+pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+
+
+class CountingBackend(TestDoubleBackend):
+    """The test double, remembering how many pages each decode_many call got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def decode_many(self, pages):
+        self.batches.append(len(pages))
+        return super().decode_many(pages)
+
+
+def memory(url, **kw):
+    kw.setdefault("backend", "test-double")
+    kw.setdefault("policy", NoAging())
+    kw.setdefault("keep_recent_turns", 2)
+    return OpticalMemory(url, **kw)
+
+
+def paged_session(mem, session_id="acme/t1", turns=40):
+    s = mem.session(session_id)
+    s.add_turns(chat_turns(turns, words=150))
+    return s, s.compress().created
+
+
+def worker(url, backend, **kw):
+    from optimem.worker import Worker
+
+    kw.setdefault("lease_s", 5.0)
+    kw.setdefault("poll_s", 0.1)
+    return Worker(url, backend, **kw)
+
+
+def test_pg_migrations_mirror_sqlites_and_are_recorded_once(postgres_url):
+    assert [m.__name__ for m in migrations_pg.MIGRATIONS] == [m.__name__ for m in migrations.MIGRATIONS]
+    open_store(postgres_url).close()
+    store = open_store(postgres_url)  # a second replica starting applies nothing twice
+    rows = store._q("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [(r["version"], r["name"]) for r in rows] == [
+        (i + 1, m.__name__) for i, m in enumerate(migrations_pg.MIGRATIONS)
+    ]
+    store._q("INSERT INTO schema_migrations VALUES (99, 'm099_future', now())")
+    store.close()
+    with pytest.raises(Exception, match="upgrade optimem"):
+        open_store(postgres_url)
+
+
+def test_every_row_carries_its_tenant(postgres_url):
+    mem = memory(postgres_url, decode="now")
+    paged_session(mem, "acme/t1")
+    paged_session(mem, "plain", turns=20)
+    store = mem.store
+    for table in ("sessions", "turns", "pages", "page_spans", "verbatim", "decoded", "page_index"):
+        rows = store._q(f"SELECT DISTINCT tenant FROM {table} ORDER BY tenant")
+        assert [r["tenant"] for r in rows] == ["", "acme"], table
+    assert mem.sessions(prefix="acme/") == ["acme/t1"]
+    mem.close()
+
+
+def test_two_replicas_compressing_one_session_serialise(postgres_url):
+    replicas = [memory(postgres_url, decode="lazy") for _ in range(2)]
+    sessions = [r.session("acme/shared") for r in replicas]
+    sessions[0].add_turns(chat_turns(60, words=150))
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def compress(s):
+        try:
+            barrier.wait()
+            s.compress(flush=True)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=compress, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = replicas[0].store
+    assert store.integrity_problems() == []  # no turn on two overlapping pages, none lost
+    paged = {tid for p in sessions[0].pages() for tid in p.turn_ids}
+    assert paged == {t.id for t in sessions[0].turns()}
+    for r in replicas:
+        r.close()
+
+
+def test_replicas_reconnect_after_a_postgres_restart(postgres_server, postgres_url):
+    mem = memory(postgres_url, decode="now")
+    s, created = paged_session(mem, turns=20)
+    postgres_server.restart()
+    # the pool checks each connection before use, so the first call after the restart works
+    assert [p.id for p in s.pages()] == created
+    s.add_turn("user", "after the restart")
+    assert s.turns()[-1].content == "after the restart"
+    mem.close()
+
+
+def test_queue_mode_needs_postgresql(db_path):
+    with pytest.raises(Exception, match="needs a PostgreSQL store"):
+        OpticalMemory(db_path, decode="queue")
+
+
+def test_without_a_live_worker_recall_decodes_inline_and_says_so(postgres_url):
+    mem = memory(postgres_url, decode="queue")
+    s, created = paged_session(mem)
+    assert mem.pending_decodes() == len(created)  # queued in PostgreSQL, not on a thread
+    rec = s.recall_page(created[0])
+    assert "no optimem worker is alive" in rec.note and rec.text.startswith("user: Turn 0")
+    assert s.recall_page(created[0]).note is None  # said once; now read from the cache
+    assert mem.wait(10)  # the rest are decoded inline too: nobody else would
+    assert all(s.recall_page(p).cached for p in created)
+    mem.close()
+
+
+def test_worker_claims_batches_and_never_decodes_a_page_twice(postgres_url):
+    mem = memory(postgres_url, decode="queue")
+    s, created = paged_session(mem)
+    mem.decoder.schedule(created)  # queued again while queued: the dedupe key keeps one job each
+    assert mem.pending_decodes() == len(created) >= 5
+    backend = CountingBackend()
+    w = worker(postgres_url, backend, batch=2)
+    stats = asyncio.run(w.run(idle_exit_s=0.3))
+    assert stats.pages == len(created) and backend.batches == [2] * (len(created) // 2) + [1] * (
+        len(created) % 2
+    )
+    assert mem.pending_decodes() == 0
+    assert all(s.recall_page(p).cached for p in created)
+    mem.decoder.schedule(created)  # decoded already, for this fingerprint: nothing is decoded again
+    stats = asyncio.run(w.run(idle_exit_s=0.3))
+    assert backend.calls == len(created) and mem.pending_decodes() == 0
+    w.close()
+    mem.close()
+
+
+def test_a_page_the_workers_cannot_decode_is_decoded_inline_by_recall(postgres_url):
+    mem = memory(postgres_url, decode="queue")
+    s, created = paged_session(mem, turns=20)
+    w = worker(postgres_url, TestDoubleBackend(fail=True), attempts=1)
+
+    def run_worker():
+        asyncio.run(w.run(idle_exit_s=3))
+
+    thread = threading.Thread(target=run_worker)
+    thread.start()
+    try:
+        while not w.ready.is_set():
+            time.sleep(0.01)
+        rec = s.recall_page(created[0])  # waits for the job; it fails; recall reads it itself
+    finally:
+        w.stop.set()
+        thread.join()
+        w.close()
+    assert (
+        rec.note == "decoded inline by this process: the workers failed to decode it (backend 'test-double')"
+    )
+    assert w.stats.failed >= 1 and rec.text.startswith("user: Turn 0")
+    mem.close()
+
+
+def test_a_dead_workers_jobs_are_claimed_again_after_the_lease(postgres_url):
+    import psycopg
+
+    from optimem.store.pgqueue import WorkerQueue
+
+    mem = memory(postgres_url, decode="queue")
+    s, created = paged_session(mem, turns=20)
+
+    async def claim_and_die():
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+            dead = WorkerQueue(conn, "test-double", "test-double", batch=10)
+            return await dead.claim(lease_s=60)
+
+    assert len(asyncio.run(claim_and_die())) == len(created)
+    backend = CountingBackend()
+    w = worker(postgres_url, backend, lease_s=60)
+    assert asyncio.run(w.run(idle_exit_s=0.3)).pages == 0  # the dead one's lease still runs
+    w.lease_s = 0.5
+    time.sleep(0.6)  # ...and now it has run out
+    assert asyncio.run(w.run(max_pages=len(created), idle_exit_s=5)).pages == len(created)
+    assert all(s.recall_page(p).cached for p in created) and mem.pending_decodes() == 0
+    w.close()
+    mem.close()
+
+
+def test_recall_waits_for_a_real_cpu_worker(postgres_url):
+    mem = memory(postgres_url, backend="cpu", decode="queue")
+    s = mem.session("acme/cpu")
+    s.add_turns([("user", "The cutover of the orders database is on Saturday, ticket OPS-4821."),
+                 ("assistant", "Noted: Saturday, OPS-4821. I will draft the runbook tonight.")])  # fmt: skip
+    (pid,) = s.compress(flush=True).created
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "optimem.cli",
+            "worker",
+            "--db",
+            postgres_url,
+            "--backend",
+            "cpu",
+            "--max-pages",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_ready(proc)
+        rec = s.recall_page(pid)  # waits for the worker's decode
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    assert rec.note is None and rec.backend == "cpu"
+    assert "OPS-4821" in rec.text and "cutover" in rec.text.lower()
+    mem.close()
+
+
+def test_search_finds_ocr_garbled_words_through_pg_trgm(postgresql_store):
+    from optimem.layout import LineBox, Span
+    from optimem.modes import Mode
+    from optimem.store import DecodedRecord, NewPage
+
+    store = postgresql_store
+    texts = ["the cutovr is on Saturday", "dinner in Chengdu", "replication lag spike"]
+    for i, text in enumerate(texts):
+        (tid,) = store.add_turns("s", [{"role": "user", "content": text, "sha256": "x", "text_tokens": 4,
+                                        "created_at": "2026-01-01T00:00:00+00:00"}])  # fmt: skip
+        page = NewPage(Mode.SMALL, 640, 8, False, b"png", [LineBox(0, 0, 9, 9, text, tid, 0, len(text))],
+                       [Span(tid, 0, len(text))], 4, len(text), [], i + 1, "2026-01-01T00:00:00+00:00")  # fmt: skip
+        with store.transaction():
+            (pid,) = store.insert_pages("s", [page], [tid])
+        store.put_decoded(DecodedRecord(pid, Mode.SMALL, "cpu", "fp", text, None, 1.0, 0.1), index_text=text)
+    first, *_ = store.search_candidates("s", ["cutover"], limit=5)  # no substring: a close word
+    assert store.indexed_text([first])[first] == texts[0]
+    assert store.search_candidates("s", ["chengdu", "dinner"], limit=1) == [first + 1]
+    assert store.search_candidates("s", ["xylophone"], limit=5) == []
+
+
+def test_worker_command_needs_a_postgresql_url(tmp_path):
+    from click.testing import CliRunner
+
+    from optimem.cli import main
+
+    out = CliRunner().invoke(main, ["worker", "--db", str(tmp_path / "m.db")])
+    assert out.exit_code == 2 and "workers share a PostgreSQL store" in out.output
+
+
+def test_serve_takes_decode_queue_only_with_postgresql():
+    from server.settings import Settings
+
+    with pytest.raises(ValueError, match="needs a PostgreSQL database"):
+        Settings(decode="queue").check()
+    Settings(decode="queue", db="postgresql://u@127.0.0.1/db").check()
