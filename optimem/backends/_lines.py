@@ -95,10 +95,10 @@ def merge_spaces(letters: str, spaces: str) -> str:
     gaps_a = _gaps(letters)
     gaps_b = _gaps(spaces)
     b_to_a: dict[int, int] = {}
-    for tag, a0, a1, b0, _ in Levenshtein.opcodes(a, b):
-        if tag == "equal":
-            for k in range(a1 - a0):
-                b_to_a[b0 + k] = a0 + k
+    for op in Levenshtein.opcodes(a, b):
+        if op.tag == "equal":
+            for k in range(op.src_end - op.src_start):
+                b_to_a[op.dest_start + k] = op.src_start + k
     # a gap counts only where both readings agree on the characters either side of it
     gaps = set(gaps_a) | {b_to_a[j] for j in gaps_b if j in b_to_a and b_to_a.get(j + 1) == b_to_a[j] + 1}
     out = []
@@ -111,7 +111,8 @@ def merge_spaces(letters: str, spaces: str) -> str:
 
 def _gaps(text: str) -> list[int]:
     """Indexes (in `text` without spaces) of the characters followed by a word gap."""
-    out, n = [], -1
+    out: list[int] = []
+    n = -1
     for ch in text.strip():
         if ch == " ":
             if n >= 0 and (not out or out[-1] != n):

@@ -110,12 +110,13 @@ class CpuBackend(Backend):
         if decoded.lines is None or len(decoded.lines) != len(page.lines):
             return self._renamed(decoded)
         decoded = self._indented(page, decoded)
+        read = decoded.lines or ()
         if not self.recheck:
             return decoded
         bounds = _lines.expected_chars(page.lines)
         misfit = [
             i
-            for i, (text, box) in enumerate(zip(decoded.lines, page.lines, strict=True))
+            for i, (text, box) in enumerate(zip(read, page.lines, strict=True))
             if _lines.misfit(text, bounds[i]) >= 2
             and not _lines.line_em(box, page.font_px)[1]
             and i not in skip
@@ -123,7 +124,7 @@ class CpuBackend(Backend):
         if not misfit:
             return self._renamed(decoded)
         again = other.decode(_subset(page, misfit))
-        texts = list(decoded.lines)
+        texts = list(read)
         kept = 0
         again = self._indented(_subset(page, misfit), again)
         for i, text in zip(misfit, again.lines or ("",) * len(misfit), strict=True):

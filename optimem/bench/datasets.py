@@ -142,14 +142,15 @@ def load_plain(path: str | Path, *, name: str) -> Chat:
     turns: list[ChatTurn] = []
     skipped = 0
     for i, item in enumerate(load_chat(path)):
-        role, content = item.get("role"), item.get("content")
+        role, content = str(item.get("role")), item.get("content")
         if isinstance(content, str) and not content.strip():
             skipped += 1
             continue
         try:
-            validate_turn(role, content, item.get("name"))  # type: ignore[arg-type]
+            validate_turn(item.get("role"), content, item.get("name"))  # type: ignore[arg-type]
         except InputError as exc:
             raise InputError(f"{source}: turn {i}: {exc}") from None
+        assert isinstance(content, str)
         turns.append(ChatTurn(str(item.get("id", f"t{i + 1}")), role, content, _name(item.get("name"))))
     if not turns:
         raise InputError(f"{source}: the chat holds no turns with text")
