@@ -331,7 +331,7 @@ def format_table(doc: dict[str, Any]) -> str:
         lines += ["", title, table]
     lines += [
         "",
-        "tokens seen = recent turns as text + pages as DeepSeek-OCR positions; savings = text tokens ÷ seen",
+        "tokens seen = recent turns as text + pages as DeepSeek-OCR positions and captions; savings = text tokens ÷ seen",
     ]
     if doc["decoder"]["test_double"]:
         lines += ["", BANNER]
