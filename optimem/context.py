@@ -30,7 +30,8 @@ def build_context(
     """
     if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens <= 0:
         raise InputError(f"budget_tokens must be a positive integer, got {budget_tokens!r}")
-    unpaged, costs = page_costs(store, session_id, pricing)
+    turns, costs = page_costs(store, session_id, pricing)
+    unpaged = [t for t in turns if not t.paged]
     left = budget_tokens
     texts: list[ContextItem] = []
     omitted_turns: list[int] = []
@@ -60,8 +61,8 @@ def build_context(
 
 def build_stats(store: Store, session_id: str, pricing: Pricing) -> Stats:
     """Token accounting of a session: all turns as text against what the model sees."""
-    turns = store.turns(session_id)
-    unpaged, costs = page_costs(store, session_id, pricing)
+    turns, costs = page_costs(store, session_id, pricing)
+    unpaged = [t for t in turns if not t.paged]
     per_mode: dict[Mode, ModeStats] = {}
     for mode in Mode:
         ps = [c.page for c in costs if c.page.mode is mode]

@@ -65,8 +65,8 @@ class PageCost:
 
 
 def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[TurnRecord], list[PageCost]]:
-    """(unpaged turns, every page priced) — the one computation behind compress's budget,
-    the policy's page states, `stats()` and `context()`."""
+    """(every turn, every page priced) — the one computation behind compress's budget, the
+    policy's page states, `stats()` and `context()`."""
     turns = store.turns(session_id)
     by_id = {t.id: t for t in turns}
     out = []
@@ -86,7 +86,7 @@ def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[Tu
                 text = page_text(pieces)
                 as_text = pricing.text(f"{page_caption(page)}\n{text}")
         out.append(PageCost(page, image, as_text, text))
-    return [t for t in turns if not t.paged], out
+    return turns, out
 
 
 class Pager:
@@ -214,8 +214,8 @@ class Pager:
     def plan(self, session_id: str, policy: AgingPolicy) -> AgingPlan:
         """The policy's plan for the session's pages, priced as `context()` prices them."""
         pricing = self._pricing()
-        unpaged, costs = page_costs(self.store, session_id, pricing)
-        total_turns = self.store.turn_count(session_id)
+        turns, costs = page_costs(self.store, session_id, pricing)
+        total_turns = turns[-1].seq if turns else 0  # turns come in seq order
         states = [
             PageState(
                 c.page.id,
@@ -228,7 +228,7 @@ class Pager:
             )
             for c in costs
         ]
-        text = sum(t.text_tokens for t in unpaged)
+        text = sum(t.text_tokens for t in turns if not t.paged)
         return policy.plan(states, text, datetime.now(UTC), cost=pricing.image)
 
     def age(self, session_id: str, plan: AgingPlan) -> list[tuple[int, Mode, Mode]]:
