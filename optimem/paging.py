@@ -175,17 +175,27 @@ class Pager:
         return self.store.insert_pages(session_id, new_pages, sorted(done), reuse_id=reopened)
 
     def _reopen_last_page(self, session_id: str) -> int | None:
-        """Take back the session's last page if it is partly filled and never aged; its id
-        is given to the first page typeset next, so ids users hold stay valid."""
+        """Take back the session's last page if it is partly filled; its id is given to the
+        first page typeset next, so ids users hold stay valid.
+
+        An aged last page is taken back too while the archive holds every turn on it: it is
+        typeset again from the source with the new turns and the policy ages it again. Under
+        a tight budget a partial page is aged as soon as it is made; never reopening it left
+        a trail of small pages, each costing a whole page (20x budgets ended at 3–4x).
+        """
         pages = self.store.pages(session_id)
         if not pages:
             return None
         last = pages[-1]
-        if last.mode is not self.creation_mode or last.creation_mode is not self.creation_mode:
+        if last.creation_mode is not self.creation_mode:
             return None
         _, lines, _, _ = self.store.page_blobs(last.id)
         if lines and lines[-1].y1 / last.creation_canvas >= MIN_FILL:
             return None
+        if last.mode is not self.creation_mode:
+            held = {s.turn_id for s in last.spans}
+            if any(t.content is None for t in self.store.turns(session_id) if t.id in held):
+                return None  # nothing to typeset it from: it stays as it was read
         self.store.unpage(last.id)
         return last.id
 

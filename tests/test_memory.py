@@ -366,8 +366,26 @@ def test_half_empty_last_page_is_reopened_for_new_turns(db_path):
     assert mem_integrity(db_path) == []
 
 
-def test_aged_pages_are_never_reopened(db_path):
+def test_an_aged_partial_last_page_is_typeset_again_from_the_archive(db_path):
+    # under a tight budget a partial page is aged as soon as it is made; it still takes the
+    # next turns (typeset again from the source, same id) instead of leaving a trail of small pages
     s = memory(db_path, keep_recent_turns=0, creation_mode="small", policy="budget:50").session("a")
+    s.add_turns(chat_turns(3, words=40))
+    s.compress(flush=True)
+    (aged,) = s.pages()
+    assert aged.mode is Mode.TINY
+    s.add_turns(chat_turns(3, words=40))
+    s.compress(flush=True)
+    (page,) = s.pages()
+    assert page.id == aged.id and len(page.turn_ids) == 6 and page.mode is Mode.TINY
+    assert s.recall(page.id).count("Turn ") == 6
+    assert mem_integrity(db_path) == []
+
+
+def test_an_aged_page_without_its_archive_is_never_reopened(db_path):
+    s = memory(
+        db_path, keep_recent_turns=0, creation_mode="small", policy="budget:50", archive=False
+    ).session("a")
     s.add_turns(chat_turns(3, words=40))
     s.compress(flush=True)
     (aged,) = s.pages()

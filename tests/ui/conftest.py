@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 
 
 #: A budget at which the seeded session ends with its oldest pages at Tiny and newer at Small.
-FADE_BUDGET = 1050
+FADE_BUDGET = 960
 
 
 def seed_fade(db: Path, session: str, backend: str = "test-double") -> OpticalMemory:
