@@ -26,47 +26,50 @@ def db_path(tmp_path):
     return tmp_path / "memory.db"
 
 
+#: Words of the deterministic chat turns the plumbing tests page (REST tests use the first 11).
+VOCAB = [
+    "migration",
+    "replica",
+    "database",
+    "cutover",
+    "schedule",
+    "budget",
+    "weekend",
+    "ticket",
+    "owner",
+    "latency",
+    "index",
+    "table",
+    "backup",
+    "restore",
+    "airflow",
+    "dag",
+    "warehouse",
+    "cluster",
+    "region",
+    "invoice",
+    "review",
+    "birthday",
+    "dinner",
+    "flight",
+    "hotel",
+    "colleague",
+    "meeting",
+    "Thursday",
+    "Friday",
+    "morning",
+    "evening",
+]
+
+
 def chat_turns(n: int = 30, words: int = 60) -> list[tuple[str, str]]:
     """Deterministic prose turns with identifiers, for plumbing tests."""
     import random
 
     rng = random.Random(7)
-    vocab = [
-        "migration",
-        "replica",
-        "database",
-        "cutover",
-        "schedule",
-        "budget",
-        "weekend",
-        "ticket",
-        "owner",
-        "latency",
-        "index",
-        "table",
-        "backup",
-        "restore",
-        "airflow",
-        "dag",
-        "warehouse",
-        "cluster",
-        "region",
-        "invoice",
-        "review",
-        "birthday",
-        "dinner",
-        "flight",
-        "hotel",
-        "colleague",
-        "meeting",
-        "Thursday",
-        "Friday",
-        "morning",
-        "evening",
-    ]
     out = []
     for i in range(n):
-        body = " ".join(rng.choice(vocab) for _ in range(words))
+        body = " ".join(rng.choice(VOCAB) for _ in range(words))
         out.append(("user" if i % 2 == 0 else "assistant", f"Turn {i}: {body} OPS-{4800 + i}."))
     return out
 

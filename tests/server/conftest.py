@@ -9,6 +9,7 @@ import pytest
 
 from server.auth import KeysFile
 from server.process import Server
+from tests.conftest import VOCAB
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _REAL_CONNECT = socket.socket.connect  # taken at import, before any fixture patches them
@@ -56,19 +57,7 @@ def auth(key: str) -> dict[str, str]:
 
 def words_turns(n: int, words: int = 40, tag: str = "") -> list[dict]:
     """Deterministic prose turns with an identifier each."""
-    vocab = [
-        "migration",
-        "replica",
-        "database",
-        "cutover",
-        "schedule",
-        "budget",
-        "weekend",
-        "ticket",
-        "owner",
-        "latency",
-        "index",
-    ]
+    vocab = VOCAB[:11]  # the words these tests were written with
     return [
         {
             "role": "user" if i % 2 == 0 else "assistant",
