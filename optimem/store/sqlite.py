@@ -151,13 +151,6 @@ class SQLiteStore:
 
     # -- sessions and turns ----------------------------------------------------------------
 
-    def ensure_session(self, session_id: str) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO sessions (id, created_at) VALUES (?, ?)",
-                (session_id, utcnow()),
-            )
-
     def session_ids(self, prefix: str | None = None) -> list[str]:
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
