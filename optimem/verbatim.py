@@ -40,6 +40,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+#: Side-channel rows that help the reader rather than being strings to put back: per-line
+#: word checks ("lines") and the page's rare words ("lexicon"); see optimem/linecheck.py.
+AID_KINDS = frozenset({"lines", "lexicon"})
+
+
 @dataclass(frozen=True)
 class VerbatimItem:
     """One exact string and where it came from."""
