@@ -14,6 +14,19 @@ CJK_CHAR = re.compile(
     r"\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
 )
 PLACEHOLDER = re.compile(r"<U\+([0-9A-F]{4,6})>")
+TAB = 8
+"""Columns between tab stops on monospace lines (tool output, code, lines with tabs)."""
+
+
+def tab_stop(column: int) -> int:
+    """The column a tab at `column` advances to: the next stop at least two columns on.
+
+    A terminal's tab may advance a single column, and then a tab and a space look alike on
+    the page; two columns at least keep every tab a gap that no single space makes, so a
+    decoder can tell them apart from the ink alone.
+    """
+    stop = (column // TAB + 1) * TAB
+    return stop + TAB if stop - column < 2 else stop
 
 
 def placeholder(ch: str) -> str:
@@ -54,7 +67,14 @@ class LineBox:
     end: int
     """Offset in the turn's content just past the last character on this line."""
     kind: str = "text"
-    """'text', or 'code' for monospace lines inside a fence."""
+    """'text', or 'code' for monospace lines kept as typed: fenced code, tool output, lines
+    with tabs (one source line per row, wrapped only when wider than the page)."""
+    tabs: bool = False
+    """The line's tabs were expanded to tab stops (`tab_stop`): a gap of two or more columns
+    that ends on a stop is tabs, not spaces. Set by the typesetter; never the text itself."""
+    em: float = 0.0
+    """Pixels per em of this line's font on this canvas when it has its own size (code
+    lines); 0 means the page's font size."""
 
     def scaled(self, factor: float) -> LineBox:
         """This box on a canvas `factor` times the size (aging resizes pages)."""
@@ -68,6 +88,8 @@ class LineBox:
             self.start,
             self.end,
             self.kind,
+            self.tabs,
+            self.em * factor,
         )
 
     def to_json(self) -> list:
@@ -81,10 +103,13 @@ class LineBox:
             self.start,
             self.end,
             self.kind,
+            self.tabs,
+            self.em,
         ]
 
     @classmethod
     def from_json(cls, row: Sequence) -> LineBox:
+        """A box from `to_json`'s row; rows stored before `tabs` and `em` existed load too."""
         return cls(*row)
 
 

@@ -143,16 +143,10 @@ class CpuBackend(Backend):
         return Decoded("\n".join(texts), decoded.confidence, self.name, seconds, tuple(texts), extra)
 
     def _indented(self, page: PageInput, decoded: Decoded) -> Decoded:
-        """Code lines given back their indentation, measured on the page (OCR drops it)."""
+        """Code lines given back their indentation, spaces and tabs, measured on the page."""
         if decoded.lines is None or not any(box.kind == "code" for box in page.lines):
             return self._renamed(decoded)
-        gray = _lines.as_gray(page.image)
-        texts = [
-            " " * _lines.indent(gray, box, page.font_px) + text.strip()
-            if box.kind == "code" and text
-            else text
-            for text, box in zip(decoded.lines, page.lines, strict=True)
-        ]
+        texts = _lines.code_as_typed(_lines.as_gray(page.image), page.lines, decoded.lines, page.font_px)
         return Decoded(
             "\n".join(texts), decoded.confidence, self.name, decoded.seconds, tuple(texts), decoded.extra
         )
