@@ -113,6 +113,28 @@ class LineBox:
         return cls(*row)
 
 
+def turn_texts(rows: Sequence[tuple[LineBox, str]]) -> dict[int, str]:
+    """Each turn's text from its rows as read, in page order.
+
+    Rows join with a line break, except monospace rows, which keep the source's own breaks:
+    the typesetter carries every character of a preformatted line onto its rows, so a row
+    that starts where the previous one ended continues it (a wrap, joined with nothing) and
+    a row that starts n characters on follows n line breaks (blank lines come back).
+    """
+    out: dict[int, str] = {}
+    last: dict[int, LineBox] = {}
+    for box, read in rows:
+        prev = last.get(box.turn_id)
+        if prev is None:
+            out[box.turn_id] = read
+        elif box.kind == prev.kind == "code" and box.start >= prev.end:
+            out[box.turn_id] += "\n" * (box.start - prev.end) + read
+        else:
+            out[box.turn_id] = (out[box.turn_id] + "\n" + read).lstrip("\n")
+        last[box.turn_id] = box
+    return out
+
+
 @dataclass(frozen=True)
 class Span:
     """Characters [start, end) of a turn's content that a page holds."""

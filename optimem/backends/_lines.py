@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ..layout import LineBox, tab_stop
+
+if TYPE_CHECKING:
+    from ._glyphs import Cell
 
 LATIN_SPACING = 1.2
 """Line height in ems of a Latin line (render.RenderOptions.line_spacing default)."""
@@ -61,18 +65,26 @@ def indent(gray: np.ndarray, box: LineBox, em: float, ink: int = 160) -> int:
 
 
 def code_as_typed(
-    gray: np.ndarray, lines: Sequence[LineBox], texts: Sequence[str], font_px: float
+    gray: np.ndarray, lines: Sequence[LineBox], texts: Sequence[str], font_px: float, *, cells: bool = True
 ) -> list[str]:
     """Each monospace line's reading with its indentation, spaces and tabs as the page shows
-    them (OCR drops them): columns measured from the ink (`ink_columns`, `as_typed`).
+    them (OCR drops them): columns measured from the ink (`ink_columns`, `as_typed`), and
+    with `cells` each inked column judged by the code font's own glyphs (`_glyphs`).
 
     Lines of pages typeset before code had rows and sizes of its own (`em` 0, the speaker
     label possibly on the same row) get only their indentation back.
     """
+    from . import _glyphs
+
     out = []
     for text, box in zip(texts, lines, strict=True):
-        if box.kind == "code" and text and box.em > 0:
-            text = as_typed(text, ink_columns(gray, box, box.em), box.tabs)
+        if box.kind == "code" and box.em > 0:
+            columns = ink_columns(gray, box, box.em)
+            judged = None
+            if cells and any(columns):
+                inked = [k for k, c in enumerate(columns) if c]
+                judged = dict(zip(inked, _glyphs.read_cells(gray, box, box.em, inked, font_px), strict=True))
+            text = as_typed(text, columns, box.tabs, judged)
         elif box.kind == "code" and text:
             text = " " * indent(gray, box, font_px) + text.strip()
         out.append(text)
@@ -102,31 +114,42 @@ def ink_columns(gray: np.ndarray, box: LineBox, em: float, ink: int = 160) -> li
     return out
 
 
-def as_typed(text: str, columns: Sequence[bool], tabs: bool = False) -> str:
+def as_typed(
+    text: str, columns: Sequence[bool], tabs: bool = False, cells: Mapping[int, Cell] | None = None
+) -> str:
     """A monospace line's reading with the whitespace the page shows put back.
 
     `columns` (from `ink_columns`) is the line's template: which columns hold a glyph. The
-    reading, as a pattern of glyphs and spaces, is aligned to that template (Levenshtein),
-    so a blank column becomes whitespace where OCR dropped it (indentation, the padding of
+    reading, as a pattern of glyphs and spaces, is aligned to that template (`_align`), so
+    a blank column becomes whitespace where OCR dropped it (indentation, the padding of
     aligned columns, "f(x)" read as "f (x)" or the reverse), a space OCR read on an inked
     column is an underscore (the one glyph OCR reads as blank), and a glyph OCR read where
     the ink is too faint to count is kept. On a line typeset with `tabs`, a blank stretch
     of two or more columns that ends on a tab stop is written as the tabs that reach it
     (`layout.tab_stop`).
+
+    `cells` (inked column → `_glyphs.Cell`) are the code font's own glyphs matched to the
+    ink: a cell that matches its glyph clearly better than the one OCR put there overrules
+    OCR, and fills the columns OCR read nothing on (a lone "}", a fence's backticks).
+    Without cells, OCR's usual slips on code are undone by rule (a lone "I" is a pipe, "@"
+    not starting a name is a zero, curly quotes are straight).
     """
     text = " ".join(text.translate(_ASCII_LOOKALIKES).split())
-    if not any(columns) or not text:
+    if not any(columns) or not (text or cells):
         return text
     out: list[str | int] = []  # characters, and blank columns by index
     for op, i, k in _align(text, columns):
+        cell = cells.get(k) if cells else None
         if op == "match":
-            out.append(k if text[i] == " " else text[i])
+            out.append(k if text[i] == " " else _judge(text[i], cell))
         elif op == "underscore":
-            out.append("_")
-        elif op == "extra" and text[i] != " ":
+            out.append(cell.best if cell is not None and cell.score >= _CELL_SURE else "_")
+        elif op == "extra" and text[i] != " " and not cells:
             out.append(text[i])
         elif op == "missed" and not columns[k]:
             out.append(k)
+        elif op == "missed" and cell is not None and cell.score >= _CELL_FILL:
+            out.append(cell.best)
     pieces: list[str] = []
     run: list[int] = []
     for item in [*out, ""]:
@@ -138,7 +161,23 @@ def as_typed(text: str, columns: Sequence[bool], tabs: bool = False) -> str:
             run = [item] if isinstance(item, int) else []
         if isinstance(item, str):
             pieces.append(item)
-    return _ZERO.sub("0", _LONE_BAR.sub("|", "".join(pieces)))
+    line = "".join(pieces)
+    return line if cells else _ZERO.sub("0", _LONE_BAR.sub("|", line))
+
+
+_CELL_SURE = 0.6
+"""Correlation a cell's best glyph needs to replace what OCR read on it."""
+_CELL_MARGIN = 0.05
+"""...and by how much it must match better than OCR's glyph."""
+_CELL_FILL = 0.5
+"""Correlation a cell's best glyph needs to fill a column OCR read nothing on."""
+
+
+def _judge(read: str, cell: Cell | None) -> str:
+    """OCR's glyph on a column, or the cell's best glyph when it clearly matches better."""
+    if cell is None or cell.best == read or cell.score < _CELL_SURE:
+        return read
+    return cell.best if cell.score - cell.scores.get(read, -1.0) >= _CELL_MARGIN else read
 
 
 def _align(text: str, columns: Sequence[bool]) -> list[tuple[str, int, int]]:
