@@ -154,8 +154,9 @@ def search(backend, name, mode, script, turns, args, log) -> dict:
         return ok
 
     px = args.start.get((name, script), CODE_START if script == "code" else START.get((name, script), 10))
+    floor = args.code_min_px if script == "code" else MIN_PX
     if run(px):
-        while px > MIN_PX and run(px - 1):
+        while px > floor and run(px - 1):
             px -= 1
     else:
         while px < MAX_PX and not run(px + 1):
@@ -185,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.95,
         help="word recall with indentation that code pages must reach (each page and mean)",
+    )
+    parser.add_argument(
+        "--code-min-px",
+        type=int,
+        default=8,
+        help="smallest code size tried: code is never set denser than the prose beside it (8 px)",
     )
     parser.add_argument("--pages", type=int, default=2, help="full pages per font size")
     parser.add_argument("--out", type=Path, default=OUT)

@@ -64,7 +64,8 @@ class CpuBackend(Backend):
 
     def decode(self, page: PageInput) -> Decoded:
         if page.font_px < self.blur_px:
-            return self._checked(page, self.cjk.decode(page), self.latin, merge=True)
+            code = {i for i, box in enumerate(page.lines) if box.kind == "code"}  # read as typed
+            return self._checked(page, self.cjk.decode(page), self.latin, merge=True, skip=code)
         if not page.lines:
             return self._renamed(self.latin.decode(page))
         cjk_idx = [
@@ -143,8 +144,9 @@ class CpuBackend(Backend):
         return Decoded("\n".join(texts), decoded.confidence, self.name, seconds, tuple(texts), extra)
 
     def _indented(self, page: PageInput, decoded: Decoded) -> Decoded:
-        """Code lines given back their indentation, spaces and tabs, measured on the page."""
-        if decoded.lines is None or not any(box.kind == "code" for box in page.lines):
+        """Code lines of pages typeset before code had its own rows given back their
+        indentation (the engines themselves give newer code rows their spaces and tabs)."""
+        if decoded.lines is None or not any(box.kind == "code" and not box.em for box in page.lines):
             return self._renamed(decoded)
         texts = _lines.code_as_typed(_lines.as_gray(page.image), page.lines, decoded.lines, page.font_px)
         return Decoded(
