@@ -13,7 +13,9 @@ from optimem.render import RenderOptions, TurnText, paginate
 from optimem.verbatim import extract
 
 TOOL = "name\tport\tnote\nsmtp\t25/tcp\tmail relay\nntp\t123/udp\ttime\n\nsince\t2024-05-01\tv1.2.3"
-CODE = "Here:\n```python\ndef pick(rows):\n    for r in rows:\n        if r[0] != '#':\n            yield r\n```"
+CODE = (
+    "Here:\n```python\ndef pick(rows):\n    for r in rows:\n        if r[0] != '#':\n            yield r\n```"
+)
 TURNS = [TurnText(1, "tool", TOOL), TurnText(2, "assistant", CODE)]
 
 
@@ -43,9 +45,7 @@ def test_tab_separated_output_and_indented_code_come_back_as_typed(backend):
 
 
 def test_recall_through_the_memory_gives_tool_output_back_with_its_tabs(tmp_path):
-    mem = OpticalMemory(
-        tmp_path / "m.db", backend="cpu", decode="now", keep_recent_turns=0, policy=NoAging()
-    )
+    mem = OpticalMemory(tmp_path / "m.db", backend="cpu", decode="now", keep_recent_turns=0, policy=NoAging())
     s = mem.session("t")
     s.add_turns([("user", "which ports?"), ("tool", TOOL)])
     s.compress(flush=True)
