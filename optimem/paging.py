@@ -18,6 +18,7 @@ from .backends import Backend, PageInput
 from .layout import Span
 from .modes import AgingPlan, AgingPolicy, Mode, PageState
 from .pricing import Pricing, page_caption
+from .proofread import side_channel_rows
 from .records import page_text
 from .render import RenderedPage, TurnText, paginate, resize_to
 from .store import NewPage, PageRecord, Store, TurnRecord
@@ -163,7 +164,12 @@ class Pager:
                     spans=spans,
                     text_tokens=text_tokens,
                     chars=chars,
-                    verbatim=verbatim,
+                    verbatim=[
+                        *verbatim,
+                        *side_channel_rows(
+                            [b.text for b in page.lines], "\n".join(b.text for b in page.lines)
+                        ),
+                    ],
                     last_turn_seq=last.seq,
                     last_turn_at=last.created_at.isoformat(),
                     representation=rep,
