@@ -30,6 +30,7 @@ from .linecheck import digest_words, fold, line_words
 #: Combinations tried per misread line before the cheapest is kept unverified.
 SEARCH_LIMIT = 300
 _WORD = re.compile(r"\w+")
+_CONTRACTION_TAILS = frozenset({"ll", "re", "ve"})
 _speller_lock = threading.Lock()
 _speller = None
 
@@ -76,7 +77,15 @@ class Corrector:
         self._variants: dict[tuple[str, tuple[tuple[str, ...], ...]], list[Variant]] = {}
 
     def known(self, word: str) -> bool:
-        return word.isdigit() or word in self.lexicon or word in dictionary_words()
+        """A word some page may hold: the dictionary's, the page's rare words, a number, or a
+        piece of a contraction ("it's" is the words "it" and "s")."""
+        return (
+            word.isdigit()
+            or len(word) == 1
+            or word in _CONTRACTION_TAILS
+            or word in self.lexicon
+            or word in dictionary_words()
+        )
 
     def correct(
         self, readings: Sequence[str], check: bytes, *, label: str | None = None, prose: bool = True
@@ -87,52 +96,31 @@ class Corrector:
         turn (the memory knows it without OCR); `prose` allows word-level corrections (code
         and CJK lines are only checked, never respelled).
         """
-        readings = [r for r in readings if r is not None]
+        readings = [r for r in readings if r]
         if not readings:
             return LineFix("", False)
-        firsts = []
+        if label:  # the label is known: put it in place of whatever was read for it
+            readings = [r2 for r in readings for r2 in dict.fromkeys((_with_label(r, label), r))]
         for reading in readings:
-            for candidate in (reading, *self._labelled(reading, label)):
-                if digest_words(line_words(candidate)) == check:
-                    return LineFix(candidate, True)
-                firsts.append(candidate)
+            if digest_words(line_words(reading)) == check:
+                return LineFix(reading, True)
         if not prose:
             return LineFix(readings[0], False)
         primary = readings[0]
         tokens = list(_WORD.finditer(primary))
         alts = self._aligned(primary, tokens, readings[1:])
-        options = [self._options(fold(t.group()), alts[i]) for i, t in enumerate(tokens)]
-        starts: list[tuple[int | None, list[list[Variant]]]] = []  # (label cut, options)
-        if label:
-            head = [Variant(tuple(line_words(label)), label.strip(), 0.0, keep_case=True)]
-            for n_cut in _label_cuts(primary, tokens, label)[:2]:
-                starts.append((n_cut, [head, *options[n_cut:]]))
-        else:
-            starts.append((None, options))
-        tried = 0
-        for n, (label_cut, opts) in enumerate(starts):
-            found, n_tried = _search(opts, check, self.limit if n == 0 else self.limit // 3)
-            tried += n_tried
-            if found is not None:
-                chosen = [o[i] for o, i in zip(opts, found, strict=True)]
-                return LineFix(_write(primary, tokens, label_cut, chosen), True, tried)
-        label_cut, opts = starts[0]
-        return LineFix(_write(primary, tokens, label_cut, [o[0] for o in opts]), False, tried)
+        fixed = len(line_words(label)) if label and primary.startswith(label) else 0
+        options = [
+            [Variant((fold(t.group()),), t.group(), 0.0)]
+            if i < fixed
+            else self._options(fold(t.group()), alts[i])
+            for i, t in enumerate(tokens)
+        ]
+        found, tried = _search(options, check, self.limit)
+        chosen = [o[i] for o, i in zip(options, found, strict=True)] if found else [o[0] for o in options]
+        return LineFix(_write(primary, tokens, chosen), found is not None, tried)
 
     # -- candidates ------------------------------------------------------------------------
-
-    def _labelled(self, reading: str, label: str | None) -> list[str]:
-        """`reading` with its garbled first words replaced by the known speaker label."""
-        if not label:
-            return []
-        tokens = list(_WORD.finditer(reading))
-        n = len(line_words(label))
-        out = []
-        for cut in (n, n - 1, n + 1):
-            if 0 < cut <= len(tokens):
-                rest = reading[tokens[cut].start() :] if cut < len(tokens) else ""
-                out.append(label + rest)
-        return out
 
     def _aligned(
         self, primary: str, tokens: list[re.Match[str]], others: Sequence[str]
@@ -167,33 +155,39 @@ class Corrector:
                 out[words] = Variant(words, surface, max(cost, 0.01), keep_case)
 
         known = self.known(word)
-        penalty = 0.8 if known else 0.0  # a known word is rarely a misread
+        disputed = any(alt != (word,) for alt in alts)  # another engine read something else
         agreed = set(alts)
         add((word,), word, 0.0 if known else 1.5)
         for alt in alts:
             if alt != (word,):
-                add(alt, " ".join(alt), 0.6 + penalty)
+                add(alt, " ".join(alt), 0.6 + 0.3 * (not all(map(self.known, alt))))
+        if word == "l":  # "I" read as "l"
+            add(("i",), "I", 0.2)
         if len(word) > 1 and not word.isdigit():
-            from symspellpy import Verbosity
+            # a known word is rarely a misread: respell it only where another reading disagrees
+            if not known or disputed:
+                from symspellpy import Verbosity
 
-            for rank, s in enumerate(speller().lookup(word, Verbosity.ALL, 2)[:8]):
-                if s.distance:
-                    ws = tuple(line_words(s.term))
-                    add(ws, s.term, 0.6 * s.distance + 0.05 * rank + penalty - 0.4 * (ws in agreed))
-            for folded, written in self.lexicon.items():
-                d = Levenshtein.distance(word, folded, score_cutoff=2)
-                if 0 < d <= 2:
-                    add((folded,), written, 0.5 * d + penalty - 0.4 * ((folded,) in agreed), keep_case=True)
+                penalty = 0.8 if known else 0.0
+                for rank, s in enumerate(speller().lookup(word, Verbosity.ALL, 2)[:8]):
+                    if s.distance:
+                        ws = tuple(line_words(s.term))
+                        add(ws, s.term, 0.6 * s.distance + 0.05 * rank + penalty - 0.4 * (ws in agreed))
+                for folded, written in self.lexicon.items():
+                    d = Levenshtein.distance(word, folded, score_cutoff=2)
+                    if 0 < d <= 2:
+                        cost = 0.5 * d + penalty - 0.4 * ((folded,) in agreed)
+                        add((folded,), written, cost, keep_case=True)
             # a lost apostrophe: "Tm" → "I'm", "ve" → "I've", "its" → "it's"
             for stripped, contraction in _contractions().items():
                 d = 0 if stripped == word else Levenshtein.distance(word, stripped, score_cutoff=1)
-                if d <= 1 and abs(len(stripped) - len(word)) <= 1:
-                    add(tuple(line_words(contraction)), contraction, 0.3 + 0.3 * d + penalty / 2)
+                if d <= 1 and abs(len(stripped) - len(word)) <= 1 and (d == 0 or not known or disputed):
+                    add(tuple(line_words(contraction)), contraction, 0.3 + 0.3 * d + 0.2 * known)
             # punctuation read as a letter: "thanks!" → "thankst", "[shares" → "eshares"
             if word[-1] in "tlsi" and self.known(word[:-1]):
-                add((word[:-1],), word[:-1], 0.3 + penalty / 2)
+                add((word[:-1],), word[:-1], 0.3 + 0.4 * known)
             if word[0] in "elci" and self.known(word[1:]):
-                add((word[1:],), word[1:], 0.4 + penalty / 2)
+                add((word[1:],), word[1:], 0.4 + 0.4 * known)
             if not known and len(word) > 3:
                 split = speller().word_segmentation(word).corrected_string
                 parts = tuple(line_words(split))
@@ -203,7 +197,8 @@ class Corrector:
                     a, b = word[:i], word[i:]
                     if self.known(a) and self.known(b):
                         add((a, b), f"{a} {b}", 0.5 + 0.3 * (len(a) == 1 and a not in "ai"))
-        add((), "", 2.0 if not known else 3.0)
+            if not known:
+                add((), "", 2.0)
         return sorted(out.values(), key=lambda v: v.cost)
 
 
@@ -219,17 +214,13 @@ def _contractions() -> dict[str, str]:
 _contraction_map: dict[str, str] | None = None
 
 
-def _label_cuts(primary: str, tokens: list[re.Match[str]], label: str) -> list[int]:
-    """How many leading words of `primary` the label stands for, most likely first."""
-    n = len(line_words(label))
-    cuts = [c for c in range(max(0, n - 1), min(len(tokens), n + 2) + 1)]
-    target = label.strip()
-
-    def score(cut: int) -> float:
-        prefix = primary[: tokens[cut].start()] if cut < len(tokens) else primary
-        return Levenshtein.normalized_distance(prefix.strip(), target)
-
-    return sorted(cuts, key=lambda c: (score(c), abs(c - n)))
+def _with_label(reading: str, label: str) -> str:
+    """`reading` with the stretch that best matches the known speaker label replaced by it."""
+    n = len(label)
+    ends = range(max(0, n - 4), min(len(reading), n + 4) + 1)
+    end = min(ends, key=lambda k: (Levenshtein.normalized_distance(reading[:k].rstrip(), label), abs(k - n)))
+    rest = reading[end:].lstrip()
+    return f"{label} {rest}" if rest else label
 
 
 def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tuple[int, ...] | None, int]:
@@ -255,20 +246,10 @@ def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tup
     return None, tried
 
 
-def _write(primary: str, tokens: list[re.Match[str]], cut: int | None, chosen: list[Variant]) -> str:
-    """`primary` with its words replaced by the chosen variants, punctuation kept.
-
-    With a label (`cut` is the number of words it replaces), `chosen[0]` is the label and the
-    line continues from the first word after the cut.
-    """
-    if cut is not None:
-        head, words = chosen[0], chosen[1:]
-        rest_tokens = tokens[cut:]
-        out = [head.surface + " "] if rest_tokens else [head.surface]
-        pos = rest_tokens[0].start() if rest_tokens else len(primary)
-    else:
-        out, words, rest_tokens, pos = [], chosen, tokens, 0
-    for token, variant in zip(rest_tokens, words, strict=True):
+def _write(primary: str, tokens: list[re.Match[str]], chosen: list[Variant]) -> str:
+    """`primary` with its words replaced by the chosen variants, punctuation kept."""
+    out, pos = [], 0
+    for token, variant in zip(tokens, chosen, strict=True):
         out.append(primary[pos : token.start()])
         out.append(_cased(token.group(), variant))
         pos = token.end()

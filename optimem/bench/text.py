@@ -282,6 +282,7 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
         "exact (in context)",
         "sliding window",
         "ids exact",
+        "lines exact",
         "side channel",
     ]
     rows = []
@@ -303,6 +304,7 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
                     _share(sv["exact_in_context"], n),
                     _share(sv["window"], n),
                     _pct(ids["share_with_verbatim"]),
+                    _pct(t["lines"]["share"]),
                     _pct(t["side_channel"]["share"]),
                 ]
             )
@@ -310,7 +312,8 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
         return []
     title = (
         f"strict runs [{dec}]: budget = text tokens ÷ target; exact = the answer's normalised words as one "
-        "sequence in the recalled evidence; side channel = verbatim bytes ÷ page text bytes"
+        "sequence in the recalled evidence; lines exact = lines whose recalled words pass their check; "
+        "side channel = bytes kept beside the pages (strings, line checks, rare words) ÷ page text bytes"
     )
     return [(title, _grid(head, rows, markdown))]
 
