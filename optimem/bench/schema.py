@@ -227,6 +227,8 @@ _TARGET_COMMON = {
     "text_tokens": INT,
     "seen_tokens": INT,
     "savings": NUM_N,
+    "shown_tokens": INT,
+    "savings_in_context": NUM_N,
     "pages": INT,
     "pages_in_context": INT,
     "eligible": INT,

@@ -128,6 +128,7 @@ def run_target(
         if not exact:
             misses.append({"answer": q.answer, "evidence": list(q.evidence), "loose": loose})
     stats = rep.session.stats()
+    shown = rep.session.context(budget_tokens=budget).tokens
     reads = list(rep.reads.values())
     result = {
         "target": target,
@@ -135,6 +136,8 @@ def run_target(
         "budget_tokens": budget,
         "seen_tokens": stats.context_tokens,
         "savings": r(m.savings(text, stats.context_tokens)),
+        "shown_tokens": shown,
+        "savings_in_context": r(m.savings(text, shown)),
         "pages": len(pages),
         "pages_in_context": len(pages) - len(rep.session.context(budget_tokens=budget).omitted_page_ids),
         "modes": {
@@ -156,6 +159,7 @@ def pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The strict runs of one target over every chat, pooled."""
     text = sum(x["text_tokens"] for x in runs)
     seen = sum(x["seen_tokens"] for x in runs)
+    shown = sum(x["shown_tokens"] for x in runs)
     n = sum(x["eligible"] for x in runs)
     keys = runs[0]["survival"].keys()
     surv = {k: sum(x["survival"][k]["survived"] for x in runs) for k in keys}
@@ -171,6 +175,8 @@ def pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "seen_tokens": seen,
         "text_tokens": text,
         "savings": r(m.savings(text, seen)),
+        "shown_tokens": shown,
+        "savings_in_context": r(m.savings(text, shown)),
         "pages": sum(x["pages"] for x in runs),
         "pages_in_context": sum(x["pages_in_context"] for x in runs),
         "eligible": n,

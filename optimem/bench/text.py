@@ -275,7 +275,7 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
     head = [
         "chat",
         "target",
-        "savings",
+        "savings (all pages / shown)",
         "pages in ctx",
         "exact (reachable)",
         "loose (reachable)",
@@ -297,7 +297,7 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
                 [
                     name,
                     f"{t['target']:g}x",
-                    _x(t["savings"]),
+                    f"{_x(t['savings'])} / {_x(t['savings_in_context'])}",
                     f"{t['pages_in_context']}/{t['pages']}",
                     _share(sv["exact"], n),
                     _share(sv["loose"], n),
