@@ -18,6 +18,7 @@ from .backends import Backend, PageInput
 from .layout import Span
 from .modes import AgingPlan, AgingPolicy, Mode, PageState
 from .pricing import Pricing, page_caption
+from .proofread import side_channel_rows
 from .records import page_text
 from .render import RenderedPage, TurnText, paginate, resize_to
 from .store import NewPage, PageRecord, Store, TurnRecord
@@ -101,8 +102,10 @@ class Pager:
         creation_mode: Mode,
         keep_recent_turns: int,
         encoding: str,
+        reading_aids: bool = True,
     ) -> None:
         self.store = store
+        self.reading_aids = reading_aids
         self._backend = backend
         self._pricing = pricing
         self.creation_mode = creation_mode
@@ -163,7 +166,7 @@ class Pager:
                     spans=spans,
                     text_tokens=text_tokens,
                     chars=chars,
-                    verbatim=verbatim,
+                    verbatim=verbatim + self._aids(page),
                     last_turn_seq=last.seq,
                     last_turn_at=last.created_at.isoformat(),
                     representation=rep,
@@ -173,6 +176,12 @@ class Pager:
         if not new_pages:
             return []
         return self.store.insert_pages(session_id, new_pages, sorted(done), reuse_id=reopened)
+
+    def _aids(self, page: RenderedPage) -> list[VerbatimItem]:
+        if not self.reading_aids:
+            return []
+        drawn = [b.text for b in page.lines]
+        return side_channel_rows(drawn, "\n".join(drawn))
 
     def _reopen_last_page(self, session_id: str) -> int | None:
         """Take back the session's last page if it is partly filled; its id is given to the
