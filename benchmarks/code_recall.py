@@ -41,21 +41,37 @@ from pathlib import Path
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from calibrate import _cores, _cpu_name
-from line_recheck import page_input
-
 from optimem.backends import get_backend
+from optimem.backends.base import PageInput
 from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderOptions, TurnText, paginate
+from optimem.render import RenderOptions, TurnText, paginate, resize_to
 from optimem.verbatim import extract
 
 CORPUS = Path(__file__).parent / "data" / "code_corpus.json"
 SYMBOLS = set("()[]{}<>=!&|+-*/%:;,.'\"$#@_\\`~^?")
 _LABEL = re.compile(r"^[^:\n]{0,40}:[ \t]?")
+
+
+def page_input(page, mode: Mode) -> PageInput:
+    """The page as a decoder sees it at `mode`: resized as aging resizes it, boxes scaled."""
+    factor = mode.canvas / page.options.canvas
+    lines = tuple(line.scaled(factor) for line in page.lines)
+    return PageInput(
+        resize_to(page.image, mode.canvas), mode, lines, page.options.font_px * factor, page.has_cjk
+    )
+
+
+def _machine() -> str:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "",
+    )
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
 
 
 def _indent(line: str) -> str:
@@ -238,7 +254,7 @@ def main() -> None:
         return
     doc = {
         "corpus": CORPUS.name,
-        "machine": f"{_cpu_name()}, {_cores()} cores",
+        "machine": _machine(),
         "load_average_at_end": os.getloadavg()[0],
         "rows": rows,
     }

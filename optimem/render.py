@@ -24,6 +24,7 @@ from .modes import Mode
 # placeholder that does survive the round trip.
 _EMOJI = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U0001f000-\U0001faff]")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")  # a markdown table row keeps its shape
 
 
 @dataclass(frozen=True)
@@ -254,11 +255,13 @@ def _word_bitmap(path, size: int, text: str) -> tuple[Image.Image, int, int] | N
 
 def _paragraphs(content: str, pre: bool = False) -> Iterator[tuple[int, str, str]]:
     """(offset, text, kind) for each line of the content; preformatted lines are 'code':
-    fenced code, lines holding a tab, and every line when `pre` (a tool turn's output)."""
+    fenced code, lines holding a tab, markdown table rows, and every line when `pre` (a tool
+    turn's output)."""
     in_code = False
     offset = 0
     for raw in content.split("\n"):
-        kind = "code" if pre or in_code or _FENCE.match(raw) or "\t" in raw else "text"
+        preformatted = pre or in_code or _FENCE.match(raw) or "\t" in raw or _TABLE_ROW.match(raw)
+        kind = "code" if preformatted else "text"
         if _FENCE.match(raw):
             in_code = not in_code
         yield offset, raw, kind

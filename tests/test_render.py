@@ -182,3 +182,9 @@ def test_preformatted_rows_give_back_line_breaks_and_wraps():
 def test_code_font_px_is_validated():
     with pytest.raises(InputError):
         RenderOptions(canvas=512, font_px=8, code_font_px=300)
+
+
+def test_markdown_table_rows_keep_their_shape():
+    table = "Status:\n| host | cpu % |\n|---|---|\n| web-01 | 71.5 |\nAll fine."
+    (page,) = paginate([TurnText(1, "assistant", table)], RenderOptions(canvas=512, font_px=8))
+    assert [b.kind for b in page.lines] == ["text", "code", "code", "code", "text"]

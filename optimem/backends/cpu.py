@@ -3,8 +3,11 @@
 Measured here (docs/cpu-backends.md, optimem/data/calibration.json): tesseract reads dense
 Latin type at ≥97% several times faster than rapidocr, but its Chinese model tops out near
 97% even at 16–24 px, while rapidocr reads Chinese at 99% from 9–10 px. So Latin lines go to
-tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr, as
-do fenced code lines (rapidocr reads brackets and operators better; benchmarks/code_recall.py).
+tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr.
+Code rows (monospace, kept as typed) go to tesseract too: alone, rapidocr reads their brackets
+and operators better (86% against 80% at 8 px), but both engines' readings of code rows are
+judged cell by cell against the code font's own glyphs (`_glyphs`), and then tesseract reads
+them as well (97.9% against 97.6%) at five times the speed (benchmarks/code_recall.py).
 Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to rapidocr, which
 reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
 against 89% with tesseract (default chat, measured here).
@@ -40,7 +43,7 @@ class CpuBackend(Backend):
         *,
         blur_px: float = 7.5,
         recheck: bool = True,
-        code_to_cjk: bool = True,
+        code_to_cjk: bool = False,
     ) -> None:
         """Args:
         latin: reads sharp Latin lines (default tesseract).
@@ -48,8 +51,9 @@ class CpuBackend(Backend):
         blur_px: pages whose type is smaller than this (px per em, after aging) go to `cjk`.
         recheck: re-read lines whose reading does not fit their known character count with
             the other engine, keeping the reading that fits better.
-        code_to_cjk: read fenced code lines with `cjk` (rapidocr reads brackets and operators
-            better: benchmarks/code_recall.py).
+        code_to_cjk: read code rows with `cjk` on sharp pages (rapidocr alone reads brackets
+            and operators better, but with the glyph cells both read code alike and tesseract
+            five times faster: benchmarks/code_recall.py).
         """
         from .rapidocr import RapidOCRBackend
         from .tesseract import TesseractBackend
