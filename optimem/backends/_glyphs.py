@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
@@ -54,31 +55,41 @@ def creation_size(em: float, page_px: float | None = None) -> tuple[int, float]:
 
 
 @cache
-def _templates(
-    path: Path, size: int, factor: float, width: int, height: int, phase: int, lift: int
-) -> np.ndarray:
+def _templates(path: Path, size: int, factor: float, width: int, height: int, lifts: int) -> np.ndarray:
     """Each of CHARS drawn at `size` px in a cell as the typesetter places it (two pixels in
-    from the left, on the row's baseline), shifted right by `phase` quarter pixels and down
-    by `lift` half pixels of the page as it is now, and resampled by `factor` as aging does:
-    float32 (len(CHARS), height, width), each zero-mean and unit-norm."""
+    from the left, on the row's baseline), resampled by `factor` as aging does, at four
+    sub-pixel phases (quarter pixels right) and, on aged pages, three heights (half a pixel
+    up or down): ink as float32 (phases·heights·len(CHARS), height, width)."""
     font = fonts.load(path, size)
     row_h = max(size + 1, round(size * 1.2))
-    big = (max(1, round(width / factor)), max(1, round(height / factor)))
-    x = (2 + phase / 4) / factor
-    y = round(row_h * BASELINE) + lift / 2 / factor
-    out = np.zeros((len(CHARS), height, width), dtype=np.float32)
-    for i, ch in enumerate(CHARS):
-        image = Image.new("L", big, 255)
-        ImageDraw.Draw(image).text((x, y), ch, font=font, fill=0, anchor="ls")
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.LANCZOS)
-        out[i] = _normalise(np.asarray(image, dtype=np.float32))
-    return out
+    # a canvas whose sides scale by exactly `factor` to whole pixels, as the page's did
+    step = Fraction(factor).limit_denominator(16).denominator
+    big = tuple(step * math.ceil((n + 2) / factor / step) for n in (width, height))
+    small = tuple(round(n * factor) for n in big)
+    out = []
+    for phase in range(4):
+        for lift in range(-(lifts // 2), lifts // 2 + 1):
+            x = (2 + phase / 4) / factor
+            y = round(row_h * BASELINE) + lift / 2 / factor
+            for ch in CHARS:
+                image = Image.new("L", big, 255)
+                ImageDraw.Draw(image).text((x, y), ch, font=font, fill=0, anchor="ls")
+                if factor != 1.0:
+                    image = image.resize(small, Image.Resampling.LANCZOS)
+                out.append(255.0 - np.asarray(image, dtype=np.float32)[:height, :width])
+    return np.stack(out)
 
 
-def _normalise(a: np.ndarray) -> np.ndarray:
-    a = 255.0 - a
-    a = a - a.mean()
+@cache
+def _bank(
+    path: Path, size: int, factor: float, width: int, height: int, lifts: int, a: int, b: int
+) -> np.ndarray:
+    """The templates' columns [a, b) of the cell, each zero-mean and unit-norm there."""
+    return np.stack([_normalise(t) for t in _templates(path, size, factor, width, height, lifts)[:, :, a:b]])
+
+
+def _normalise(ink: np.ndarray) -> np.ndarray:
+    a = ink - ink.mean()
     norm = float(np.sqrt((a * a).sum()))
     return a / norm if norm > 0 else a
 
@@ -88,41 +99,36 @@ def read_cells(
 ) -> list[Cell]:
     """The best glyph for each of `columns` (indexes of inked columns) of a monospace row.
 
-    Each cell is cut with two pixels of margin on either side and compared at horizontal
-    offsets of -1..+1 px and four sub-pixel phases (words are stamped at whole pixels, so a
-    glyph sits up to half a pixel off the grid) against every template.
+    Only the column's own pixels are compared (the neighbours' ink would make a "." look
+    like whatever stands beside it), at horizontal offsets of -1..+1 px and four sub-pixel
+    phases (words are stamped at whole pixels, so a glyph sits up to half a pixel off the
+    grid), against every template cut to the same columns.
     """
     path = fonts.font_files().mono
     size, factor = creation_size(em, page_px)
     advance = fonts.load(path, size).getlength(" ") * factor
     height = box.y1 - box.y0
     width = math.ceil(advance) + 4
-    lifts_sub = (0,) if factor == 1.0 else (-1, 0, 1)
-    bank = np.concatenate(
-        [_templates(path, size, factor, width, height, p, v) for p in range(4) for v in lifts_sub]
-    )
-    shifts = (-1, 0, 1)
-    lifts = (0,)
+    lifts = 1 if factor == 1.0 else 3
     h, w = gray.shape
     out: list[Cell] = []
     for k in columns:
         origin = box.x0 + k * advance
         left = math.floor(origin - 2)
-        # the neighbours' ink is whitened: only this column's own pixels are compared, or
-        # a "." would match the ink of the glyphs beside it
         lo, hi = round(origin), round(origin + advance)
-        views = []
-        for dy in lifts:
-            for dx in shifts:
-                x, y = left + dx, box.y0 + dy
-                cell = np.full((height, width), 255, dtype=np.float32)
-                y0, y1 = max(0, y), min(h, y + height)
-                x0, x1 = max(0, x, lo), min(w, x + width, hi)
-                if y1 > y0 and x1 > x0:
-                    cell[y0 - y : y1 - y, x0 - x : x1 - x] = gray[y0:y1, x0:x1]
-                views.append(_normalise(cell))
-        corr = np.tensordot(bank, np.stack(views), axes=([1, 2], [1, 2]))  # (4·chars, views)
-        best = corr.max(axis=1).reshape(-1, len(CHARS)).max(axis=0)
+        best = np.full(len(CHARS), -1.0, dtype=np.float32)
+        for dx in (-1, 0, 1):
+            x = left + dx
+            a, b = max(0, lo - x), min(width, hi - x)
+            if b <= a:
+                continue
+            cell = np.full((height, b - a), 255, dtype=np.float32)
+            y0, y1, x0, x1 = max(0, box.y0), min(h, box.y1), max(0, x + a), min(w, x + b)
+            if y1 > y0 and x1 > x0:
+                cell[y0 - box.y0 : y1 - box.y0, x0 - x - a : x1 - x - a] = gray[y0:y1, x0:x1]
+            bank = _bank(path, size, factor, width, height, lifts, a, b)
+            corr = np.tensordot(bank, _normalise(255.0 - cell), axes=([1, 2], [0, 1]))
+            best = np.maximum(best, corr.reshape(-1, len(CHARS)).max(axis=0))
         i = int(best.argmax())
         out.append(Cell(CHARS[i], float(best[i]), {c: float(v) for c, v in zip(CHARS, best, strict=True)}))
     return out
