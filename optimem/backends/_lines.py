@@ -298,11 +298,11 @@ def expected_chars(lines: Sequence[LineBox]) -> list[tuple[int, int]]:
     decoder does not know: 6 ("user: ") to 40 characters more.
     """
     out = []
-    for box in lines:
+    for i, box in enumerate(lines):
         n = max(0, box.end - box.start)
         lo, hi = max(0, n - 1), n
-        if box.start == 0:
-            lo, hi = lo + 6, hi + 40
+        if box.start == 0 and (i == 0 or lines[i - 1].turn_id != box.turn_id):
+            lo, hi = lo + 6, hi + 40  # (output kept as typed starts on the row after its label)
         out.append((lo, hi))
     return out
 
