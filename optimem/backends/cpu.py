@@ -71,8 +71,9 @@ class CpuBackend(Backend):
         )
 
     def decode(self, page: PageInput) -> Decoded:
+        # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
+        code = {i for i, box in enumerate(page.lines) if box.kind == "code"}
         if page.font_px < self.blur_px:
-            code = {i for i, box in enumerate(page.lines) if box.kind == "code"}  # read as typed
             return self._checked(page, self.cjk.decode(page), self.latin, merge=True, skip=code)
         if not page.lines:
             return self._renamed(self.latin.decode(page))
@@ -83,7 +84,7 @@ class CpuBackend(Backend):
             or (self.code_to_cjk and box.kind == "code")
         ]
         if not cjk_idx:
-            return self._checked(page, self.latin.decode(page), self.cjk)
+            return self._checked(page, self.latin.decode(page), self.cjk, skip=code)
         latin_idx = [i for i in range(len(page.lines)) if i not in set(cjk_idx)]
         texts: list[str] = [""] * len(page.lines)
         confidences: list[tuple[float, int]] = []
@@ -99,7 +100,7 @@ class CpuBackend(Backend):
             seconds += part.seconds
         confidence = sum(c * n for c, n in confidences) / sum(n for _, n in confidences)
         decoded = Decoded("\n".join(texts), confidence, self.name, seconds, tuple(texts))
-        return self._checked(page, decoded, self.cjk, skip=set(cjk_idx))
+        return self._checked(page, decoded, self.cjk, skip=set(cjk_idx) | code)
 
     def _checked(
         self,
