@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and args.out.exists():
         # keep what was measured before (its header too); add or replace only what runs now
         old = json.loads(args.out.read_text())
-        result = old | {f"{'+'.join(args.scripts)}_generated_at": result["generated_at"]}
+        tag = "+".join(args.scripts)
+        result = old | {f"{tag}_generated_at": result["generated_at"], f"{tag}_machine": result["machine"]}
     if "code" in args.scripts:
         result["code_target"] = args.code_target
     for name in args.backend:
