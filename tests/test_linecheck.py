@@ -69,7 +69,10 @@ def test_corrections_that_pass_the_check_are_exact(corrector, reading, truth, la
 def test_the_other_engines_reading_is_used_where_it_agrees(corrector):
     truth = "and it was nice to be reminded why I'm passionate"
     fix = corrector.correct(
-        ["and it was mice to be reminded why Tm pessionate", "ond k was nice te be reminded why i'm passionate"],
+        [
+            "and it was mice to be reminded why Tm pessionate",
+            "ond k was nice te be reminded why i'm passionate",
+        ],
         linecheck.digest(truth),
     )
     assert fix.verified and linecheck.line_words(fix.text) == linecheck.line_words(truth)
