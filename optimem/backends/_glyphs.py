@@ -64,8 +64,8 @@ def _templates(path: Path, size: int, factor: float, width: int, height: int, li
     row_h = max(size + 1, round(size * 1.2))
     # a canvas whose sides scale by exactly `factor` to whole pixels, as the page's did
     step = Fraction(factor).limit_denominator(16).denominator
-    big = tuple(step * math.ceil((n + 2) / factor / step) for n in (width, height))
-    small = tuple(round(n * factor) for n in big)
+    big_w, big_h = (step * math.ceil((n + 2) / factor / step) for n in (width, height))
+    big, small = (big_w, big_h), (round(big_w * factor), round(big_h * factor))
     out = []
     for phase in range(4):
         for lift in range(-(lifts // 2), lifts // 2 + 1):

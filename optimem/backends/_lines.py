@@ -198,7 +198,7 @@ def _align(text: str, columns: Sequence[bool]) -> list[tuple[str, int, int]]:
     move = [[""] * (m + 1) for _ in range(n + 1)]
     cost[0][0] = 0.0
     for i in range(n + 1):
-        row, up = cost[i], cost[i - 1] if i else None
+        row, up = cost[i], cost[i - 1] if i else cost[0]  # `up` is only read when i > 0
         edge = i == 0 or i == n or space[i - 1] or space[i]
         for k in range(m + 1):
             best, how = row[k], move[i][k]
