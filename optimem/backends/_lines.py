@@ -4,7 +4,9 @@ The layout knows where every line is, so a layout-aware backend never needs dete
 cuts each line out (centred, with a fixed height in ems so the recogniser sees the text at a
 known size), upscales small type, and reads the crops in layout order. Without a layout,
 `rows_by_centre` puts detected boxes back into reading order, and `assign_to_lines` maps
-them onto known lines when a caller wants full-page detection but aligned lines.
+them onto known lines when a caller wants full-page detection but aligned lines. Code rows
+(monospace, kept as typed) get their whitespace back from the columns their ink fills
+(`code_as_typed`).
 """
 
 from __future__ import annotations
