@@ -93,12 +93,15 @@ def code_as_typed(
     return out
 
 
-def ink_columns(gray: np.ndarray, box: LineBox, em: float, ink: int = 160) -> list[bool]:
+def ink_columns(gray: np.ndarray, box: LineBox, em: float, ink: int = 200) -> list[bool]:
     """Which monospace columns of a line hold ink, from column 0 to its last inked column.
 
     Column k spans [k, k+1) advances from the box's left edge; it counts as inked when a
     pixel darker than `ink` lies in its middle half (a glyph's own bearings and the blur of
-    its neighbours stay out of that half, and even '.' and '|' reach into it).
+    its neighbours stay out of that half, and even '.' and '|' reach into it). `ink` is
+    lighter than for prose (160): aging fades thin strokes (a backtick, a "|") to grey, and
+    on the code calibration corpus aged to Tiny 200 read 79.1% of code words against 67.7%
+    at 160 (220: 79.1%, 235: 77.0%; sharp pages 99.6% at each).
     """
     band = gray[max(0, box.y0) : box.y1, max(0, box.x0) :]
     if band.size == 0:
