@@ -5,9 +5,9 @@ Latin type at ≥97% several times faster than rapidocr, but its Chinese model t
 97% even at 16–24 px, while rapidocr reads Chinese at 99% from 9–10 px. So Latin lines go to
 tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr.
 Code rows (monospace, kept as typed) go to tesseract too: alone, rapidocr reads their brackets
-and operators better (86% against 80% at 8 px), but both engines' readings of code rows are
-judged cell by cell against the code font's own glyphs (`_glyphs`), and then tesseract reads
-them as well (97.9% against 97.6%) at five times the speed (benchmarks/code_recall.py).
+and operators better (84.6% against 81.7% at 8 px), but both engines' readings of code rows
+are judged cell by cell against the code font's own glyphs (`_glyphs`), and then tesseract
+reads them as well (100% against 99.8%) at five times the speed (benchmarks/code_recall.py).
 Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to rapidocr, which
 reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
 against 89% with tesseract (default chat, measured here).
