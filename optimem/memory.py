@@ -60,6 +60,9 @@ class OpticalMemory:
         encoding: tiktoken encoding for text tokens.
         consumer: Whose image-token rule prices pages in budgets, stats and context
             (a name from `optimem.pricing.CONSUMERS`); default the backend's positions.
+        rehearse: Rehearsal: a page read back by `recall_page` (or `recall(page_id)`) is
+            sharpened one rung from the archive, counts as used now, and the policy re-plans
+            (it may age another page). Needs the archive; off by default.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class OpticalMemory:
         decode: DecodeWhen = "background",
         encoding: str = DEFAULT_ENCODING,
         consumer: str | None = None,
+        rehearse: bool = False,
     ) -> None:
         if (
             isinstance(keep_recent_turns, bool)
@@ -95,6 +99,7 @@ class OpticalMemory:
         self.creation_mode = Mode.parse(creation_mode)
         self.keep_recent_turns = keep_recent_turns
         self.archive = archive
+        self.rehearse = rehearse
         self.encoding = encoding
         self.pricing = Pricing(self._backend_class, consumer, encoding)
         self.decoder = Decoder(
@@ -347,15 +352,39 @@ class Session:
             return self.search(query, limit=limit)
         return self.recall_page(page_id).text  # type: ignore[arg-type]
 
-    def recall_page(self, page_id: int, *, refresh: bool = False) -> Recall:
+    def recall_page(self, page_id: int, *, refresh: bool = False, rehearse: bool | None = None) -> Recall:
         """Read one page back with everything known about how it was read.
 
         Args:
             refresh: Run OCR on the page again and replace the cached text ("read again").
+            rehearse: Sharpen the page after reading it (see `rehearse`); default the
+                memory's `rehearse` option. The text returned is the page as it was read.
         """
         recall = recall_page(self.store, self.memory.decoder, self.id, page_id, refresh=refresh)
         assert recall is not None
+        if self.memory.rehearse if rehearse is None else rehearse:
+            self.rehearse(page_id)
         return recall
+
+    def rehearse(self, page_id: int) -> Mode | None:
+        """Refresh a page one rung sharper from the archive, as remembering does; returns its
+        new mode, or None where it stays as it is.
+
+        The page is typeset again from its turns at its creation settings (never sharper than
+        that), keeps its id, counts as used now (the policy ages it again from here), and the
+        policy re-plans at once, which may age another page. A page stays as it is when the
+        archive no longer holds its turns (it can only be read as it is), when it is at its
+        creation mode, or when the policy would age it straight back.
+        """
+        mem = self.memory
+        with self.store.transaction():
+            done = mem.pager.rehearse(self.id, page_id, mem.policy)
+        if done is None:
+            return None
+        mode, aged = done
+        mem.decoder.schedule([page_id] + [pid for pid, _, _ in aged])
+        log.debug("rehearsed page %s to %s; %s aged", page_id, mode.value, len(aged))
+        return mode
 
     def cached_recall(self, page_id: int) -> Recall | None:
         """The page as it was already read, or None if it was not decoded yet (never runs OCR)."""
@@ -404,8 +433,13 @@ class Session:
     async def arecall(self, page_id: int | None = None, *, query: str | None = None, limit: int = 5) -> Any:
         return await asyncio.to_thread(self.recall, page_id, query=query, limit=limit)
 
-    async def arecall_page(self, page_id: int, *, refresh: bool = False) -> Recall:
-        return await asyncio.to_thread(self.recall_page, page_id, refresh=refresh)
+    async def arecall_page(
+        self, page_id: int, *, refresh: bool = False, rehearse: bool | None = None
+    ) -> Recall:
+        return await asyncio.to_thread(self.recall_page, page_id, refresh=refresh, rehearse=rehearse)
+
+    async def arehearse(self, page_id: int) -> Mode | None:
+        return await asyncio.to_thread(self.rehearse, page_id)
 
     async def acached_recall(self, page_id: int) -> Recall | None:
         return await asyncio.to_thread(self.cached_recall, page_id)
