@@ -28,6 +28,9 @@ from .verbatim import VerbatimItem, extract
 
 log = logging.getLogger("optimem")
 
+#: Page saliences the pager remembers (each is computed once per page from the store).
+SALIENCE_CACHE = 100_000
+
 #: A page that fills less than this share of its height waits for more turns (unless flushed).
 MIN_FILL = 0.85
 #: ...but when the session is over its token budget, a partial page is made as soon as its
@@ -291,6 +294,8 @@ class Pager:
         holds it, else from its decoded text; computed once per page."""
         key = (page.id, page.created_at)
         if key not in self._salience:
+            if len(self._salience) >= SALIENCE_CACHE:
+                self._salience.clear()  # a cheap bound for long-running services
             pieces = [turns.get(s.turn_id) for s in page.spans]
             if all(t is not None and t.content is not None for t in pieces):
                 text: str | None = "\n".join(
