@@ -64,7 +64,7 @@ def replay(chat: Chat, variant: str, budget: int, cfg: BenchConfig, backend, db:
     )
     s = mem.session(chat.name)
     rep = Replay(variant, s, mem, {})
-    agent = {"recalls": 0, "sharpened": 0, "no_hit": 0, "seconds": 0.0}
+    agent = {"recalls": 0, "sharpened": 0, "already_sharp": 0, "no_room": 0, "no_hit": 0, "seconds": 0.0}
     previous = None
     for turn in bar(chat.turns, cfg, f"{chat.name} · {variant} · replay", unit="turn"):
         here = session_of(turn.id)
@@ -72,10 +72,15 @@ def replay(chat: Chat, variant: str, budget: int, cfg: BenchConfig, backend, db:
             t0 = time.perf_counter()
             hits = s.search(turn.content, limit=1, wait=True)
             if hits:
-                before = s.page(hits[0].page_id).mode
-                s.recall_page(hits[0].page_id)
+                page = s.page(hits[0].page_id)
+                s.recall_page(page.id)
                 agent["recalls"] += 1
-                agent["sharpened"] += s.page(hits[0].page_id).mode.rank < before.rank
+                if page.mode is page.creation_mode:
+                    agent["already_sharp"] += 1  # nothing sharper to give it
+                elif s.page(page.id).mode.rank < page.mode.rank:
+                    agent["sharpened"] += 1
+                else:
+                    agent["no_room"] += 1  # the budget would age it straight back
             else:
                 agent["no_hit"] += 1
             agent["seconds"] += time.perf_counter() - t0
