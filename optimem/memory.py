@@ -368,13 +368,15 @@ class Session:
 
     def rehearse(self, page_id: int) -> Mode | None:
         """Refresh a page one rung sharper from the archive, as remembering does; returns its
-        new mode, or None where it stays as it is.
+        new mode, or None where it was not sharpened.
 
-        The page is typeset again from its turns at its creation settings (never sharper than
-        that), keeps its id, counts as used now (the policy ages it again from here), and the
-        policy re-plans at once, which may age another page. A page stays as it is when the
-        archive no longer holds its turns (it can only be read as it is), when it is at its
-        creation mode, or when the policy would age it straight back.
+        The page counts as used now (the policies age it again from here: it is forgotten
+        after pages used longer ago) and is typeset again from its turns at its creation
+        settings, one rung above its mode (never sharper than it was made); it keeps its id,
+        and the policy re-plans at once, which may age another page. It is only counted as
+        used where it is at its creation mode or where the policy would age it straight back
+        (no room in the budget), and left entirely as it is where the archive no longer holds
+        its turns (it can only be read as it is).
         """
         mem = self.memory
         with self.store.transaction():

@@ -341,30 +341,37 @@ class Pager:
     def rehearse(
         self, session_id: str, page_id: int, policy: AgingPolicy
     ) -> tuple[Mode, list[tuple[int, Mode, Mode]]] | None:
-        """Sharpen a recalled page one rung (never above its creation mode), then let the
-        policy re-plan; returns (its new mode, pages the plan aged) or None where it stays.
+        """Rehearse a recalled page: it counts as used now, and it is sharpened one rung
+        (never above its creation mode) where the budget has room, after which the policy
+        re-plans. Returns (its new mode, pages the plan aged), or None where it was not
+        sharpened.
 
         The page is typeset again from the archive at its creation settings (as a reopened
-        last page is) and resized to the rung above its mode; it keeps its id and counts as
-        used now. It stays as it is where the archive no longer holds its turns, where it is
-        already at its creation mode, or where the policy would age it straight back (the
-        budget has no room for it: all that would change is work).
+        last page is) and resized to the rung above its mode; it keeps its id. It is left
+        entirely as it is where the archive no longer holds its turns (it can only be read as
+        it is). It is not sharpened, only counted as used, where it is at its creation mode
+        or where the policy would age it straight back (the budget has no room for it).
         """
         page = self.store.page(session_id, page_id)
-        target = page.mode.sharper()
-        if target is None or target.rank < page.creation_mode.rank:
-            return None
         texts = self._archived(session_id, page)
         if texts is None:
             return None
+        now = self.store.turns(session_id)[-1].seq
+        target = page.mode.sharper()
+        if target is None or target.rank < page.creation_mode.rank:
+            return self._used(page, now)
         plan = self.plan(session_id, policy, rehearsing=(page.id, target))
         if page.id in plan.targets:
-            return None
+            return self._used(page, now)
         rendered = self._retypeset(page, texts)
         if rendered is None:
-            return None
-        turns = self.store.turns(session_id)
+            return self._used(page, now)
         image = resize_to(rendered.image, target.canvas)
         rep, made_by = self._represent(self._backend(), page, image, target, list(rendered.lines))
-        self.store.rehearse_page(page.id, target, png_bytes(image), rep, made_by, turns[-1].seq)
+        self.store.rehearse_page(page.id, target, png_bytes(image), rep, made_by, now)
         return target, self.age(session_id, plan)
+
+    def _used(self, page: PageRecord, seq: int) -> None:
+        """Note that a page was rehearsed at turn `seq` without changing its image."""
+        png, _, rep, made_by = self.store.page_blobs(page.id)
+        self.store.rehearse_page(page.id, page.mode, png, rep, made_by, seq)

@@ -79,8 +79,10 @@ def test_rehearsal_stops_at_the_creation_mode_and_where_the_budget_has_no_room(d
     s.add_turns(chat_turns(60))
     s.compress()
     assert set(modes(s)) == {Mode.TINY}  # at the floor: a Small page does not fit beside them
-    png = s.page_png(s.pages()[0].id)
-    assert s.rehearse(s.pages()[0].id) is None and s.page_png(s.pages()[0].id) == png
+    first = s.pages()[0].id
+    png = s.page_png(first)
+    assert s.rehearse(first) is None and s.page_png(first) == png
+    assert mem.store.page("a", first).rehearsed_seq == 60  # not sharper, but used now
     mem.policy = BudgetPolicy(max_tokens=10_000)
     assert s.rehearse(s.pages()[0].id) is Mode.SMALL
     assert s.rehearse(s.pages()[0].id) is None  # Small is where it was made: nothing sharper
