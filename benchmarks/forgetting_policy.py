@@ -60,6 +60,7 @@ def replay(chat: Chat, variant: str, budget: int, cfg: BenchConfig, backend, db:
         creation_mode=cfg.creation_mode,
         keep_recent_turns=cfg.keep_recent_turns,
         decode="lazy",
+        reading_aids=cfg.reading_aids,
         rehearse=rehearse,
     )
     s = mem.session(chat.name)

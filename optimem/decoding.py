@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
+from . import proofread as pr
 from .backends import Backend, PageInput
 from .errors import PageNotFound
 from .layout import restore_placeholders
+from .render import TurnText
 from .store import DecodedRecord, PageRecord, Store
+from .verbatim import AID_KINDS
 
 if TYPE_CHECKING:
     from .store.pgqueue import DecodeQueue
@@ -128,11 +131,12 @@ class Decoder:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def page_input(self, page: PageRecord) -> PageInput:
+    def page_input(self, page: PageRecord, aids: pr.ReadingAids | None = None) -> PageInput:
         png, lines, representation, _ = self.store.page_blobs(page.id)
         image = Image.open(io.BytesIO(png))
         image.load()
         factor = page.canvas / page.creation_canvas
+        aids = aids or self.reading_aids(page)
         return PageInput(
             image=image,
             mode=page.mode,
@@ -141,12 +145,33 @@ class Decoder:
             has_cjk=page.has_cjk,
             # the backend checks the fingerprint inside the blob and re-encodes on a mismatch
             representation=representation,
+            checks=aids.checks,
         )
+
+    def reading_aids(self, page: PageRecord, labels: dict[int, str] | None = None) -> pr.ReadingAids:
+        """The page's line checks and rare words, and the speaker label of each line that
+        starts a turn (from the turns' roles and names, which outlive the archive)."""
+        rows = [v for v in self.store.verbatim(page.id) if v.kind in AID_KINDS]
+        if not rows:
+            return pr.ReadingAids()
+        _, layout, _, _ = self.store.page_blobs(page.id)
+        if labels is None:
+            labels = self.turn_labels(page.session_id)
+        by_line = {i: labels[b.turn_id] for i, b in enumerate(layout) if b.start == 0 and b.turn_id in labels}
+        return pr.ReadingAids.from_rows(rows, by_line)
+
+    def turn_labels(self, session_id: str) -> dict[int, str]:
+        """Speaker label typeset before each turn's first line, by turn id."""
+        return {t.id: TurnText(t.id, t.role, "", t.name).label.strip() for t in self.store.turns(session_id)}
+
+    def fingerprint(self) -> str:
+        """Cache key of the text this process reads: the backend's, proofread."""
+        return pr.fingerprint(self.backend)
 
     def cached(self, page: PageRecord) -> DecodedRecord | None:
         if self.queue is not None:
             return self._cached_queue(page)
-        return self.store.get_decoded(page.id, page.mode, self.backend.fingerprint())
+        return self.store.get_decoded(page.id, page.mode, self.fingerprint())
 
     def take_note(self, page_id: int) -> str | None:
         """What was unusual about the last decode of this page (e.g. decoded inline), once."""
@@ -168,7 +193,7 @@ class Decoder:
     def decode_here(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
         """Decode (or read from the cache) these pages in this process, as one batch."""
         backend = self.backend
-        fingerprint = backend.fingerprint()
+        fingerprint = self.fingerprint()
         out: dict[int, DecodedRecord] = {}
         todo: list[PageRecord] = []
         for pid in page_ids:
@@ -180,20 +205,31 @@ class Decoder:
                 out[page.id] = hit
         if not todo:
             return out
-        results = backend.decode_many([self.page_input(p) for p in todo])
-        for page, result in zip(todo, results, strict=True):
-            lines = None if result.lines is None else tuple(restore_placeholders(x) for x in result.lines)
+        labels: dict[str, dict[int, str]] = {}
+        aids = []
+        for p in todo:
+            if p.session_id not in labels:
+                labels[p.session_id] = self.turn_labels(p.session_id)
+            aids.append(self.reading_aids(p, labels[p.session_id]))
+        inputs = [self.page_input(p, a) for p, a in zip(todo, aids, strict=True)]
+        results = backend.decode_many(inputs)
+        for page, page_in, aid, result in zip(todo, inputs, aids, results, strict=True):
+            text, lines = result.text, result.lines
+            checked = pr.proofread(page_in, result, aid)
+            if checked is not None:
+                lines = checked.lines
+                text = "\n".join(lines)
             record = DecodedRecord(
                 page_id=page.id,
                 mode=page.mode,
                 backend=backend.name,
                 fingerprint=fingerprint,
-                text=restore_placeholders(result.text),
-                lines=lines,
+                text=restore_placeholders(text),
+                lines=None if lines is None else tuple(restore_placeholders(x) for x in lines),
                 confidence=float(result.confidence),
                 seconds=float(result.seconds),
             )
-            verbatim = " ".join(v.value for v in self.store.verbatim(page.id))
+            verbatim = " ".join(v.value for v in self.store.verbatim(page.id) if v.kind not in AID_KINDS)
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
         return out
@@ -212,7 +248,7 @@ class Decoder:
         assert self.queue is not None
         found = [w["fingerprint"] for w in self.queue.live_workers(self._backend_name())]
         if self._decoded_here or not found:
-            found.append(self.backend.fingerprint())
+            found.append(self.fingerprint())
         return list(dict.fromkeys(found))
 
     def _cached_queue(self, page: PageRecord) -> DecodedRecord | None:

@@ -58,6 +58,10 @@ class OpticalMemory:
             only: `optimem worker` processes decode them; recall waits for its page, or
             decodes inline when no worker is alive and says so in `Recall.note`).
         encoding: tiktoken encoding for text tokens.
+        reading_aids: Keep beside each new page a 3-byte check of each line's words and the
+            page's rare words (about 4% of its characters), so that recall knows which lines
+            it read exactly and corrects the others (`optimem.proofread`). Off: pages keep only
+            their verbatim strings, and recall returns what the OCR read.
         consumer: Whose image-token rule prices pages in budgets, stats and context
             (a name from `optimem.pricing.CONSUMERS`); default the backend's positions.
         rehearse: Rehearsal: a page read back by `recall_page` (or `recall(page_id)`) is
@@ -77,6 +81,7 @@ class OpticalMemory:
         decode: DecodeWhen = "background",
         encoding: str = DEFAULT_ENCODING,
         consumer: str | None = None,
+        reading_aids: bool = True,
         rehearse: bool = False,
     ) -> None:
         if (
@@ -112,6 +117,7 @@ class OpticalMemory:
             creation_mode=self.creation_mode,
             keep_recent_turns=keep_recent_turns,
             encoding=encoding,
+            reading_aids=reading_aids,
         )
 
     @property

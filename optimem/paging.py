@@ -19,6 +19,7 @@ from .backends import Backend, PageInput
 from .layout import LineBox, Span
 from .modes import AgingPlan, AgingPolicy, Mode, PageState
 from .pricing import Pricing, page_caption
+from .proofread import side_channel_rows
 from .records import page_text
 from .render import RenderedPage, TurnText, paginate, resize_to
 from .salience import salience
@@ -108,8 +109,10 @@ class Pager:
         creation_mode: Mode,
         keep_recent_turns: int,
         encoding: str,
+        reading_aids: bool = True,
     ) -> None:
         self.store = store
+        self.reading_aids = reading_aids
         self._backend = backend
         self._pricing = pricing
         self.creation_mode = creation_mode
@@ -171,7 +174,7 @@ class Pager:
                     spans=spans,
                     text_tokens=text_tokens,
                     chars=chars,
-                    verbatim=verbatim,
+                    verbatim=verbatim + self._aids(page),
                     last_turn_seq=last.seq,
                     last_turn_at=last.created_at.isoformat(),
                     representation=rep,
@@ -181,6 +184,12 @@ class Pager:
         if not new_pages:
             return []
         return self.store.insert_pages(session_id, new_pages, sorted(done), reuse_id=reopened)
+
+    def _aids(self, page: RenderedPage) -> list[VerbatimItem]:
+        if not self.reading_aids:
+            return []
+        drawn = [b.text for b in page.lines]
+        return side_channel_rows(drawn, "\n".join(drawn))
 
     def _reopen_last_page(self, session_id: str) -> int | None:
         """Take back the session's last page if it is partly filled; its id is given to the

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from rapidfuzz import fuzz
 
+from . import linecheck
 from .decoding import Decoder
 from .errors import BackendError, InputError
 from .records import Hits, Page, Recall, RecallHit
 from .store import Store
-from .verbatim import repair
+from .verbatim import AID_KINDS, repair
 
 #: Hits below this mean partial-ratio score are not matches.
 MIN_SCORE = 0.6
@@ -47,7 +48,12 @@ def recall_page(
         record = decoder.decode([page.id], refresh=refresh).get(page.id)
         if record is None:
             raise BackendError(f"page {page_id} could not be decoded by {decoder.backend.name}")
-    items = store.verbatim(page.id)
+    rows = store.verbatim(page.id)
+    items = [v for v in rows if v.kind not in AID_KINDS]
+    checks = next((linecheck.unpack(v.value) for v in rows if v.kind == linecheck.KIND), [])
+    exact = 0
+    if record.lines is not None and len(checks) == len(record.lines):
+        exact = sum(linecheck.verified(line, c) for line, c in zip(record.lines, checks, strict=True))
     turns: dict[int, str] = {}
     if record.lines is not None:
         _, layout, _, _ = store.page_blobs(page.id)
@@ -67,6 +73,9 @@ def recall_page(
         turns=turns,
         verbatim=items,
         note=decoder.take_note(page.id),
+        lines_checked=len(checks),
+        lines_exact=exact,
+        side_channel_bytes=sum(len(v.value.encode()) for v in rows),
     )
 
 

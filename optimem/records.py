@@ -167,6 +167,12 @@ class Recall(Record):
     verbatim: list[VerbatimItem]
     note: str | None = None
     """What was unusual about this read, e.g. decoded inline because no worker was alive."""
+    lines_checked: int = 0
+    """Lines the page keeps a word check for (0 for pages made without checks)."""
+    lines_exact: int = 0
+    """Of those, lines whose recalled words pass their check: exact in every word."""
+    side_channel_bytes: int = 0
+    """Bytes kept beside the page's image: verbatim strings, line checks and rare words."""
 
 
 @dataclass(frozen=True)

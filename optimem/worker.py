@@ -89,7 +89,7 @@ class Worker:
         return self.stats
 
     async def _session(self, max_pages: int | None, idle_exit_s: float | None) -> None:
-        fingerprint = self.backend.fingerprint()
+        fingerprint = self.decoder.fingerprint()
         async with (
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn,
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listen,

@@ -294,6 +294,13 @@ class RecalledPage(_Out):
         default=None,
         description="What was unusual about this read, e.g. decoded inline because no worker was alive.",
     )
+    lines_checked: int = Field(default=0, description="Lines the page keeps a word check for.")
+    lines_exact: int = Field(
+        default=0, description="Lines whose recalled words pass their check (exact in every word)."
+    )
+    side_channel_bytes: int = Field(
+        default=0, description="Bytes kept beside the image: verbatim strings, line checks, rare words."
+    )
 
 
 class Hit(_Out):

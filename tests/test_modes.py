@@ -161,7 +161,9 @@ def test_salient_policy_keeps_no_page_more_than_one_rung_sharper_than_a_newer_on
             PageState(i, Mode.LARGE, 421, n - i, NOW, salience=rng.choice([0.0, 0.02, 0.1, 0.4]))
             for i in range(n)
         ]
-        policy = BudgetPolicy(max_tokens=rng.randint(73 * n, 421 * n), salience=True, window=rng.randint(2, 8))
+        policy = BudgetPolicy(
+            max_tokens=rng.randint(73 * n, 421 * n), salience=True, window=rng.randint(2, 8)
+        )
         plan = policy.plan(pages, 0, NOW)
         ranks = [plan.targets.get(p.page_id, p.mode).rank for p in pages]
         for older in range(n):

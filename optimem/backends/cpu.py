@@ -9,16 +9,20 @@ Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to ra
 reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
 against 89% with tesseract (default chat, measured here).
 
-Misread lines are caught from the layout: a page knows how many characters each of its lines
-holds (`LineBox.start`/`end`, never the text), so a reading two or more characters shorter
-or longer than that (a dropped "a", "to the" read as "tote") is re-read by the other engine
-and the reading whose length fits better is kept.
+Misread lines are caught from the page's line checks where it keeps them (a digest of each
+line's words, `optimem.linecheck`: a reading that does not match was misread), else from the
+layout: a page knows how many characters each of its lines holds (`LineBox.start`/`end`,
+never the text), so a reading two or more characters shorter or longer than that (a dropped
+"a", "to the" read as "tote") is misread. A misread line is re-read by the other engine; a
+reading that passes the check wins, else the one whose length fits better, and the other
+readings go back in `Decoded.extra["alternates"]` for the word-level corrector.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from ..linecheck import verified
 from . import _lines
 from .base import Backend, Capabilities, Decoded, PageInput
 
@@ -114,31 +118,46 @@ class CpuBackend(Backend):
         if not self.recheck:
             return decoded
         bounds = _lines.expected_chars(page.lines)
+        checks = page.checks if len(page.checks) == len(page.lines) else None
+
+        def misread(i: int, text: str) -> bool:
+            if checks is not None:
+                return not verified(text, checks[i])
+            return _lines.misfit(text, bounds[i]) >= 2
+
         misfit = [
             i
             for i, (text, box) in enumerate(zip(read, page.lines, strict=True))
-            if _lines.misfit(text, bounds[i]) >= 2
-            and not _lines.line_em(box, page.font_px)[1]
-            and i not in skip
+            if misread(i, text) and not _lines.line_em(box, page.font_px)[1] and i not in skip
         ]
         if not misfit:
             return self._renamed(decoded)
         again = other.decode(_subset(page, misfit))
         texts = list(read)
         kept = 0
+        alternates: dict[int, list[str]] = {}
         again = self._indented(_subset(page, misfit), again)
-        for i, text in zip(misfit, again.lines or ("",) * len(misfit), strict=True):
+        for i, other_text in zip(misfit, again.lines or ("",) * len(misfit), strict=True):
+            text = other_text
             if merge:
-                text = _lines.merge_spaces(texts[i], text)
+                text = _lines.merge_spaces(texts[i], other_text)
                 better = text != texts[i] and _lines.misfit(text, bounds[i]) <= _lines.misfit(
                     texts[i], bounds[i]
                 )
             else:
                 better = _lines.misfit(text, bounds[i]) < _lines.misfit(texts[i], bounds[i])
+            if checks is not None and (verified(text, checks[i]) or verified(other_text, checks[i])):
+                better, text = True, text if verified(text, checks[i]) else other_text
+            readings = [texts[i], text, other_text]
             if better:
                 texts[i] = text
                 kept += 1
-        extra = dict(decoded.extra) | {"rechecked_lines": len(misfit), "replaced_lines": kept}
+            alternates[i] = [r for r in dict.fromkeys(readings) if r and r != texts[i]]
+        extra = dict(decoded.extra) | {
+            "rechecked_lines": len(misfit),
+            "replaced_lines": kept,
+            "alternates": alternates,
+        }
         seconds = decoded.seconds + again.seconds
         return Decoded("\n".join(texts), decoded.confidence, self.name, seconds, tuple(texts), extra)
 

@@ -80,6 +80,11 @@ def _common(fn=None, *, budget: int = 4000):
             help="Strict runs: comma list of savings targets (e.g. 10,20); each replays every chat at a budget "
                  "of its text tokens ÷ target and scores exact answers, in context and by recall.",
         ),
+        click.option(
+            "--reading-aids/--no-reading-aids", default=True, show_default=True,
+            help="Pages keep line checks and rare words, and recall proofreads against them; "
+                 "--no-reading-aids measures the OCR alone.",
+        ),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG plots beside the JSON."),
     ]  # fmt: skip
@@ -90,7 +95,7 @@ def _common(fn=None, *, budget: int = 4000):
 
 def _config(backend: str, budget: int, modes: str, pages_per_mode: int, limit_turns: int | None,
             keep_recent: int, creation_mode: str, encoding: str, consumers: str, allow_test_double: bool,
-            progress: bool, target_savings: str = "") -> runner.BenchConfig:  # fmt: skip
+            progress: bool, target_savings: str = "", reading_aids: bool = True) -> runner.BenchConfig:  # fmt: skip
     return runner.BenchConfig(
         backend=backend,
         budget_tokens=budget,
@@ -104,6 +109,7 @@ def _config(backend: str, budget: int, modes: str, pages_per_mode: int, limit_tu
         allow_test_double=allow_test_double,
         progress=progress,
         target_savings=_targets(target_savings),
+        reading_aids=reading_aids,
     )
 
 

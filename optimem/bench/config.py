@@ -40,6 +40,9 @@ class BenchConfig:
     progress: bool = True
     target_savings: tuple[float, ...] = ()
     """Strict runs: for each target T, a budget replay at (text tokens ÷ T) per chat."""
+    reading_aids: bool = True
+    """Pages keep line checks and rare words and recall proofreads against them (see
+    `OpticalMemory(reading_aids=)`); off measures the OCR alone."""
     workdir: Path | None = None
     """Keep the replay databases here (default: a temporary folder, removed after)."""
 

@@ -92,6 +92,7 @@ def replay(
         creation_mode=creation_mode,
         keep_recent_turns=cfg.keep_recent_turns,
         decode="lazy",
+        reading_aids=cfg.reading_aids,
     )
     session = mem.session(chat.name[:256] or "chat")
     rep = Replay(label, session, mem, {})

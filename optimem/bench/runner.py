@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, proofread
 from ..backends import Backend, get_backend
 from ..errors import InputError
 from ..modes import LADDER, BudgetPolicy, NoAging
@@ -238,7 +238,11 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
         "schema": SCHEMA_ID,
         "optimem_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "decoder": {"name": backend.name, "fingerprint": backend.fingerprint(), "test_double": double},
+        "decoder": {
+            "name": backend.name,
+            "fingerprint": proofread.fingerprint(backend) if cfg.reading_aids else backend.fingerprint(),
+            "test_double": double,
+        },
         "warnings": _warnings(results, cfg, double),
         "config": {
             "budget_tokens": cfg.budget_tokens,
@@ -251,6 +255,7 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
             "extra_encoding": cfg.extra_encoding,
             "answer_threshold": m.ANSWER_THRESHOLD,
             "target_savings": list(cfg.target_savings),
+            "reading_aids": cfg.reading_aids,
         },
         "consumers": {
             name: {

@@ -207,24 +207,34 @@ STRICT_SURVIVAL = _obj(
 SIDE_CHANNEL = _obj(
     {
         "bytes": INT,
+        "strings_bytes": INT,
+        "aid_bytes": INT,
         "page_text_bytes": INT,
         "share": SHARE_N,
         "page_share_max": NUM_N,
         "pages_over_10pct": INT,
     },
     optional=("page_share_max", "pages_over_10pct"),
-    desc="verbatim strings kept as text beside the pages, in bytes and as a share of the pages' text bytes",
+    desc="what is kept beside the pages (verbatim strings; reading aids: line checks and rare words), "
+    "in bytes and as a share of the pages' text bytes",
+)
+LINES = _obj(
+    {"checked": INT, "exact": INT, "share": SHARE_N},
+    desc="lines with a word check, and those whose recalled words pass it",
 )
 _TARGET_COMMON = {
     "target": NUM,
     "text_tokens": INT,
     "seen_tokens": INT,
     "savings": NUM_N,
+    "shown_tokens": INT,
+    "savings_in_context": NUM_N,
     "pages": INT,
     "pages_in_context": INT,
     "eligible": INT,
     "survival": STRICT_SURVIVAL,
     "side_channel": SIDE_CHANNEL,
+    "lines": LINES,
 }
 TARGET_RUN = _obj(
     _TARGET_COMMON
@@ -355,6 +365,7 @@ SCHEMA: dict[str, Any] = {
                     "extra_encoding": {"type": ["string", "null"]},
                     "answer_threshold": NUM,
                     "target_savings": _list(NUM),
+                    "reading_aids": {"type": "boolean"},
                 }
             ),
             "consumers": _map(

@@ -70,21 +70,32 @@ def _visible(rep: Replay, budget: int) -> tuple[set[int], set[int]]:
 
 
 def _side_channel(rep: Replay) -> dict[str, Any]:
-    """Bytes of verbatim strings kept beside each page, as a share of the page's text bytes."""
-    shares, kept, text = [], 0, 0
+    """Bytes kept beside each page (verbatim strings, line checks, rare words), as a share of
+    the page's text bytes."""
+    shares, kept, strings, text = [], 0, 0, 0
     for read in rep.reads.values():
-        k = sum(len(v.value.encode()) for v in read.recall.verbatim)
+        k = read.recall.side_channel_bytes
         t = len(read.reference.encode())
         kept, text = kept + k, text + t
+        strings += sum(len(v.value.encode()) for v in read.recall.verbatim)
         if t:
             shares.append(k / t)
     return {
         "bytes": kept,
+        "strings_bytes": strings,
+        "aid_bytes": kept - strings,
         "page_text_bytes": text,
         "share": r(m.share(kept, text)),
         "page_share_max": r(max(shares) if shares else None),
         "pages_over_10pct": sum(s > 0.10 for s in shares),
     }
+
+
+def _lines(reads: Sequence[Any]) -> dict[str, Any]:
+    """Lines with a word check, and those recalled exactly (their words pass the check)."""
+    checked = sum(x.recall.lines_checked for x in reads)
+    exact = sum(x.recall.lines_exact for x in reads)
+    return {"checked": checked, "exact": exact, "share": r(m.share(exact, checked))}
 
 
 def run_target(
@@ -131,6 +142,7 @@ def score_run(
         if not exact:
             misses.append({"answer": q.answer, "evidence": list(q.evidence), "loose": loose})
     stats = rep.session.stats()
+    shown = rep.session.context(budget_tokens=budget).tokens
     reads = list(rep.reads.values())
     result = {
         "target": target,
@@ -138,6 +150,8 @@ def score_run(
         "budget_tokens": budget,
         "seen_tokens": stats.context_tokens,
         "savings": r(m.savings(text, stats.context_tokens)),
+        "shown_tokens": shown,
+        "savings_in_context": r(m.savings(text, shown)),
         "pages": len(pages),
         "pages_in_context": len(pages) - len(rep.session.context(budget_tokens=budget).omitted_page_ids),
         "modes": {
@@ -148,6 +162,7 @@ def score_run(
         "identifiers": score.identifiers(reads),
         "fidelity": score.fidelity(reads, backend.name),
         "side_channel": _side_channel(rep),
+        "lines": _lines(reads),
         "misses": misses,
     }
     rep.memory.close()
@@ -158,18 +173,24 @@ def pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The strict runs of one target over every chat, pooled."""
     text = sum(x["text_tokens"] for x in runs)
     seen = sum(x["seen_tokens"] for x in runs)
+    shown = sum(x["shown_tokens"] for x in runs)
     n = sum(x["eligible"] for x in runs)
     keys = runs[0]["survival"].keys()
     surv = {k: sum(x["survival"][k]["survived"] for x in runs) for k in keys}
     ids = [x["identifiers"] for x in runs]
     total, exact = sum(i["total"] for i in ids), sum(i["exact_with_verbatim"] for i in ids)
     sc_bytes = sum(x["side_channel"]["bytes"] for x in runs)
+    sc_strings = sum(x["side_channel"]["strings_bytes"] for x in runs)
     sc_text = sum(x["side_channel"]["page_text_bytes"] for x in runs)
+    checked = sum(x["lines"]["checked"] for x in runs)
+    exact_lines = sum(x["lines"]["exact"] for x in runs)
     return {
         "target": runs[0]["target"],
         "seen_tokens": seen,
         "text_tokens": text,
         "savings": r(m.savings(text, seen)),
+        "shown_tokens": shown,
+        "savings_in_context": r(m.savings(text, shown)),
         "pages": sum(x["pages"] for x in runs),
         "pages_in_context": sum(x["pages_in_context"] for x in runs),
         "eligible": n,
@@ -181,9 +202,12 @@ def pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         },
         "side_channel": {
             "bytes": sc_bytes,
+            "strings_bytes": sc_strings,
+            "aid_bytes": sc_bytes - sc_strings,
             "page_text_bytes": sc_text,
             "share": r(m.share(sc_bytes, sc_text)),
         },
+        "lines": {"checked": checked, "exact": exact_lines, "share": r(m.share(exact_lines, checked))},
     }
 
 

@@ -275,13 +275,14 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
     head = [
         "chat",
         "target",
-        "savings",
+        "savings (all pages / shown)",
         "pages in ctx",
         "exact (reachable)",
         "loose (reachable)",
         "exact (in context)",
         "sliding window",
         "ids exact",
+        "lines exact",
         "side channel",
     ]
     rows = []
@@ -296,13 +297,14 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
                 [
                     name,
                     f"{t['target']:g}x",
-                    _x(t["savings"]),
+                    f"{_x(t['savings'])} / {_x(t['savings_in_context'])}",
                     f"{t['pages_in_context']}/{t['pages']}",
                     _share(sv["exact"], n),
                     _share(sv["loose"], n),
                     _share(sv["exact_in_context"], n),
                     _share(sv["window"], n),
                     _pct(ids["share_with_verbatim"]),
+                    _pct(t["lines"]["share"]),
                     _pct(t["side_channel"]["share"]),
                 ]
             )
@@ -310,7 +312,8 @@ def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str
         return []
     title = (
         f"strict runs [{dec}]: budget = text tokens ÷ target; exact = the answer's normalised words as one "
-        "sequence in the recalled evidence; side channel = verbatim bytes ÷ page text bytes"
+        "sequence in the recalled evidence; lines exact = lines whose recalled words pass their check; "
+        "side channel = bytes kept beside the pages (strings, line checks, rare words) ÷ page text bytes"
     )
     return [(title, _grid(head, rows, markdown))]
 

@@ -18,7 +18,11 @@ def test_test_double_is_refused_without_the_flag():
 
 
 def test_test_double_output_is_marked(bench_doc):
-    assert bench_doc["decoder"] == {"name": "test-double", "fingerprint": "test-double", "test_double": True}
+    assert bench_doc["decoder"] == {
+        "name": "test-double",
+        "fingerprint": "test-double+proofread1",
+        "test_double": True,
+    }
     assert any("NOT measurements" in w for w in bench_doc["warnings"])
 
 

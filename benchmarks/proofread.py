@@ -1,0 +1,138 @@
+"""Proofreading against line checks, side by side with the OCR alone: words, lines, speed.
+
+Pages of a LoCoMo conversation are typeset at Small (8 px on 640 px by default; `--px` tries
+denser type) and read as made and aged to Tiny (resized to 512 px) by the `cpu` backend, once
+without reading aids (its length-based re-check, the default before line checks) and once
+with them (line checks steer the re-check; misread lines are proofread). Same distinct pages
+for every row. Reports character fidelity, word errors (the words an exact answer match
+compares), lines exact, the side channel's share of the page text, and characters/s of the
+whole uncached read (OCR + proofreading).
+
+    python benchmarks/proofread.py ../shared/data/locomo/42.json --pages 4 --px 8,7 \
+        --out benchmarks/results/proofread.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from calibrate import _cores, _cpu_name
+
+from optimem import linecheck, proofread
+from optimem.backends.base import PageInput
+from optimem.backends.cpu import CpuBackend
+from optimem.bench.datasets import load
+from optimem.correction import speller
+from optimem.layout import restore_placeholders
+from optimem.metrics import fidelity
+from optimem.modes import Mode
+from optimem.render import RenderOptions, TurnText, paginate, resize_to
+
+
+def pages_of(chat_path: str, n: int, px: int):
+    chat = load(chat_path)
+    turns = [TurnText(i, t.role, t.content, t.name) for i, t in enumerate(chat.turns)]
+    pages = paginate(turns, RenderOptions(canvas=Mode.SMALL.canvas, font_px=px))
+    step = max(1, len(pages) // n)
+    labels = {t.turn_id: t.label.strip() for t in turns}
+    return chat.name, pages[::step][:n], labels
+
+
+def page_input(page, mode: Mode, checks: tuple[bytes, ...]) -> PageInput:
+    factor = mode.canvas / page.options.canvas
+    return PageInput(
+        resize_to(page.image, mode.canvas),
+        mode,
+        tuple(line.scaled(factor) for line in page.lines),
+        page.options.font_px * factor,
+        page.has_cjk,
+        checks=checks,
+    )
+
+
+def word_errors(reference: str, text: str) -> tuple[int, int]:
+    want, got = linecheck.line_words(reference), linecheck.line_words(text)
+    matcher = difflib.SequenceMatcher(None, want, got, autojunk=False)
+    return len(want) - sum(b.size for b in matcher.get_matching_blocks()), len(want)
+
+
+def read(page, mode: Mode, aids: proofread.ReadingAids | None, backend: CpuBackend) -> dict:
+    drawn = [line.text for line in page.lines]
+    pin = page_input(page, mode, aids.checks if aids else ())
+    t0 = time.perf_counter()
+    decoded = backend.decode(pin)
+    lines = list(decoded.lines or ())
+    if aids is not None:
+        fixed = proofread.proofread(pin, decoded, aids)
+        lines = list(fixed.lines) if fixed else lines
+    seconds = time.perf_counter() - t0
+    text = restore_placeholders("\n".join(lines))
+    reference = restore_placeholders("\n".join(drawn))
+    errors, words = word_errors(reference, text)
+    exact = sum(
+        linecheck.line_words(a) == linecheck.line_words(b) for a, b in zip(lines, drawn, strict=False)
+    )
+    return {"fidelity": fidelity(text, reference), "errors": errors, "words": words, "exact": exact,
+            "lines": len(drawn), "chars": len(reference), "seconds": seconds}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("chat")
+    ap.add_argument("--pages", type=int, default=4)
+    ap.add_argument("--px", default="8", help="comma list of font sizes on the Small page")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    speller()  # built once per process; not part of any page's time
+    speller_s = time.perf_counter() - t0
+    rows = []
+    for px in [int(x) for x in args.px.split(",")]:
+        name, pages, labels = pages_of(args.chat, args.pages, px)
+        for mode in (Mode.SMALL, Mode.TINY):
+            for aided in (False, True):
+                backend = CpuBackend()
+                got = []
+                for page in pages:
+                    aids = None
+                    if aided:
+                        drawn = [line.text for line in page.lines]
+                        rows_ = proofread.side_channel_rows(drawn, "\n".join(drawn))
+                        by_line = {i: labels[b.turn_id] for i, b in enumerate(page.lines) if b.start == 0}
+                        aids = proofread.ReadingAids.from_rows(rows_, by_line)
+                        side = sum(len(r.value.encode()) for r in rows_)
+                    got.append(read(page, mode, aids, backend) | ({"side": side} if aided else {}))
+                backend.close()
+
+                def n(key: str, got: list[dict] = got) -> float:
+                    return sum(g[key] for g in got)
+
+                row = {"px": px, "mode": mode.value, "px_read": round(px * mode.canvas / Mode.SMALL.canvas, 1),
+                       "reading_aids": aided, "pages": len(got), "lines": n("lines"),
+                       "fidelity": round(sum(g["fidelity"] for g in got) / len(got), 4),
+                       "word_error_rate": round(n("errors") / n("words"), 4),
+                       "lines_exact": round(n("exact") / n("lines"), 4),
+                       "side_channel_share": round(n("side") / n("chars"), 4) if aided else 0.0,
+                       "chars_per_s": round(n("chars") / n("seconds"), 1)}  # fmt: skip
+                rows.append(row)
+                print(f"{px} px {mode.value:5} ({row['px_read']} px) aids={aided!s:5} "
+                      f"fidelity {100 * row['fidelity']:.2f}%  word errors {100 * row['word_error_rate']:.2f}%  "
+                      f"lines exact {100 * row['lines_exact']:.1f}%  side channel {100 * row['side_channel_share']:.1f}%  "
+                      f"{row['chars_per_s']:,.0f} chars/s", flush=True)  # fmt: skip
+    doc = {"chat": name, "machine": f"{_cpu_name()}, {_cores()} cores", "decoder": "cpu",
+           "pages": "distinct pages, evenly spread over the conversation; the same pages in every row",
+           "speller_build_s": round(speller_s, 2), "rows": rows}  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Correcting misread lines: candidate readings, cheapest first, until one passes the line's check.
+
+Small type loses words in a few typical ways: glued ("startingmy"), a letter misread
+("plece", "Oina"), punctuation read as a letter ("Thanks!" as "thankst", "[shares" as
+"Eshares"), an apostrophe lost ("Tm" for "I'm"), the speaker label garbled ("(userl"). Each
+word of a misread line gets its variants: itself, the other engine's reading of the same
+stretch, the spelling dictionary's near words (symspellpy's bundled English frequency
+dictionary; its compound lookup splits glued words), the page's rare words within two edits
+(`optimem.lexicon`), and splits into two known words. Combinations are tried best first, and
+the first whose words match the line's check (`optimem.linecheck`) is the line, exactly. When
+none does within the search limit, the cheapest combination is kept: on prose it is much
+closer than the raw reading, because every word the page holds is known to the dictionary or
+the lexicon, so an unknown word is a misread.
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import re
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Levenshtein
+
+from .lexicon import dictionary_path, dictionary_words
+from .linecheck import digest_words, fold, line_words
+
+#: Combinations tried per misread line before the cheapest is kept unverified.
+SEARCH_LIMIT = 300
+_WORD = re.compile(r"\w+")
+_CONTRACTION_TAILS = frozenset({"ll", "re", "ve"})
+_speller_lock = threading.Lock()
+_speller = None
+
+
+def speller():  # -> symspellpy.SymSpell
+    """symspellpy's speller over its bundled dictionary, built once per process (~2 s)."""
+    global _speller
+    with _speller_lock:
+        if _speller is None:
+            from symspellpy import SymSpell
+
+            s = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
+            s.load_dictionary(dictionary_path(), term_index=0, count_index=1)
+            _speller = s
+        return _speller
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to read a word: the words the check sees, how it is written, and its cost."""
+
+    words: tuple[str, ...]
+    surface: str
+    cost: float
+    keep_case: bool = False
+    """The surface is written as is (a lexicon word), not cased like the word it replaces."""
+
+
+@dataclass(frozen=True)
+class LineFix:
+    """A line's reading after correction; `verified` when its words match the line's check."""
+
+    text: str
+    verified: bool
+    tried: int = 0
+
+
+class Corrector:
+    """Corrects the lines of one page, knowing its rare words. Not shared between pages."""
+
+    def __init__(self, lexicon: Collection[str] = (), *, limit: int = SEARCH_LIMIT) -> None:
+        self.lexicon = {fold(w): w for w in lexicon}
+        self.limit = limit
+        self._variants: dict[tuple[str, tuple[tuple[str, ...], ...]], list[Variant]] = {}
+
+    def known(self, word: str) -> bool:
+        """A word some page may hold: the dictionary's, the page's rare words, a number, or a
+        piece of a contraction ("it's" is the words "it" and "s")."""
+        return (
+            word.isdigit()
+            or len(word) == 1
+            or word in _CONTRACTION_TAILS
+            or word in self.lexicon
+            or word in dictionary_words()
+        )
+
+    def correct(
+        self, readings: Sequence[str], check: bytes, *, label: str | None = None, prose: bool = True
+    ) -> LineFix:
+        """The first of `readings` (best first) or of their corrections that passes `check`.
+
+        `label` is the speaker label typeset at the start of the line, when the line starts a
+        turn (the memory knows it without OCR); `prose` allows word-level corrections (code
+        and CJK lines are only checked, never respelled).
+        """
+        readings = [r for r in readings if r]
+        if not readings:
+            return LineFix("", False)
+        if label:  # the label is known: put it in place of whatever was read for it
+            readings = [r2 for r in readings for r2 in dict.fromkeys((_with_label(r, label), r))]
+        for reading in readings:
+            if digest_words(line_words(reading)) == check:
+                return LineFix(reading, True)
+        if not prose:
+            return LineFix(readings[0], False)
+        primary = readings[0]
+        tokens = list(_WORD.finditer(primary))
+        alts = self._aligned(primary, tokens, readings[1:])
+        fixed = len(line_words(label)) if label and primary.startswith(label) else 0
+        options = [
+            [Variant((fold(t.group()),), t.group(), 0.0)]
+            if i < fixed
+            else self._options(fold(t.group()), alts[i])
+            for i, t in enumerate(tokens)
+        ]
+        found, tried = _search(options, check, self.limit)
+        chosen = [o[i] for o, i in zip(options, found, strict=True)] if found else [o[0] for o in options]
+        return LineFix(_write(primary, tokens, chosen), found is not None, tried)
+
+    # -- candidates ------------------------------------------------------------------------
+
+    def _aligned(
+        self, primary: str, tokens: list[re.Match[str]], others: Sequence[str]
+    ) -> list[list[tuple[str, ...]]]:
+        """Per word of `primary`, what the other readings read in its place (word-aligned)."""
+        mine = [fold(t.group()) for t in tokens]
+        alts: list[list[tuple[str, ...]]] = [[] for _ in tokens]
+        for other in others:
+            theirs = line_words(other)
+            matcher = difflib.SequenceMatcher(None, mine, theirs, autojunk=False)
+            for op, i1, i2, j1, j2 in matcher.get_opcodes():
+                if op != "replace":
+                    continue
+                if i2 - i1 == 1 and j2 - j1 <= 3:
+                    alts[i1].append(tuple(theirs[j1:j2]))
+                elif i2 - i1 == j2 - j1:
+                    for k in range(i2 - i1):
+                        alts[i1 + k].append((theirs[j1 + k],))
+        return alts
+
+    def _options(self, word: str, alts: list[tuple[str, ...]]) -> list[Variant]:
+        key = (word, tuple(alts))
+        if key not in self._variants:
+            self._variants[key] = self._build_options(word, alts)
+        return self._variants[key]
+
+    def _build_options(self, word: str, alts: list[tuple[str, ...]]) -> list[Variant]:
+        out: dict[tuple[str, ...], Variant] = {}
+
+        def add(words: tuple[str, ...], surface: str, cost: float, keep_case: bool = False) -> None:
+            if words not in out or out[words].cost > cost:
+                out[words] = Variant(words, surface, max(cost, 0.01), keep_case)
+
+        known = self.known(word)
+        disputed = any(alt != (word,) for alt in alts)  # another engine read something else
+        agreed = set(alts)
+        add((word,), word, 0.0 if known else 1.5)
+        for alt in alts:
+            if alt != (word,):
+                add(alt, " ".join(alt), 0.6 + 0.3 * (not all(map(self.known, alt))))
+        if word == "l":  # "I" read as "l"
+            add(("i",), "I", 0.2)
+        if len(word) > 1 and not word.isdigit():
+            # a known word is rarely a misread: respell it only where another reading disagrees
+            if not known or disputed:
+                from symspellpy import Verbosity
+
+                penalty = 0.8 if known else 0.0
+                for rank, s in enumerate(speller().lookup(word, Verbosity.ALL, 2)[:8]):
+                    if s.distance:
+                        ws = tuple(line_words(s.term))
+                        add(ws, s.term, 0.6 * s.distance + 0.05 * rank + penalty - 0.4 * (ws in agreed))
+                for folded, written in self.lexicon.items():
+                    d = Levenshtein.distance(word, folded, score_cutoff=2)
+                    if 0 < d <= 2:
+                        cost = 0.5 * d + penalty - 0.4 * ((folded,) in agreed)
+                        add((folded,), written, cost, keep_case=True)
+            # a lost apostrophe: "Tm" → "I'm", "ve" → "I've", "its" → "it's"
+            for stripped, contraction in _contractions().items():
+                d = 0 if stripped == word else Levenshtein.distance(word, stripped, score_cutoff=1)
+                if d <= 1 and abs(len(stripped) - len(word)) <= 1 and (d == 0 or not known or disputed):
+                    add(tuple(line_words(contraction)), contraction, 0.3 + 0.3 * d + 0.2 * known)
+            # punctuation read as a letter: "thanks!" → "thankst", "[shares" → "eshares"
+            if word[-1] in "tlsi" and self.known(word[:-1]):
+                add((word[:-1],), word[:-1], 0.3 + 0.4 * known)
+            if word[0] in "elci" and self.known(word[1:]):
+                add((word[1:],), word[1:], 0.4 + 0.4 * known)
+            if not known and len(word) > 3:
+                split = speller().word_segmentation(word).corrected_string
+                parts = tuple(line_words(split))
+                if len(parts) > 1:
+                    add(parts, split, 0.7)
+                for i in range(1, len(word)):
+                    a, b = word[:i], word[i:]
+                    if self.known(a) and self.known(b):
+                        add((a, b), f"{a} {b}", 0.5 + 0.3 * (len(a) == 1 and a not in "ai"))
+            if not known:
+                add((), "", 2.0)
+        return sorted(out.values(), key=lambda v: v.cost)
+
+
+def _contractions() -> dict[str, str]:
+    """The dictionary's contractions by their spelling without the apostrophe ("im" → "i'm")."""
+    global _contraction_map
+    if _contraction_map is None:
+        found = {w.replace("'", ""): w for w in dictionary_words() if "'" in w and len(w) <= 8}
+        _contraction_map = {k: v for k, v in found.items() if len(k) >= 2}
+    return _contraction_map
+
+
+_contraction_map: dict[str, str] | None = None
+
+
+def _with_label(reading: str, label: str) -> str:
+    """`reading` with the stretch that best matches the known speaker label replaced by it."""
+    n = len(label)
+    ends = range(max(0, n - 4), min(len(reading), n + 4) + 1)
+    end = min(ends, key=lambda k: (Levenshtein.normalized_distance(reading[:k].rstrip(), label), abs(k - n)))
+    rest = reading[end:].lstrip()
+    return f"{label} {rest}" if rest else label
+
+
+def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tuple[int, ...] | None, int]:
+    """Choices (one index per word) in order of total cost, until one's words pass `check`;
+    returns the passing choice (or None) and how many were tried."""
+    n = len(options)
+    start = (0,) * n
+    heap = [(sum(o[0].cost for o in options), start)]
+    seen = {start}
+    tried = 0
+    while heap and tried < limit:
+        cost, idx = heapq.heappop(heap)
+        tried += 1
+        if digest_words(w for o, i in zip(options, idx, strict=True) for w in o[i].words) == check:
+            return idx, tried
+        for k in range(n):
+            if idx[k] + 1 < len(options[k]):
+                nxt = (*idx[:k], idx[k] + 1, *idx[k + 1 :])
+                if nxt not in seen:
+                    seen.add(nxt)
+                    step = options[k][idx[k] + 1].cost - options[k][idx[k]].cost
+                    heapq.heappush(heap, (cost + step, nxt))
+    return None, tried
+
+
+def _write(primary: str, tokens: list[re.Match[str]], chosen: list[Variant]) -> str:
+    """`primary` with its words replaced by the chosen variants, punctuation kept."""
+    out, pos = [], 0
+    for token, variant in zip(tokens, chosen, strict=True):
+        out.append(primary[pos : token.start()])
+        out.append(_cased(token.group(), variant))
+        pos = token.end()
+    out.append(primary[pos:])
+    return re.sub(r" {2,}", " ", "".join(out)).strip()
+
+
+def _cased(original: str, variant: Variant) -> str:
+    """The variant written with the case of the word it replaces."""
+    s = variant.surface
+    if variant.keep_case or not s:
+        return s
+    if s == "i" or s.startswith("i'"):
+        return "I" + s[1:]
+    if original.isupper() and len(original) > 1 and len(s) > 1:
+        return s.upper()
+    if original[:1].isupper():
+        return s[:1].upper() + s[1:]
+    return s

@@ -1,0 +1,86 @@
+"""Line checks, the rare-word lexicon and the word corrector (real symspellpy dictionary)."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimem import lexicon, linecheck
+from optimem.correction import Corrector
+from optimem.proofread import TRUNCATED, ReadingAids, side_channel_rows
+
+
+def test_check_sees_words_not_punctuation_case_or_spacing():
+    assert linecheck.digest("Hey, Gina!  Good to see you.") == linecheck.digest("hey gina good to see you")
+    assert linecheck.digest("near a park") != linecheck.digest("near park")
+    assert linecheck.digest("K-200A") != linecheck.digest("K-2004")
+    assert len(linecheck.digest("anything")) == linecheck.DIGEST_BYTES
+
+
+def test_checks_pack_into_four_characters_a_line():
+    lines = ["Jon (user): Hey Gina!", "", "second line", "第三行 mixed"]
+    packed = linecheck.pack(lines)
+    assert len(packed) == 4 * len(lines)
+    assert linecheck.unpack(packed) == [linecheck.digest(x) for x in lines]
+    assert linecheck.verified("HEY gina", linecheck.digest("Hey, Gina!"))
+    assert not linecheck.verified("Hey Gina", None)
+
+
+def test_lexicon_keeps_unknown_words_once_in_order_and_respects_its_cap():
+    text = "We drove to Zorblax with Bareilles, then Zorblax again; the car is fine. 2024 counts."
+    assert lexicon.rare_words(text) == ["Zorblax", "Bareilles"]
+    assert lexicon.rare_words(text, max_chars=9) == ["Zorblax"]
+    assert lexicon.is_known("Piece") and lexicon.is_known("2024") and not lexicon.is_known("Bantt")
+
+
+def test_side_channel_rows_mark_a_truncated_lexicon():
+    lines = ["Zorblax met Quindle and Vrask at Plimbo.", "Fine words only here."]
+    rows = side_channel_rows(lines, "\n".join(lines))
+    aids = ReadingAids.from_rows(rows)
+    assert aids.checks == tuple(linecheck.digest(x) for x in lines)
+    # 5% of 62 characters holds no rare word: the lexicon says it is incomplete
+    assert TRUNCATED in rows[-1].value and not aids.complete_lexicon
+    long = ["Zorblax met Quindle. " + "The weather was fine and we walked home. " * 8]
+    aids = ReadingAids.from_rows(side_channel_rows(long, long[0]))
+    assert aids.lexicon == ("Zorblax", "Quindle") and aids.complete_lexicon
+
+
+@pytest.fixture(scope="module")
+def corrector():
+    return Corrector(["Banff", "Bareilles", "Gina"])
+
+
+@pytest.mark.parametrize(
+    ("reading", "truth", "label"),
+    [
+        ("Lost my job, so Tm gonna take a shot at startingmy own business.",
+         "Lost my job, so I'm gonna take a shot at starting my own business.", None),
+        ("We drove to Bantt and heard Brave by Sara Bareilies.",
+         "We drove to Banff and heard Brave by Sara Bareilles.", None),
+        ("Jon (userl Hey Oina! Thankst for the plece.",
+         "Jon (user): Hey Gina! Thanks for the piece.", "Jon (user):"),
+    ],
+)  # fmt: skip
+def test_corrections_that_pass_the_check_are_exact(corrector, reading, truth, label):
+    fix = corrector.correct([reading], linecheck.digest(truth), label=label)
+    assert fix.verified
+    assert linecheck.line_words(fix.text) == linecheck.line_words(truth)
+
+
+def test_the_other_engines_reading_is_used_where_it_agrees(corrector):
+    truth = "and it was nice to be reminded why I'm passionate"
+    fix = corrector.correct(
+        [
+            "and it was mice to be reminded why Tm pessionate",
+            "ond k was nice te be reminded why i'm passionate",
+        ],
+        linecheck.digest(truth),
+    )
+    assert fix.verified and linecheck.line_words(fix.text) == linecheck.line_words(truth)
+
+
+def test_a_line_that_cannot_be_made_to_pass_is_not_claimed(corrector):
+    fix = corrector.correct(["completely unrelated words here"], linecheck.digest("the true line was this"))
+    assert not fix.verified
+    # code and CJK lines are checked but never respelled
+    code = corrector.correct(["x = fooo(1)"], linecheck.digest("x = foo(1)"), prose=False)
+    assert code == type(code)("x = fooo(1)", False)
