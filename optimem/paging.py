@@ -367,14 +367,14 @@ class Pager:
             return None
         now = self.store.turns(session_id)[-1].seq
         target = page.mode.sharper()
-        if target is None or target.rank < page.creation_mode.rank:
-            return self._used(page, now)
-        plan = self.plan(session_id, policy, rehearsing=(page.id, target))
-        if page.id in plan.targets:
-            return self._used(page, now)
-        rendered = self._retypeset(page, texts)
-        if rendered is None:
-            return self._used(page, now)
+        rendered = None
+        if target is not None and target.rank >= page.creation_mode.rank:
+            plan = self.plan(session_id, policy, rehearsing=(page.id, target))
+            if page.id not in plan.targets:  # else the budget has no room for it
+                rendered = self._retypeset(page, texts)
+        if rendered is None or target is None:
+            self._used(page, now)
+            return None
         image = resize_to(rendered.image, target.canvas)
         rep, made_by = self._represent(self._backend(), page, image, target, list(rendered.lines))
         self.store.rehearse_page(page.id, target, png_bytes(image), rep, made_by, now)
