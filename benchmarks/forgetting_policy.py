@@ -38,7 +38,7 @@ from optimem.backends import get_backend
 from optimem.bench.config import BenchConfig
 from optimem.bench.datasets import Chat, load_many
 from optimem.bench.replay import Replay, bar
-from optimem.bench.strict import score_run
+from optimem.bench.strict import eligible, score_run
 from optimem.modes import BudgetPolicy
 from optimem.tokens import DEFAULT_ENCODING, count_tokens
 
@@ -99,6 +99,59 @@ def replay(chat: Chat, variant: str, budget: int, cfg: BenchConfig, backend, db:
     return rep, agent
 
 
+def evidence_sharpness(rep: Replay, chat: Chat) -> dict[str, int]:
+    """Eligible questions by where their evidence ends up: all of it still text, on pages kept
+    above Tiny, or on at least one Tiny page (decoder-independent: pages and modes only)."""
+    pages_of: dict[int, list[Any]] = {}
+    for page in rep.session.pages():
+        for tid in page.turn_ids:
+            pages_of.setdefault(tid, []).append(page)
+    out = {"text": 0, "sharp": 0, "tiny": 0}
+    for q in eligible(chat):
+        pages = [p for e in q.evidence for p in pages_of.get(rep.turn_ids[e], [])]
+        key = "text" if not pages else "tiny" if any(p.mode.value == "tiny" for p in pages) else "sharp"
+        out[key] += 1
+    return out
+
+
+def paging_only(
+    chats: list[Chat], targets: list[float], variants: list[str], cfg: BenchConfig, backend
+) -> list:
+    """Plain against salient aging without OCR: savings, modes and where the evidence ends up."""
+    rows = []
+    print(
+        f"{'chat':<8} {'variant':<10} {'tgt':>5} {'saved':>7} {'modes':<22} evidence (text / above Tiny / Tiny)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in targets:
+            for chat in chats:
+                text = sum(count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns)
+                budget = max(1, int(text / target))
+                for variant in variants:
+                    rep, _ = replay(
+                        chat,
+                        variant,
+                        budget,
+                        cfg,
+                        backend,
+                        Path(tmp) / f"{chat.name}-{target:g}-{variant}.db",
+                    )
+                    pages = rep.session.pages()
+                    modes = {
+                        m: sum(p.mode.value == m for p in pages)
+                        for m in sorted({p.mode.value for p in pages})
+                    }
+                    ev = evidence_sharpness(rep, chat)
+                    savings = round(rep.session.stats().savings, 2)
+                    rows.append({"chat": chat.name, "variant": variant, "target": target, "budget_tokens": budget,
+                                 "savings": savings, "modes": modes, "evidence": ev})  # fmt: skip
+                    print(f"{chat.name:<8} {variant:<10} {target:>4g}x {savings:>6.2f}x "
+                          f"{' '.join(f'{m}:{n}' for m, n in modes.items()):<22} "
+                          f"{ev['text']} / {ev['sharp']} / {ev['tiny']}", flush=True)  # fmt: skip
+                    rep.memory.close()
+    return rows
+
+
 def row(chat: Chat, variant: str, target: float, scored: dict[str, Any], agent: dict, seconds: float) -> dict:
     surv = scored["survival"]
     return {
@@ -121,6 +174,7 @@ def row(chat: Chat, variant: str, target: float, scored: dict[str, Any], agent: 
         "identifiers_exact": scored["identifiers"]["exact_with_verbatim"],
         "identifiers_share": scored["identifiers"]["share_with_verbatim"],
         "fidelity": scored["fidelity"],
+        "evidence": scored["evidence"],
         "agent": agent,
         "seconds": round(seconds, 1),
         "misses": scored["misses"],
@@ -171,6 +225,11 @@ def main() -> None:
     parser.add_argument("--backend", default="cpu", help="OCR backend that reads pages back")
     parser.add_argument("--out", type=Path, help="write JSON here")
     parser.add_argument("--limit-turns", type=int, help="replay only the first N turns (smoke runs)")
+    parser.add_argument(
+        "--paging-only",
+        action="store_true",
+        help="no OCR: plain against salient aging, reporting where each question's evidence ends up",
+    )
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",")]
@@ -180,6 +239,17 @@ def main() -> None:
     chats = [c.limit(args.limit_turns) for c in load_many(args.chats)]
     backend = get_backend(args.backend)
     cfg = BenchConfig(backend=backend, progress=args.progress)
+    targets = [float(x) for x in args.targets.split(",")]
+    if args.paging_only:
+        variants = [v for v in variants if "rehearse" not in v]  # the agent's search needs OCR
+        runs = paging_only(chats, targets, variants, cfg, backend)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            doc = {"schema": "optimem.forgetting_policy.paging/1", "backend": backend.name,
+                   "note": "no OCR ran: pages typeset at this backend's density, priced by its positions",
+                   "runs": runs}  # fmt: skip
+            args.out.write_text(json.dumps(doc, indent=2))
+        return
     load_before = os.getloadavg()
     started = time.time()
     rows = []
@@ -188,7 +258,7 @@ def main() -> None:
         f"{'exact':>15} {'loose':>15} {'exact in ctx':>15} {'ids exact':>15}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for target in [float(x) for x in args.targets.split(",")]:
+        for target in targets:
             for chat in chats:
                 tokens = [count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns]
                 budget = max(1, int(sum(tokens) / target))
@@ -196,7 +266,9 @@ def main() -> None:
                     t0 = time.perf_counter()
                     db = Path(tmp) / f"{chat.name}-{target:g}-{variant}.db"
                     rep, agent = replay(chat, variant, budget, cfg, backend, db)
+                    evidence = evidence_sharpness(rep, chat)
                     scored = score_run(rep, chat, target, budget, cfg, backend, tokens)
+                    scored["evidence"] = evidence
                     rows.append(row(chat, variant, target, scored, agent, time.perf_counter() - t0))
                     print_row(rows[-1], chat.name)
     pools = [pooled(rows, v, t) for t in sorted({r["target"] for r in rows}) for v in variants]
