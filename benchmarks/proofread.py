@@ -3,7 +3,8 @@
 Pages of a LoCoMo conversation are typeset at Small (8 px on 640 px by default; `--px` tries
 denser type) and read as made and aged to Tiny (resized to 512 px) by the `cpu` backend, once
 without reading aids (its length-based re-check, the default before line checks) and once
-with them (line checks steer the re-check; misread lines are proofread). Same distinct pages
+with them (each line read once and proofread; only lines proofreading cannot make pass are
+read again by the other engine, then proofread from both readings). Same distinct pages
 for every row. Reports character fidelity, word errors (the words an exact answer match
 compares), lines exact, the side channel's share of the page text, and characters/s of the
 whole uncached read (OCR + proofreading).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import sys
 import time
@@ -29,7 +31,7 @@ from optimem import linecheck, proofread
 from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.bench.datasets import load
-from optimem.correction import speller
+from optimem.correction import SEARCH_LIMIT, STEPS, speller
 from optimem.layout import restore_placeholders
 from optimem.metrics import fidelity
 from optimem.modes import Mode
@@ -70,7 +72,7 @@ def read(page, mode: Mode, aids: proofread.ReadingAids | None, backend: CpuBacke
     decoded = backend.decode(pin)
     lines = list(decoded.lines or ())
     if aids is not None:
-        fixed = proofread.proofread(pin, decoded, aids)
+        fixed = proofread.proofread(pin, decoded, aids, reread=functools.partial(backend.alternates, pin))
         lines = list(fixed.lines) if fixed else lines
     seconds = time.perf_counter() - t0
     text = restore_placeholders("\n".join(lines))
@@ -83,11 +85,67 @@ def read(page, mode: Mode, aids: proofread.ReadingAids | None, backend: CpuBacke
             "lines": len(drawn), "chars": len(reference), "seconds": seconds}  # fmt: skip
 
 
+def ablate(chat: str, n_pages: int, px: int) -> list[dict]:
+    """What each proofreading step adds on aged Tiny pages: the pages are read once (with their
+    checks, so the re-check gives the other engine's readings), then proofread with every step,
+    with each step left out, and with none (the reading as it came)."""
+    _, pages, labels = pages_of(chat, n_pages, px)
+    reads = []
+    backend = CpuBackend()
+    for page in pages:
+        drawn = [line.text for line in page.lines]
+        rows_ = proofread.side_channel_rows(drawn, "\n".join(drawn))
+        by_line = {i: labels[b.turn_id] for i, b in enumerate(page.lines) if b.start == 0}
+        aids = proofread.ReadingAids.from_rows(rows_, by_line)
+        pin = page_input(page, Mode.TINY, aids.checks)
+        decoded = backend.decode(pin)
+        first = list(decoded.lines or ())
+        misread = [
+            i for i, (t, c) in enumerate(zip(first, aids.checks, strict=True)) if not linecheck.verified(t, c)
+        ]
+        others = backend.alternates(pin, misread, [first[i] for i in misread])  # read once, reused below
+        reads.append((pin, decoded, aids, drawn, others))
+    backend.close()
+    variants = [("OCR, first reading only (no proofreading)", None, SEARCH_LIMIT),
+                ("all steps", STEPS, SEARCH_LIMIT),
+                ("all steps, no search (cheapest combination only)", STEPS, 1)]  # fmt: skip
+    variants += [(f"without {step}", STEPS - {step}, SEARCH_LIMIT) for step in sorted(STEPS)]
+    out = []
+    for label, steps, limit in variants:
+        errors = words = exact = lines = 0
+        for pin, decoded, aids, drawn, others in reads:
+            got = list(decoded.lines or ())
+            if steps is not None:
+                fixed = proofread.proofread(pin, decoded, aids, steps=steps, limit=limit,
+                                            reread=lambda idx, _texts, o=others: {i: o.get(i, []) for i in idx})  # fmt: skip
+                got = list(fixed.lines) if fixed else got
+            e, w = word_errors("\n".join(drawn), "\n".join(got))
+            errors, words = errors + e, words + w
+            exact += sum(
+                linecheck.line_words(a) == linecheck.line_words(b) for a, b in zip(got, drawn, strict=False)
+            )
+            lines += len(drawn)
+        row = {
+            "variant": label,
+            "word_error_rate": round(errors / words, 4),
+            "lines_exact": round(exact / lines, 4),
+        }
+        out.append(row)
+        print(f"ablation (Tiny, {px} px made): {label:52} word errors {100 * row['word_error_rate']:.2f}%  "
+              f"lines exact {100 * row['lines_exact']:.1f}%", flush=True)  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("chat")
     ap.add_argument("--pages", type=int, default=4)
     ap.add_argument("--px", default="8", help="comma list of font sizes on the Small page")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also proofread the aged Tiny pages with each step left out (one OCR pass)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -126,9 +184,10 @@ def main() -> None:
                       f"fidelity {100 * row['fidelity']:.2f}%  word errors {100 * row['word_error_rate']:.2f}%  "
                       f"lines exact {100 * row['lines_exact']:.1f}%  side channel {100 * row['side_channel_share']:.1f}%  "
                       f"{row['chars_per_s']:,.0f} chars/s", flush=True)  # fmt: skip
+    ablation = ablate(args.chat, args.pages, int(args.px.split(",")[0])) if args.ablation else []
     doc = {"chat": name, "machine": f"{_cpu_name()}, {_cores()} cores", "decoder": "cpu",
            "pages": "distinct pages, evenly spread over the conversation; the same pages in every row",
-           "speller_build_s": round(speller_s, 2), "rows": rows}  # fmt: skip
+           "speller_build_s": round(speller_s, 2), "rows": rows, "ablation": ablation}  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -29,6 +29,8 @@ from .linecheck import digest_words, fold, line_words
 
 #: Combinations tried per misread line before the cheapest is kept unverified.
 SEARCH_LIMIT = 300
+#: The kinds of variant a word may get (each can be left out, to measure what it adds).
+STEPS = frozenset({"label", "other", "dictionary", "lexicon", "apostrophes", "punctuation", "splits"})
 _WORD = re.compile(r"\w+")
 _CONTRACTION_TAILS = frozenset({"ll", "re", "ve"})
 _speller_lock = threading.Lock()
@@ -71,8 +73,14 @@ class LineFix:
 class Corrector:
     """Corrects the lines of one page, knowing its rare words. Not shared between pages."""
 
-    def __init__(self, lexicon: Collection[str] = (), *, limit: int = SEARCH_LIMIT) -> None:
-        self.lexicon = {fold(w): w for w in lexicon}
+    def __init__(
+        self, lexicon: Collection[str] = (), *, limit: int = SEARCH_LIMIT, steps: Collection[str] = STEPS
+    ) -> None:
+        unknown = set(steps) - STEPS
+        if unknown:
+            raise ValueError(f"unknown correction steps {sorted(unknown)}; choose from {sorted(STEPS)}")
+        self.steps = frozenset(steps)
+        self.lexicon = {fold(w): w for w in lexicon} if "lexicon" in self.steps else {}
         self.limit = limit
         self._variants: dict[tuple[str, tuple[tuple[str, ...], ...]], list[Variant]] = {}
 
@@ -99,7 +107,7 @@ class Corrector:
         readings = [r for r in readings if r]
         if not readings:
             return LineFix("", False)
-        if label:  # the label is known: put it in place of whatever was read for it
+        if label and "label" in self.steps:  # the label is known: put it in place of what was read
             readings = [r2 for r in readings for r2 in dict.fromkeys((_with_label(r, label), r))]
         for reading in readings:
             if digest_words(line_words(reading)) == check:
@@ -108,8 +116,8 @@ class Corrector:
             return LineFix(readings[0], False)
         primary = readings[0]
         tokens = list(_WORD.finditer(primary))
-        alts = self._aligned(primary, tokens, readings[1:])
-        fixed = len(line_words(label)) if label and primary.startswith(label) else 0
+        alts = self._aligned(primary, tokens, readings[1:] if "other" in self.steps else [])
+        fixed = len(line_words(label)) if label and "label" in self.steps and primary.startswith(label) else 0
         options = [
             [Variant((fold(t.group()),), t.group(), 0.0)]
             if i < fixed
@@ -163,9 +171,10 @@ class Corrector:
                 add(alt, " ".join(alt), 0.6 + 0.3 * (not all(map(self.known, alt))))
         if word == "l":  # "I" read as "l"
             add(("i",), "I", 0.2)
+        steps = self.steps
         if len(word) > 1 and not word.isdigit():
             # a known word is rarely a misread: respell it only where another reading disagrees
-            if not known or disputed:
+            if (not known or disputed) and "dictionary" in steps:
                 from symspellpy import Verbosity
 
                 penalty = 0.8 if known else 0.0
@@ -173,22 +182,25 @@ class Corrector:
                     if s.distance:
                         ws = tuple(line_words(s.term))
                         add(ws, s.term, 0.6 * s.distance + 0.05 * rank + penalty - 0.4 * (ws in agreed))
+            if not known or disputed:
+                penalty = 0.8 if known else 0.0
                 for folded, written in self.lexicon.items():
                     d = Levenshtein.distance(word, folded, score_cutoff=2)
                     if 0 < d <= 2:
                         cost = 0.5 * d + penalty - 0.4 * ((folded,) in agreed)
                         add((folded,), written, cost, keep_case=True)
             # a lost apostrophe: "Tm" → "I'm", "ve" → "I've", "its" → "it's"
-            for stripped, contraction in _contractions().items():
+            for stripped, contraction in _contractions().items() if "apostrophes" in steps else ():
                 d = 0 if stripped == word else Levenshtein.distance(word, stripped, score_cutoff=1)
                 if d <= 1 and abs(len(stripped) - len(word)) <= 1 and (d == 0 or not known or disputed):
                     add(tuple(line_words(contraction)), contraction, 0.3 + 0.3 * d + 0.2 * known)
             # punctuation read as a letter: "thanks!" → "thankst", "[shares" → "eshares"
-            if word[-1] in "tlsi" and self.known(word[:-1]):
+            punctuation = "punctuation" in steps
+            if punctuation and word[-1] in "tlsi" and self.known(word[:-1]):
                 add((word[:-1],), word[:-1], 0.3 + 0.4 * known)
-            if word[0] in "elci" and self.known(word[1:]):
+            if punctuation and word[0] in "elci" and self.known(word[1:]):
                 add((word[1:],), word[1:], 0.4 + 0.4 * known)
-            if not known and len(word) > 3:
+            if not known and len(word) > 3 and "splits" in steps:
                 split = speller().word_segmentation(word).corrected_string
                 parts = tuple(line_words(split))
                 if len(parts) > 1:

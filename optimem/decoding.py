@@ -9,6 +9,7 @@ queue in the database instead of a thread (see `optimem.store.pgqueue`).
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -215,7 +216,9 @@ class Decoder:
         results = backend.decode_many(inputs)
         for page, page_in, aid, result in zip(todo, inputs, aids, results, strict=True):
             text, lines = result.text, result.lines
-            checked = pr.proofread(page_in, result, aid)
+            checked = pr.proofread(
+                page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
+            )
             if checked is not None:
                 lines = checked.lines
                 text = "\n".join(lines)

@@ -3,20 +3,20 @@
 A page keeps two reading aids in its side channel: a 3-byte check of each line's words
 (`optimem.linecheck`) and its rare words (`optimem.lexicon`); the memory also knows each
 turn's speaker label without OCR. After any backend has read a page line by line, every line
-that fails its check is corrected (`optimem.correction.Corrector`) from the backend's reading
-and the other readings it offers (`Decoded.extra["alternates"]`). A line whose correction
+that fails its check is corrected (`optimem.correction.Corrector`) from the backend's reading,
+and where that fails, from the other readings the backend offers (`Backend.alternates`). A line whose correction
 passes the check is exact in its words; one that does not keeps the cheapest correction
 (prose only, and only when the lexicon holds every rare word of the page) or its reading.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import lexicon, linecheck
 from .backends import Backend, Decoded, PageInput
-from .correction import Corrector
+from .correction import SEARCH_LIMIT, STEPS, Corrector
 from .layout import is_cjk
 from .verbatim import VerbatimItem
 
@@ -77,22 +77,49 @@ class Proofread:
     verified: int
 
 
-def proofread(page: PageInput, decoded: Decoded, aids: ReadingAids) -> Proofread | None:
-    """`decoded` with its misread lines corrected; None when the page has no checks to use."""
+#: Asked for other readings of lines proofreading could not make pass: (indices, their
+#: readings) → other readings by index (`Backend.alternates`).
+Reread = Callable[[list[int], list[str]], Mapping[int, Sequence[str]]]
+
+
+def proofread(
+    page: PageInput,
+    decoded: Decoded,
+    aids: ReadingAids,
+    *,
+    reread: Reread | None = None,
+    steps: Collection[str] = STEPS,
+    limit: int = SEARCH_LIMIT,
+) -> Proofread | None:
+    """`decoded` with its misread lines corrected; None when the page has no checks to use.
+
+    Each line that fails its check is corrected from its own reading first; only the lines
+    that still fail are read again (`reread`, e.g. the other engine) and corrected from both
+    readings, so the slower second reading runs on few lines. `steps` and `limit` are the
+    corrector's (`optimem.correction`); leaving steps out measures what each adds
+    (benchmarks/proofread.py).
+    """
     lines = decoded.lines
     if lines is None or not aids.checks or len(aids.checks) != len(lines) or len(page.lines) != len(lines):
         return None
-    alternates: Mapping[int, Sequence[str]] = decoded.extra.get("alternates") or {}
-    corrector = Corrector(aids.lexicon)
-    out: list[str] = []
-    n_verified = 0
-    for i, (line, box, check) in enumerate(zip(lines, page.lines, aids.checks, strict=True)):
-        if linecheck.verified(line, check):
-            out.append(line)
-            n_verified += 1
-            continue
-        prose = box.kind == "text" and not is_cjk(line)
-        fix = corrector.correct([line, *alternates.get(i, ())], check, label=aids.labels.get(i), prose=prose)
-        n_verified += fix.verified
-        out.append(fix.text if fix.verified or (prose and aids.complete_lexicon) else line)
-    return Proofread(tuple(out), len(lines), n_verified)
+    corrector = Corrector(aids.lexicon, steps=steps, limit=limit)
+    out = list(lines)
+    exact = [linecheck.verified(line, check) for line, check in zip(lines, aids.checks, strict=True)]
+    prose = [box.kind == "text" and not is_cjk(line) for box, line in zip(page.lines, lines, strict=True)]
+
+    def correct(i: int, readings: Sequence[str]) -> None:
+        fix = corrector.correct(readings, aids.checks[i], label=aids.labels.get(i), prose=prose[i])
+        exact[i] = fix.verified
+        if fix.verified or (prose[i] and aids.complete_lexicon):
+            out[i] = fix.text
+
+    for i in range(len(lines)):
+        if not exact[i]:
+            correct(i, [lines[i]])
+    pending = [i for i in range(len(lines)) if not exact[i]]
+    if pending and reread is not None:
+        others = reread(pending, [lines[i] for i in pending])
+        for i in pending:
+            if others.get(i):
+                correct(i, [lines[i], *others[i]])
+    return Proofread(tuple(out), len(lines), sum(exact))

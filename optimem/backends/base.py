@@ -83,6 +83,13 @@ class Backend:
         """Identifies the model and settings whose outputs are interchangeable."""
         return self.name
 
+    def alternates(
+        self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
+    ) -> dict[int, list[str]]:
+        """Other readings of some lines of `page` (first read as `readings`), for proofreading:
+        a backend with a second engine reads them again. Default: none."""
+        return {}
+
     @classmethod
     def positions(cls, mode: Mode) -> int:
         """Decoder positions a page at `mode` costs the model this backend stands for.

@@ -9,20 +9,18 @@ Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to ra
 reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
 against 89% with tesseract (default chat, measured here).
 
-Misread lines are caught from the page's line checks where it keeps them (a digest of each
-line's words, `optimem.linecheck`: a reading that does not match was misread), else from the
-layout: a page knows how many characters each of its lines holds (`LineBox.start`/`end`,
-never the text), so a reading two or more characters shorter or longer than that (a dropped
-"a", "to the" read as "tote") is misread. A misread line is re-read by the other engine; a
-reading that passes the check wins, else the one whose length fits better, and the other
-readings go back in `Decoded.extra["alternates"]` for the word-level corrector.
+Misread lines are caught from the layout: a page knows how many characters each of its lines
+holds (`LineBox.start`/`end`, never the text), so a reading two or more characters shorter
+or longer than that (a dropped "a", "to the" read as "tote") is re-read by the other engine
+and the reading whose length fits better is kept. A page that keeps line checks knows its
+misread lines exactly: it is read once, proofread (`optimem.proofread`), and only the lines
+proofreading cannot make pass are re-read, through `alternates`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from ..linecheck import verified
 from . import _lines
 from .base import Backend, Capabilities, Decoded, PageInput
 
@@ -41,6 +39,7 @@ class CpuBackend(Backend):
         blur_px: float = 7.5,
         recheck: bool = True,
         code_to_cjk: bool = True,
+        sharp_reread: str = "unverified",
     ) -> None:
         """Args:
         latin: reads sharp Latin lines (default tesseract).
@@ -50,7 +49,12 @@ class CpuBackend(Backend):
             the other engine, keeping the reading that fits better.
         code_to_cjk: read fenced code lines with `cjk` (rapidocr reads brackets and operators
             better: benchmarks/code_recall.py).
+        sharp_reread: on pages with line checks, which lines of a sharp page proofreading may
+            have rapidocr read again: "unverified" (every line proofreading could not make
+            pass) or "misfit" (only those whose length is also off: faster, fewer exact lines).
         """
+        if sharp_reread not in ("unverified", "misfit"):
+            raise ValueError(f"sharp_reread must be 'unverified' or 'misfit', got {sharp_reread!r}")
         from .rapidocr import RapidOCRBackend
         from .tesseract import TesseractBackend
 
@@ -59,24 +63,23 @@ class CpuBackend(Backend):
         self.blur_px = blur_px
         self.recheck = recheck
         self.code_to_cjk = code_to_cjk
+        self.sharp_reread = sharp_reread
 
     def fingerprint(self) -> str:
         check = (";recheck" if self.recheck else "") + (";code=cjk" if self.code_to_cjk else "")
+        check += "" if self.sharp_reread == "unverified" else f";sharp_reread={self.sharp_reread}"
         return (
             f"cpu[latin={self.latin.fingerprint()};cjk={self.cjk.fingerprint()};blur<{self.blur_px}{check}]"
         )
 
     def decode(self, page: PageInput) -> Decoded:
+        if page.checks:  # proofreading asks for other readings of the lines it cannot fix
+            return self._first_reading(page)
         if page.font_px < self.blur_px:
             return self._checked(page, self.cjk.decode(page), self.latin, merge=True)
         if not page.lines:
             return self._renamed(self.latin.decode(page))
-        cjk_idx = [
-            i
-            for i, box in enumerate(page.lines)
-            if (page.has_cjk and _lines.line_em(box, page.font_px)[1])
-            or (self.code_to_cjk and box.kind == "code")
-        ]
+        cjk_idx = self._cjk_lines(page)
         if not cjk_idx:
             return self._checked(page, self.latin.decode(page), self.cjk)
         latin_idx = [i for i in range(len(page.lines)) if i not in set(cjk_idx)]
@@ -95,6 +98,63 @@ class CpuBackend(Backend):
         confidence = sum(c * n for c, n in confidences) / sum(n for _, n in confidences)
         decoded = Decoded("\n".join(texts), confidence, self.name, seconds, tuple(texts))
         return self._checked(page, decoded, self.cjk, skip=set(cjk_idx))
+
+    def _first_reading(self, page: PageInput) -> Decoded:
+        """Each line read once by the engine that reads it best, indentation put back."""
+        if page.font_px < self.blur_px:
+            return self._indented(page, self.cjk.decode(page))
+        if not page.lines:
+            return self._renamed(self.latin.decode(page))
+        cjk_idx = set(self._cjk_lines(page))
+        texts: list[str] = [""] * len(page.lines)
+        seconds, weighted = 0.0, 0.0
+        for backend, idx in (
+            (self.cjk, sorted(cjk_idx)),
+            (self.latin, [i for i in range(len(page.lines)) if i not in cjk_idx]),
+        ):
+            if not idx:
+                continue
+            part = backend.decode(_subset(page, idx))
+            for i, text in zip(idx, part.lines or ("",) * len(idx), strict=True):
+                texts[i] = text
+            weighted += part.confidence * len(idx)
+            seconds += part.seconds
+        decoded = Decoded("\n".join(texts), weighted / len(page.lines), self.name, seconds, tuple(texts))
+        return self._indented(page, decoded)
+
+    def _cjk_lines(self, page: PageInput) -> list[int]:
+        """Lines for the CJK engine: CJK lines (from geometry) and fenced code lines."""
+        return [
+            i
+            for i, box in enumerate(page.lines)
+            if (page.has_cjk and _lines.line_em(box, page.font_px)[1])
+            or (self.code_to_cjk and box.kind == "code")
+        ]
+
+    def alternates(
+        self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
+    ) -> dict[int, list[str]]:
+        """The other engine's reading of these Latin lines (on a blurred page, also rapidocr's
+        letters with the word gaps of both readings): what proofreading tries next. On a sharp
+        page read by tesseract, `sharp_reread="misfit"` sends only lines whose length is off to
+        rapidocr (the slower engine): faster, fewer lines exact."""
+        blurred = page.font_px < self.blur_px
+        skip = set() if blurred else set(self._cjk_lines(page))
+        idx = [i for i in lines if i not in skip and not _lines.line_em(page.lines[i], page.font_px)[1]]
+        if not blurred and self.sharp_reread == "misfit":  # rapidocr is the slower engine
+            bounds = _lines.expected_chars(page.lines)
+            first_read = dict(zip(lines, readings, strict=True))
+            idx = [i for i in idx if _lines.misfit(first_read[i], bounds[i]) >= 2]
+        if not idx:
+            return {}
+        other = self.latin if blurred else self.cjk
+        again = self._indented(_subset(page, idx), other.decode(_subset(page, idx)))
+        first = dict(zip(lines, readings, strict=True))
+        out: dict[int, list[str]] = {}
+        for i, text in zip(idx, again.lines or ("",) * len(idx), strict=True):
+            found = [_lines.merge_spaces(first[i], text), text] if blurred else [text]
+            out[i] = [t for t in dict.fromkeys(found) if t and t != first[i]]
+        return out
 
     def _checked(
         self,
@@ -118,46 +178,31 @@ class CpuBackend(Backend):
         if not self.recheck:
             return decoded
         bounds = _lines.expected_chars(page.lines)
-        checks = page.checks if len(page.checks) == len(page.lines) else None
-
-        def misread(i: int, text: str) -> bool:
-            if checks is not None:
-                return not verified(text, checks[i])
-            return _lines.misfit(text, bounds[i]) >= 2
-
         misfit = [
             i
             for i, (text, box) in enumerate(zip(read, page.lines, strict=True))
-            if misread(i, text) and not _lines.line_em(box, page.font_px)[1] and i not in skip
+            if _lines.misfit(text, bounds[i]) >= 2
+            and not _lines.line_em(box, page.font_px)[1]
+            and i not in skip
         ]
         if not misfit:
             return self._renamed(decoded)
         again = other.decode(_subset(page, misfit))
         texts = list(read)
         kept = 0
-        alternates: dict[int, list[str]] = {}
         again = self._indented(_subset(page, misfit), again)
-        for i, other_text in zip(misfit, again.lines or ("",) * len(misfit), strict=True):
-            text = other_text
+        for i, text in zip(misfit, again.lines or ("",) * len(misfit), strict=True):
             if merge:
-                text = _lines.merge_spaces(texts[i], other_text)
+                text = _lines.merge_spaces(texts[i], text)
                 better = text != texts[i] and _lines.misfit(text, bounds[i]) <= _lines.misfit(
                     texts[i], bounds[i]
                 )
             else:
                 better = _lines.misfit(text, bounds[i]) < _lines.misfit(texts[i], bounds[i])
-            if checks is not None and (verified(text, checks[i]) or verified(other_text, checks[i])):
-                better, text = True, text if verified(text, checks[i]) else other_text
-            readings = [texts[i], text, other_text]
             if better:
                 texts[i] = text
                 kept += 1
-            alternates[i] = [r for r in dict.fromkeys(readings) if r and r != texts[i]]
-        extra = dict(decoded.extra) | {
-            "rechecked_lines": len(misfit),
-            "replaced_lines": kept,
-            "alternates": alternates,
-        }
+        extra = dict(decoded.extra) | {"rechecked_lines": len(misfit), "replaced_lines": kept}
         seconds = decoded.seconds + again.seconds
         return Decoded("\n".join(texts), decoded.confidence, self.name, seconds, tuple(texts), extra)
 
