@@ -9,6 +9,7 @@ tokens ÷ target, once per variant:
 - ``plain``: `BudgetPolicy`, pages age in age order (the default);
 - ``salient``: `BudgetPolicy(salience=True)`, small talk ages before pages dense in names,
   numbers and identifiers, within a window of 4 pages;
+- ``salient8``: the same with a window of 8 pages;
 - ``rehearse``: plain age order, with `OpticalMemory(rehearse=True)`;
 - ``salient+rehearse``: both.
 
@@ -42,7 +43,7 @@ from optimem.bench.strict import eligible, score_run
 from optimem.modes import BudgetPolicy
 from optimem.tokens import DEFAULT_ENCODING, count_tokens
 
-VARIANTS = ("plain", "salient", "rehearse", "salient+rehearse")
+VARIANTS = ("plain", "salient", "salient8", "rehearse", "salient+rehearse")
 
 
 def session_of(turn_id: str) -> str:
@@ -53,10 +54,11 @@ def session_of(turn_id: str) -> str:
 def replay(chat: Chat, variant: str, budget: int, cfg: BenchConfig, backend, db: Path) -> tuple[Replay, dict]:
     """Replay `chat` under `variant`; returns the replay and what the simulated agent did."""
     salient, rehearse = "salient" in variant, "rehearse" in variant
+    window = 8 if "salient8" in variant else 4
     mem = OpticalMemory(
         db,
         backend=backend,
-        policy=BudgetPolicy(max_tokens=budget, salience=salient),
+        policy=BudgetPolicy(max_tokens=budget, salience=salient, window=window),
         creation_mode=cfg.creation_mode,
         keep_recent_turns=cfg.keep_recent_turns,
         decode="lazy",
@@ -221,7 +223,11 @@ def main() -> None:
     parser.add_argument(
         "--targets", default="10", help="savings targets, comma list (budget = text ÷ target)"
     )
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants",
+        default="plain,salient,rehearse,salient+rehearse",
+        help=f"comma list of {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--backend", default="cpu", help="OCR backend that reads pages back")
     parser.add_argument("--out", type=Path, help="write JSON here")
     parser.add_argument("--limit-turns", type=int, help="replay only the first N turns (smoke runs)")

@@ -263,8 +263,8 @@ class BudgetPolicy(AgingPolicy):
 
     With `salience`, small talk is forgotten before names, numbers and identifiers: among
     the sharpest pages, the victim is the least salient of those within `window` pages of
-    the least recently used one in use order (ties and differences under `margin` go to the
-    older page). Recency still dominates, by construction: only pages at the sharpest rung
+    the least recently used one in use order (ties, and differences under `margin` of the
+    older page's salience, go to the older page). Recency still dominates, by construction: only pages at the sharpest rung
     are ever aged, so a page passed over is at most one rung sharper than newer pages, and it
     is passed over only in favour of its `window - 1` successors in use order; once they are
     a rung down it is the next victim, whatever its salience.
@@ -277,14 +277,17 @@ class BudgetPolicy(AgingPolicy):
     window: int = 4
     """How many pages, in use order from the least recently used sharpest one, may be
     weighed against each other by salience (1 = plain age order)."""
-    margin: float = 0.02
-    """A newer page is aged first only if its salience is at least this much lower."""
+    margin: float = 0.2
+    """A newer page is aged first only if its salience is at least this share lower than
+    the older page's (0.2: at most 80% of it)."""
 
     def __post_init__(self) -> None:
         if self.max_tokens <= 0:
             raise InputError(f"max_tokens must be positive, got {self.max_tokens}")
         if self.window < 1:
             raise InputError(f"the salience window must be at least 1 page, got {self.window}")
+        if not 0 <= self.margin < 1:
+            raise InputError(f"the salience margin is a share in [0, 1), got {self.margin}")
 
     @property
     def budget(self) -> int:  # type: ignore[override]
@@ -331,7 +334,7 @@ class BudgetPolicy(AgingPolicy):
                 reach = position[victim.page_id] + self.window
                 near = [c for c in candidates if position[c[0].page_id] < reach]
                 least = min(near, key=lambda c: c[0].salience)  # the first (older) among equals
-                if least[0].salience + self.margin <= victim.salience:
+                if least[0].salience <= (1 - self.margin) * victim.salience and least[0] is not victim:
                     victim, lower = least
             total += victim.cost_at(lower, cost) - victim.cost_at(modes[victim.page_id], cost)
             modes[victim.page_id] = lower

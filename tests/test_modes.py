@@ -172,11 +172,13 @@ def test_salient_policy_keeps_no_page_more_than_one_rung_sharper_than_a_newer_on
 
 
 def test_salient_policy_needs_a_clear_difference():
-    pages = _salient_pages([0.05, 0.04, 0.0])
-    policy = BudgetPolicy(max_tokens=3 * 111 - 38, salience=True, window=2, margin=0.02)
-    assert _aged(policy.plan(pages, 0, NOW)) == [0]  # 0.01 apart: age order decides
-    pages = _salient_pages([0.05, 0.01, 0.0])
-    assert _aged(policy.plan(pages, 0, NOW)) == [1]
+    pages = _salient_pages([0.05, 0.045, 0.0])
+    policy = BudgetPolicy(max_tokens=3 * 111 - 38, salience=True, window=2, margin=0.2)
+    assert _aged(policy.plan(pages, 0, NOW)) == [0]  # 10% less salient: age order decides
+    pages = _salient_pages([0.05, 0.039, 0.0])
+    assert _aged(policy.plan(pages, 0, NOW)) == [1]  # over 20% less: small talk goes first
+    with pytest.raises(InputError):
+        BudgetPolicy(margin=1.0)
 
 
 def test_plain_policy_ignores_salience_and_window_one_is_plain_order():
