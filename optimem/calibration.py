@@ -2,7 +2,8 @@
 
 `scripts/calibrate.py` renders full pages at several font sizes, decodes them with each
 backend, and writes `optimem/data/calibration.json`: the densest font at which that
-backend still reads ≥97% of the page at the page's creation mode. Backends without a
+backend still reads ≥97% of the page at the page's creation mode, and for code (monospace
+text kept as typed) the densest at which it recalls ≥95% of code words with indentation. Backends without a
 measured entry (DeepSeek-OCR has no weights here) use the default backend's figures.
 """
 
@@ -27,6 +28,8 @@ class Density:
     cjk_font_px: int
     source: str
     """Where the numbers come from: 'calibration.json:<backend>' or 'fallback'."""
+    code_font_px: int | None = None
+    """Size of monospace lines (code, tool output); None: the Latin size (not calibrated)."""
 
 
 @cache
@@ -47,10 +50,15 @@ def density(backend: str, mode: Mode, *, fallback_backend: str = "cpu") -> Densi
         if entry and "latin" in entry:
             latin = entry["latin"]["font_px"]
             cjk = entry.get("cjk", {}).get("font_px", max(latin, _FALLBACK["cjk"]))
-            return Density(int(latin), int(cjk), f"calibration.json:{name}")
+            code = entry.get("code", {}).get("font_px")
+            return Density(
+                int(latin), int(cjk), f"calibration.json:{name}", int(code) if code is not None else None
+            )
     return Density(_FALLBACK["latin"], _FALLBACK["cjk"], "fallback")
 
 
 def render_options(backend: str, mode: Mode) -> RenderOptions:
     d = density(backend, mode)
-    return RenderOptions(canvas=mode.canvas, font_px=d.font_px, cjk_font_px=d.cjk_font_px)
+    return RenderOptions(
+        canvas=mode.canvas, font_px=d.font_px, cjk_font_px=d.cjk_font_px, code_font_px=d.code_font_px
+    )

@@ -108,15 +108,28 @@ class Corrector:
         if not readings:
             return LineFix("", False)
         if label and "label" in self.steps:  # the label is known: put it in place of what was read
-            readings = [r2 for r in readings for r2 in dict.fromkeys((_with_label(r, label), r))]
+            readings = list(dict.fromkeys(_with_label(r, label) for r in readings))
         for reading in readings:
             if digest_words(line_words(reading)) == check:
                 return LineFix(reading, True)
         if not prose:
             return LineFix(readings[0], False)
-        primary = readings[0]
+        best: LineFix | None = None
+        tried = 0
+        # each reading leads once (a word one engine dropped is only in the other's reading)
+        for k, primary in enumerate(readings[:3]):
+            fix = self._search_from(primary, readings[:k] + readings[k + 1 :], check, label)
+            tried += fix.tried
+            if fix.verified:
+                return LineFix(fix.text, True, tried)
+            best = best or fix
+        assert best is not None
+        return LineFix(best.text, False, tried)
+
+    def _search_from(self, primary: str, others: Sequence[str], check: bytes, label: str | None) -> LineFix:
+        """Combinations of `primary`'s word variants, cheapest first, until one passes `check`."""
         tokens = list(_WORD.finditer(primary))
-        alts = self._aligned(primary, tokens, readings[1:] if "other" in self.steps else [])
+        alts = self._aligned(primary, tokens, others if "other" in self.steps else [])
         fixed = len(line_words(label)) if label and "label" in self.steps and primary.startswith(label) else 0
         options = [
             [Variant((fold(t.group()),), t.group(), 0.0)]

@@ -158,7 +158,12 @@ class Decoder:
         _, layout, _, _ = self.store.page_blobs(page.id)
         if labels is None:
             labels = self.turn_labels(page.session_id)
-        by_line = {i: labels[b.turn_id] for i, b in enumerate(layout) if b.start == 0 and b.turn_id in labels}
+        by_line = {
+            i: labels[b.turn_id]
+            for i, b in enumerate(layout)
+            # a turn's first row only: output kept as typed starts on the row after its label
+            if b.start == 0 and b.turn_id in labels and (i == 0 or layout[i - 1].turn_id != b.turn_id)
+        }
         return pr.ReadingAids.from_rows(rows, by_line)
 
     def turn_labels(self, session_id: str) -> dict[int, str]:

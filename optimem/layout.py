@@ -14,6 +14,19 @@ CJK_CHAR = re.compile(
     r"\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
 )
 PLACEHOLDER = re.compile(r"<U\+([0-9A-F]{4,6})>")
+TAB = 8
+"""Columns between tab stops on monospace lines (tool output, code, lines with tabs)."""
+
+
+def tab_stop(column: int) -> int:
+    """The column a tab at `column` advances to: the next stop at least two columns on.
+
+    A terminal's tab may advance a single column, and then a tab and a space look alike on
+    the page; two columns at least keep every tab a gap that no single space makes, so a
+    decoder can tell them apart from the ink alone.
+    """
+    stop = (column // TAB + 1) * TAB
+    return stop + TAB if stop - column < 2 else stop
 
 
 def placeholder(ch: str) -> str:
@@ -54,7 +67,14 @@ class LineBox:
     end: int
     """Offset in the turn's content just past the last character on this line."""
     kind: str = "text"
-    """'text', or 'code' for monospace lines inside a fence."""
+    """'text', or 'code' for monospace lines kept as typed: fenced code, tool output, lines
+    with tabs (one source line per row, wrapped only when wider than the page)."""
+    tabs: bool = False
+    """The line's tabs were expanded to tab stops (`tab_stop`): a gap of two or more columns
+    that ends on a stop is tabs, not spaces. Set by the typesetter; never the text itself."""
+    em: float = 0.0
+    """Pixels per em of this line's font on this canvas when it has its own size (code
+    lines); 0 means the page's font size."""
 
     def scaled(self, factor: float) -> LineBox:
         """This box on a canvas `factor` times the size (aging resizes pages)."""
@@ -68,6 +88,8 @@ class LineBox:
             self.start,
             self.end,
             self.kind,
+            self.tabs,
+            self.em * factor,
         )
 
     def to_json(self) -> list:
@@ -81,11 +103,36 @@ class LineBox:
             self.start,
             self.end,
             self.kind,
+            self.tabs,
+            self.em,
         ]
 
     @classmethod
     def from_json(cls, row: Sequence) -> LineBox:
+        """A box from `to_json`'s row; rows stored before `tabs` and `em` existed load too."""
         return cls(*row)
+
+
+def turn_texts(rows: Sequence[tuple[LineBox, str]]) -> dict[int, str]:
+    """Each turn's text from its rows as read, in page order.
+
+    Rows join with a line break, except monospace rows, which keep the source's own breaks:
+    the typesetter carries every character of a preformatted line onto its rows, so a row
+    that starts where the previous one ended continues it (a wrap, joined with nothing) and
+    a row that starts n characters on follows n line breaks (blank lines come back).
+    """
+    out: dict[int, str] = {}
+    last: dict[int, LineBox] = {}
+    for box, read in rows:
+        prev = last.get(box.turn_id)
+        if prev is None:
+            out[box.turn_id] = read
+        elif box.kind == prev.kind == "code" and box.start >= prev.end:
+            out[box.turn_id] += "\n" * (box.start - prev.end) + read
+        else:
+            out[box.turn_id] = (out[box.turn_id] + "\n" + read).lstrip("\n")
+        last[box.turn_id] = box
+    return out
 
 
 @dataclass(frozen=True)

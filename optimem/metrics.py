@@ -28,3 +28,26 @@ def fidelity(recalled: str, source: str) -> float:
     if not src:
         return 1.0 if not out else 0.0
     return max(0.0, 1.0 - edit_distance(out, src) / len(src))
+
+
+def code_word_recall(pairs: list[tuple[str, str]]) -> float:
+    """Share of the words of source lines recalled on lines whose indentation is exact.
+
+    `pairs` are (source line, recalled line). Words are whitespace-separated tokens, counted
+    with multiplicity; a line whose leading whitespace differs recalls none of its words, so
+    the figure is "word recall with indentation". 1.0 when the sources hold no words.
+    """
+    words = found = 0
+    for src, got in pairs:
+        want = src.split()
+        words += len(want)
+        if src[: len(src) - len(src.lstrip())] != got[: len(got) - len(got.lstrip())]:
+            continue
+        have: dict[str, int] = {}
+        for w in got.split():
+            have[w] = have.get(w, 0) + 1
+        for w in want:
+            if have.get(w, 0) > 0:
+                have[w] -= 1
+                found += 1
+    return found / words if words else 1.0

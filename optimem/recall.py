@@ -15,6 +15,7 @@ from rapidfuzz import fuzz
 from . import linecheck
 from .decoding import Decoder
 from .errors import BackendError, InputError
+from .layout import turn_texts
 from .records import Hits, Page, Recall, RecallHit
 from .store import Store
 from .verbatim import AID_KINDS, repair
@@ -58,8 +59,7 @@ def recall_page(
     if record.lines is not None:
         _, layout, _, _ = store.page_blobs(page.id)
         if len(layout) == len(record.lines):
-            for line, read in zip(layout, record.lines, strict=True):
-                turns[line.turn_id] = (turns.get(line.turn_id, "") + "\n" + read).lstrip("\n")
+            turns = turn_texts(list(zip(layout, record.lines, strict=True)))
             turns = {tid: repair(t, [v for v in items if v.turn_id == tid]) for tid, t in turns.items()}
     return Recall(
         page_id=page.id,

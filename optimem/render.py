@@ -17,13 +17,14 @@ from PIL import Image, ImageDraw
 
 from . import fonts
 from .errors import InputError, RenderError
-from .layout import CJK_CHAR, LineBox, Span, placeholder
+from .layout import CJK_CHAR, LineBox, Span, placeholder, tab_stop
 from .modes import Mode
 
 # Emoji and pictographs: fonts may draw them, but no OCR reads them back, so they get a
 # placeholder that does survive the round trip.
 _EMOJI = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\U0001f000-\U0001faff]")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")  # a markdown table row keeps its shape
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class RenderOptions:
     font_px: int = 10
     cjk_font_px: int | None = None
     """Size for lines holding CJK (CJK needs more pixels per glyph); defaults to font_px."""
+    code_font_px: int | None = None
+    """Size for monospace lines (code, tool output, lines with tabs: OCR misreads brackets
+    and operators at prose sizes); defaults to font_px."""
     margin_px: int | None = None
     line_spacing: float = 1.2
     cjk_line_spacing: float = 1.45
@@ -60,6 +64,8 @@ class RenderOptions:
             raise InputError(f"font_px must be 4–{self.canvas // 4}, got {self.font_px}")
         if self.cjk_font_px is not None and not 4 <= self.cjk_font_px <= self.canvas // 4:
             raise InputError(f"cjk_font_px must be 4–{self.canvas // 4}, got {self.cjk_font_px}")
+        if self.code_font_px is not None and not 4 <= self.code_font_px <= self.canvas // 4:
+            raise InputError(f"code_font_px must be 4–{self.canvas // 4}, got {self.code_font_px}")
 
     @property
     def margin(self) -> int:
@@ -68,6 +74,10 @@ class RenderOptions:
     @property
     def cjk_px(self) -> int:
         return self.cjk_font_px or self.font_px
+
+    @property
+    def code_px(self) -> int:
+        return self.code_font_px or self.font_px
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ class _Line:
     runs: list[_Run] = field(default_factory=list)
     width: float = 0.0
     kind: str = "text"
+    tabs: bool = False
 
     @property
     def text(self) -> str:
@@ -123,6 +134,7 @@ class _Typesetter:
             self.paths["cjk"] = files.cjk
         self.sizes = {k: options.font_px for k in self.paths}
         self.sizes["cjk"] = options.cjk_px
+        self.sizes["mono"] = options.code_px
         self.charsets = {k: fonts.charset(p) for k, p in self.paths.items()}
         self._widths: dict[tuple[str, str], float] = {}
 
@@ -202,6 +214,29 @@ class _Typesetter:
             word.append(ch)
         yield from flush(offset + len(text))
 
+    def pre_runs(self, text: str, offset: int) -> tuple[list[_Run], bool]:
+        """Runs of one preformatted line in monospace, tabs expanded to tab stops.
+
+        Columns are counted in monospace advances from the line's start, so a tab lands on
+        the same stop whatever precedes it. Returns the runs and whether the line had tabs.
+        """
+        runs: list[_Run] = []
+        advance = self.width(" ", "mono")
+        width = 0.0
+        pos = offset
+        for i, piece in enumerate(text.split("\t")):
+            if i:
+                column = round(width / advance)
+                n = tab_stop(column) - column
+                runs.append(_Run(" " * n, "mono", pos, pos + 1, breakable_after=True))
+                width += n * advance
+                pos += 1
+            for run in self.runs(piece, pos, "mono"):
+                runs.append(run)
+                width += self.width(run.text, run.font)
+            pos += len(piece)
+        return runs, "\t" in text
+
 
 @lru_cache(maxsize=65536)
 def _word_bitmap(path, size: int, text: str) -> tuple[Image.Image, int, int] | None:
@@ -218,29 +253,34 @@ def _word_bitmap(path, size: int, text: str) -> tuple[Image.Image, int, int] | N
 # Paragraphs → lines
 
 
-def _paragraphs(content: str) -> Iterator[tuple[int, str, str]]:
-    """(offset, text, kind) for each line of the content; fenced code is 'code'."""
+def _paragraphs(content: str, pre: bool = False) -> Iterator[tuple[int, str, str]]:
+    """(offset, text, kind) for each line of the content; preformatted lines are 'code':
+    fenced code, lines holding a tab, markdown table rows, and every line when `pre` (a tool
+    turn's output)."""
     in_code = False
     offset = 0
     for raw in content.split("\n"):
-        kind = "code" if in_code or _FENCE.match(raw) else "text"
+        preformatted = pre or in_code or _FENCE.match(raw) or "\t" in raw or _TABLE_ROW.match(raw)
+        kind = "code" if preformatted else "text"
         if _FENCE.match(raw):
             in_code = not in_code
         yield offset, raw, kind
         offset += len(raw) + 1
 
 
-def _blocks(content: str, ts: _Typesetter) -> Iterator[tuple[list[_Run], str]]:
-    """Runs of each block to wrap: prose paragraphs flow together (a line break in chat text
-    costs a whole page row, and recall is scored on normalised whitespace), while each line
-    of fenced code keeps its own row in monospace."""
+def _blocks(content: str, ts: _Typesetter, pre: bool = False) -> Iterator[tuple[list[_Run], str, bool]]:
+    """Runs of each block to wrap, its kind, and whether it had tabs: prose paragraphs flow
+    together (a line break in chat text costs a whole page row, and recall is scored on
+    normalised whitespace), while each preformatted line (fenced code, tool output with
+    `pre`, a line with tabs) keeps its own row in monospace, tabs expanded to tab stops."""
     prose: list[_Run] = []
-    for offset, text, kind in _paragraphs(content):
+    for offset, text, kind in _paragraphs(content, pre):
         if kind == "code":
             if prose:
-                yield prose, "text"
+                yield prose, "text", False
                 prose = []
-            yield list(ts.runs(text, offset, "mono")), "code"
+            runs, tabs = ts.pre_runs(text, offset)
+            yield runs, "code", tabs
             continue
         runs = list(ts.runs(text, offset, "sans"))
         if not runs:
@@ -249,7 +289,7 @@ def _blocks(content: str, ts: _Typesetter) -> Iterator[tuple[list[_Run], str]]:
             prose.append(_Run(" ", "sans", offset - 1, offset, breakable_after=True))
         prose.extend(runs)
     if prose:
-        yield prose, "text"
+        yield prose, "text", False
 
 
 def _split_long(run: _Run, ts: _Typesetter, max_w: float) -> Iterator[_Run]:
@@ -269,9 +309,12 @@ def _split_long(run: _Run, ts: _Typesetter, max_w: float) -> Iterator[_Run]:
 
 
 def _wrap(
-    runs: Iterable[_Run], ts: _Typesetter, first_indent: float, max_w: float, kind: str
+    runs: Iterable[_Run], ts: _Typesetter, first_indent: float, max_w: float, kind: str, tabs: bool = False
 ) -> Iterator[_Line]:
-    line = _Line(width=first_indent, kind=kind)
+    """Lines of `runs`. Prose drops the space at a break; a preformatted line carries it to
+    the next row's start, where it reads as indentation and the characters stay contiguous
+    (a row that starts where the last one ended is a wrap, not a line break)."""
+    line = _Line(width=first_indent, kind=kind, tabs=tabs)
     pending: list[_Run] = []  # the current unbreakable group (a word and its trailing space)
     for run in runs:
         w = ts.width(run.text, run.font)
@@ -279,10 +322,10 @@ def _wrap(
         for piece in pieces:
             pw = ts.width(piece.text, piece.font)
             if line.width + pw > max_w and line.runs:
-                if piece.text == " ":
+                if piece.text == " " and kind != "code":
                     continue  # a space at a break is not drawn
                 yield line
-                line = _Line(kind=kind)
+                line = _Line(kind=kind, tabs=tabs)
             if not line.runs and piece.text == " " and kind != "code":
                 # keep offsets honest: an eaten leading space still belongs to this line
                 line.runs.append(_Run("", piece.font, piece.src_start, piece.src_end))
@@ -310,6 +353,7 @@ def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[Rendered
     canvas, margin = options.canvas, options.margin
     max_w = canvas - 2 * margin
     latin_h = max(options.font_px + 1, round(options.font_px * options.line_spacing))
+    code_h = max(options.code_px + 1, round(options.code_px * options.line_spacing))
     cjk_h = max(options.cjk_px + 1, round(options.cjk_px * options.cjk_line_spacing))
 
     pages: list[RenderedPage] = []
@@ -326,21 +370,32 @@ def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[Rendered
         label_run = _Run(turn.label, "bold", 0, 0)
         label_w = ts.width(turn.label, "bold")
         first = True
-        blocks = list(_blocks(turn.content, ts)) or [([_Run("", "sans", 0, 0)], "text")]
-        for runs, kind in blocks:
+        blocks = list(_blocks(turn.content, ts, pre=turn.role == "tool"))
+        blocks = blocks or [([_Run("", "sans", 0, 0)], "text", False)]
+        lines: list[_Line] = []
+        if blocks[0][1] == "code":
+            # text kept as typed starts on the row after the label, so that every monospace
+            # row's columns start at the margin (a decoder measures them from there)
+            lines.append(_Line([label_run], label_w))
+            first = False
+        for runs, kind, tabs in blocks:
             if not runs:
                 continue  # a blank line inside code
-            for line in _wrap(runs, ts, label_w if first else 0.0, max_w, kind):
-                if first:
-                    line.runs.insert(0, label_run)
-                    first = False
-                height = cjk_h if any(r.font == "cjk" for r in line.runs) else latin_h
-                if y + height > canvas - margin and placed:
-                    finish_page()
-                if height > canvas - 2 * margin:
-                    raise RenderError(f"a {height}px line cannot fit a {canvas}px page")
-                placed.append((line, turn.turn_id, height))
-                y += height
+            lines.extend(_wrap(runs, ts, label_w if first else 0.0, max_w, kind, tabs))
+            if first and lines:
+                lines[0].runs.insert(0, label_run)
+                first = False
+        for line in lines:
+            if any(r.font == "cjk" for r in line.runs):
+                height = cjk_h
+            else:
+                height = code_h if line.kind == "code" else latin_h
+            if y + height > canvas - margin and placed:
+                finish_page()
+            if height > canvas - 2 * margin:
+                raise RenderError(f"a {height}px line cannot fit a {canvas}px page")
+            placed.append((line, turn.turn_id, height))
+            y += height
     finish_page()
     return pages
 
@@ -374,6 +429,8 @@ def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: Render
                 start,
                 end,
                 line.kind,
+                line.tabs,
+                float(options.code_px) if line.kind == "code" else 0.0,
             )
         )
         if end > start or turn_id not in spans:

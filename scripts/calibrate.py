@@ -6,8 +6,14 @@ pages still read back at the target (with a margin) and up while they do not. Wr
 optimem/data/calibration.json (schema: optimem/calibration.py). Gundam has Large's 1280
 canvas, so it reuses Large's pages with Gundam's positions.
 
+The "code" script is monospace text kept as typed (scripts/data/code_calibration.json:
+code in eight languages, shell output with aligned columns and tabs, tables; written for
+this project), scored by word recall with indentation (`metrics.code_word_recall`) against
+--code-target, since one wrong character loses a whole token of code.
+
     python scripts/calibrate.py                       # both backends, every mode
     python scripts/calibrate.py --backend tesseract --modes tiny small
+    python scripts/calibrate.py --backend cpu --scripts code --merge
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
 from optimem.layout import is_cjk
-from optimem.metrics import fidelity
+from optimem.metrics import code_word_recall, fidelity
 from optimem.modes import Mode
 from optimem.render import RenderedPage, RenderOptions, TurnText, paginate
 from optimem.tokens import count_tokens
@@ -32,6 +38,7 @@ from optimem.tokens import count_tokens
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = ROOT / "optimem" / "data" / "default_chat.json"
 OUT = ROOT / "optimem" / "data" / "calibration.json"
+CODE = ROOT / "scripts" / "data" / "code_calibration.json"
 MODES = (Mode.LARGE, Mode.BASE, Mode.SMALL, Mode.TINY)
 # Where the search starts (DESIGN §5 and docs/cpu-backends.md): the expected answer.
 START = {
@@ -40,6 +47,7 @@ START = {
     ("rapidocr", "latin"): 8,
     ("rapidocr", "cjk"): 10,
 }
+CODE_START = 14  # benchmarks/code_recall.py: 8–12 px code reads 75–90% of its words
 MIN_PX, MAX_PX = 5, 24
 
 
@@ -51,30 +59,64 @@ def calibration_turns(path: Path = CHAT) -> dict[str, list[TurnText]]:
     paragraphs = [p for t in turns for p in t["content"].split("\n") if is_cjk(p)]
     roles = ("user", "assistant")
     cjk = [TurnText(i, roles[i % 2], p) for i, p in enumerate(paragraphs)]
-    return {"latin": latin, "cjk": cjk}
+    return {"latin": latin, "cjk": cjk, "code": code_turns()}
+
+
+def code_turns(path: Path = CODE) -> list[TurnText]:
+    """The code calibration corpus, one turn per snippet (tool output as tool turns)."""
+    snippets = json.loads(path.read_text(encoding="utf-8"))["snippets"]
+    return [TurnText(i, s.get("role", "assistant"), s["text"]) for i, s in enumerate(snippets)]
+
+
+def code_pairs(page: RenderedPage, lines, turns: list[TurnText]) -> list[tuple[str, str]]:
+    """(source line, reading) of each monospace row: the turn's own characters, tabs and all."""
+    content = {t.turn_id: t.content for t in turns}
+    return [
+        (content[box.turn_id][box.start : box.end], read)
+        for box, read in zip(page.lines, lines or ("",) * len(page.lines), strict=True)
+        if box.kind == "code"
+    ]
 
 
 def full_pages(turns: list[TurnText], options: RenderOptions, n: int) -> list[RenderedPage]:
     """`n` full pages (the last, partial page never counts), cycling the text if short."""
+    pool = full_pages_turns(turns, options, n)
+    return paginate(pool, options)[:n]
+
+
+def full_pages_turns(turns: list[TurnText], options: RenderOptions, n: int) -> list[TurnText]:
+    """The turns `full_pages` typesets: `turns`, cycled until they fill more than `n` pages."""
     pool = list(turns)
     while True:
         pages = paginate(pool, options)
         if len(pages) > n:
-            return pages[:n]
+            return pool
         # Cycle from a different starting turn so repeated pages are not identical.
         shift = len(pool) // 3 + 1
         extra = turns[shift % len(turns) :] + turns[: shift % len(turns)]
         pool += [TurnText(len(pool) + i, t.role, t.content) for i, t in enumerate(extra)]
 
 
-def evaluate(backend, mode: Mode, turns, px: int, n_pages: int, target: float, margin: float):
-    """Fidelity of up to `n_pages` pages at `px`; stops after the first page that fails."""
-    options = RenderOptions(canvas=mode.canvas, font_px=px, cjk_font_px=px)
-    pages = full_pages(turns, options, n_pages)
+def evaluate(
+    backend, mode: Mode, turns, px: int, n_pages: int, target: float, margin: float, script: str = "latin"
+):
+    """Fidelity (code: word recall with indentation) of up to `n_pages` pages at `px`; stops
+    after the first page that fails. Code is set at `px` beside prose at the start size."""
+    if script == "code":
+        latin = START.get((getattr(backend, "name", ""), "latin"), 8)
+        options = RenderOptions(canvas=mode.canvas, font_px=latin, code_font_px=px)
+    else:
+        options = RenderOptions(canvas=mode.canvas, font_px=px, cjk_font_px=px)
+    pool = full_pages_turns(turns, options, n_pages)
+    pages = paginate(pool, options)[:n_pages]
     fids, secs, chars, tokens = [], [], [], []
     for page in pages:
-        decoded = backend.decode(PageInput(page.image, mode, page.lines, float(px), page.has_cjk))
-        fids.append(fidelity(decoded.text, page.text))
+        inp = PageInput(page.image, mode, page.lines, float(options.font_px), page.has_cjk)
+        decoded = backend.decode(inp)
+        if script == "code":
+            fids.append(code_word_recall(code_pairs(page, decoded.lines, pool)))
+        else:
+            fids.append(fidelity(decoded.text, page.text))
         secs.append(decoded.seconds)
         chars.append(len(page.text))
         tokens.append(count_tokens(page.text))
@@ -99,8 +141,9 @@ def search(backend, name, mode, script, turns, args, log) -> dict:
 
     def run(px: int) -> bool:
         t0 = time.perf_counter()
-        margin = args.cjk_margin if script == "cjk" else args.margin
-        ok, rec = evaluate(backend, mode, turns, px, args.pages, args.target, margin)
+        margin = {"cjk": args.cjk_margin, "code": args.code_target}.get(script, args.margin)
+        target = args.code_target if script == "code" else args.target
+        ok, rec = evaluate(backend, mode, turns, px, args.pages, target, margin, script)
         tried[px] = rec
         log(
             f"{name:9} {mode.value:5} {script:5} {px:2d}px  fid {rec['fidelity']:.4f} "
@@ -110,9 +153,10 @@ def search(backend, name, mode, script, turns, args, log) -> dict:
         rec["pass"] = ok
         return ok
 
-    px = args.start.get((name, script), START.get((name, script), 10))
+    px = args.start.get((name, script), CODE_START if script == "code" else START.get((name, script), 10))
+    floor = args.code_min_px if script == "code" else MIN_PX
     if run(px):
-        while px > MIN_PX and run(px - 1):
+        while px > floor and run(px - 1):
             px -= 1
     else:
         while px < MAX_PX and not run(px + 1):
@@ -136,6 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.97,
         help="mean fidelity required of CJK pages (tesseract's Chinese model tops out near 97%%)",
+    )
+    parser.add_argument(
+        "--code-target",
+        type=float,
+        default=0.95,
+        help="word recall with indentation that code pages must reach (each page and mean)",
+    )
+    parser.add_argument(
+        "--code-min-px",
+        type=int,
+        default=8,
+        help="smallest code size tried: code is never set denser than the prose beside it (8 px)",
     )
     parser.add_argument("--pages", type=int, default=2, help="full pages per font size")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -161,18 +217,26 @@ def main(argv: list[str] | None = None) -> int:
         "backends": {},
     }
     if args.merge and args.out.exists():
-        result["backends"] = json.loads(args.out.read_text())["backends"]
+        # keep what was measured before (its header too); add or replace only what runs now
+        old = json.loads(args.out.read_text())
+        tag = "+".join(args.scripts)
+        result = old | {f"{tag}_generated_at": result["generated_at"], f"{tag}_machine": result["machine"]}
+    if "code" in args.scripts:
+        result["code_target"] = args.code_target
     for name in args.backend:
         backend = get_backend(name)
         t0 = time.perf_counter()
-        entry = {"fingerprint": backend.fingerprint(), "modes": {}}
+        old_modes = result["backends"].get(name, {}).get("modes", {}) if args.merge else {}
+        entry = {"fingerprint": backend.fingerprint(), "modes": {m: dict(v) for m, v in old_modes.items()}}
         for mode in modes:
             if mode is Mode.GUNDAM:
                 continue
-            entry["modes"][mode.value] = {
-                script: search(backend, name, mode, script, texts[script], args, log)
-                for script in args.scripts
-            }
+            entry["modes"].setdefault(mode.value, {}).update(
+                {
+                    script: search(backend, name, mode, script, texts[script], args, log)
+                    for script in args.scripts
+                }
+            )
         if Mode.LARGE.value in entry["modes"]:
             gundam = {}
             for script, rec in entry["modes"][Mode.LARGE.value].items():

@@ -64,6 +64,12 @@ SpeakerName = Annotated[str, AfterValidator(_speaker_name)]
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
 
 
+#: Holds a character that is not whitespace. JSON Schema's regex dialect (ECMA-262) counts
+#: fewer characters as whitespace than Python's str.isspace(), which the library's blank-turn
+#: check uses: the ASCII separators U+001C-U+001F and U+0085 are named so both agree.
+NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -95,7 +101,7 @@ class TurnIn(BaseModel):
     role: Role
     content: str = Field(
         description="The message text: not blank, at most 4,000,000 characters (the library's rules and messages).",
-        json_schema_extra={"minLength": 1, "maxLength": 4_000_000, "pattern": r"\S"},
+        json_schema_extra={"minLength": 1, "maxLength": 4_000_000, "pattern": NOT_BLANK},
     )
     name: SpeakerName | None = Field(
         default=None,
@@ -258,7 +264,7 @@ class RecallByQuery(BaseModel):
     )
 
     session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
-    query: str = Field(max_length=2000, json_schema_extra={"minLength": 1, "pattern": r"\S"})
+    query: str = Field(max_length=2000, json_schema_extra={"minLength": 1, "pattern": NOT_BLANK})
     limit: JsonInt = Field(default=5, ge=1, description="Hits to return (at most the service's limit).")
     wait: StrictBool = Field(
         default=False,

@@ -84,3 +84,40 @@ def test_a_line_that_cannot_be_made_to_pass_is_not_claimed(corrector):
     # code and CJK lines are checked but never respelled
     code = corrector.correct(["x = fooo(1)"], linecheck.digest("x = foo(1)"), prose=False)
     assert code == type(code)("x = fooo(1)", False)
+
+
+def _page(lines):
+    from PIL import Image
+
+    from optimem.backends.base import PageInput
+    from optimem.layout import LineBox
+    from optimem.modes import Mode
+
+    boxes = tuple(
+        LineBox(0, 10 * i, 100, 10 * i + 9, text, 1, 0 if i == 0 else 1, 2) for i, text in enumerate(lines)
+    )
+    return PageInput(Image.new("L", (8, 8)), Mode.TINY, boxes, 6.4)
+
+
+def test_proofread_rereads_only_the_lines_it_cannot_fix_alone():
+    from optimem.backends.base import Decoded
+    from optimem.proofread import proofread
+
+    truth = ["user: We drove to Zorblax.", "The weather was fine and we walked home.", "It was a long day."]
+    rows = side_channel_rows(truth, "\n".join(truth) + " filler words" * 40)
+    aids = ReadingAids.from_rows(rows, {0: "user:"})
+    # a dropped word cannot be put back from the reading alone: only that line is read again
+    read = ["usersWe drove to Zorblex.", "The weather was fine and we walked home.", "It long day."]
+    asked = []
+
+    def reread(idx, texts):
+        asked.append((idx, texts))
+        return {2: ["It wes a long dey."]}
+
+    page = _page(truth)
+    fixed = proofread(page, Decoded("\n".join(read), 0.5, "x", lines=tuple(read)), aids, reread=reread)
+    assert asked == [([2], ["It long day."])]  # line 0 was fixed alone, line 1 was right
+    assert fixed.verified == fixed.checked == 3
+    assert fixed.lines[0] == "user: We drove to Zorblax." and fixed.lines[2] == "It was a long day."
+    # without reading aids nothing is proofread
+    assert proofread(page, Decoded("", 0.5, "x", lines=tuple(read)), ReadingAids()) is None

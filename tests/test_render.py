@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from optimem import InputError, Mode
-from optimem.layout import LineBox, restore_placeholders
+from optimem.layout import LineBox, restore_placeholders, tab_stop, turn_texts
 from optimem.render import RenderOptions, TurnText, paginate, resize_to
 
 from .conftest import chat_turns
@@ -126,3 +126,65 @@ def test_the_project_brings_its_own_cjk_font(monkeypatch):
         assert files.sans.name == "DejaVuSans.ttf" and files.mono.name == "DejaVuSansMono.ttf"
     finally:
         fonts.font_files.cache_clear()
+
+
+SERVICES = "tcpmux\t\t1/tcp\t\t# TCP mux\ndiscard\t9/tcp\n\nftp\t21/tcp"
+
+
+def test_tab_stops_are_two_columns_at_least():
+    assert [tab_stop(c) for c in (0, 5, 6, 7, 8, 15, 16)] == [8, 8, 8, 16, 16, 24, 24]
+
+
+def test_tool_output_keeps_its_rows_tabs_and_own_size():
+    turns = [TurnText(1, "user", "ports?"), TurnText(2, "tool", SERVICES)]
+    (page,) = paginate(turns, RenderOptions(canvas=640, font_px=8, code_font_px=11))
+    label, *rows = [b for b in page.lines if b.turn_id == 2]
+    assert label.text == "tool: " and label.start == label.end == 0  # the label has its own row
+    assert [b.kind for b in rows] == ["code"] * 3 and all(b.tabs and b.em == 11.0 for b in rows)
+    assert [SERVICES[b.start : b.end] for b in rows] == [
+        "tcpmux\t\t1/tcp\t\t# TCP mux",
+        "discard\t9/tcp",
+        "ftp\t21/tcp",
+    ]
+    # tabs expanded to stops, a tab never narrower than two columns ("discard" ends at 7)
+    assert [b.text for b in rows] == [
+        "tcpmux" + " " * 10 + "1/tcp" + " " * 11 + "# TCP mux",
+        "discard" + " " * 9 + "9/tcp",
+        "ftp" + " " * 5 + "21/tcp",
+    ]
+    assert {b.y1 - b.y0 for b in rows} == {13} and page.lines[0].y1 - page.lines[0].y0 == 10
+    # the layout never holds more than the typesetter knows: tab stops and sizes, not text
+    assert LineBox.from_json(rows[0].to_json()) == rows[0]
+    old = LineBox.from_json(rows[0].to_json()[:9])  # rows stored before tabs and em existed
+    assert not old.tabs and old.em == 0.0
+    assert rows[0].scaled(0.8).em == pytest.approx(8.8)
+
+
+def test_preformatted_rows_give_back_line_breaks_and_wraps():
+    long_line = "\t".join(f"field{i:02d}" for i in range(20))
+    content = "```\nx = 1\n\n\n    y = [x] * 3\n" + long_line + "\n```"
+    tab_line = "prose with\ta tab stays on its own row"
+    (page,) = paginate(
+        [TurnText(1, "assistant", content), TurnText(2, "user", "see\n" + tab_line)],
+        RenderOptions(canvas=512, font_px=8, code_font_px=9),
+    )
+    rows = [b for b in page.lines if b.turn_id == 1 and b.kind == "code"]
+    assert len(rows) > len(content.split("\n")) - 2  # the long line wrapped
+    assert all(b.x1 <= 512 for b in page.lines)
+    # rows carry every character (a space at a wrap starts the next row), so recall can join
+    # wrapped rows with nothing and put back the blank lines from the offsets alone
+    texts = turn_texts([(b, content[b.start : b.end]) for b in rows])
+    assert texts[1] == content
+    mixed = [b for b in page.lines if b.turn_id == 2]
+    assert [b.kind for b in mixed] == ["text", "code"] and mixed[1].tabs
+
+
+def test_code_font_px_is_validated():
+    with pytest.raises(InputError):
+        RenderOptions(canvas=512, font_px=8, code_font_px=300)
+
+
+def test_markdown_table_rows_keep_their_shape():
+    table = "Status:\n| host | cpu % |\n|---|---|\n| web-01 | 71.5 |\nAll fine."
+    (page,) = paginate([TurnText(1, "assistant", table)], RenderOptions(canvas=512, font_px=8))
+    assert [b.kind for b in page.lines] == ["text", "code", "code", "code", "text"]

@@ -105,3 +105,17 @@ def test_a_string_glued_to_a_neighbour_is_still_put_back():
     # the copy is glued to the next word, so it is no whole token anywhere: the last pass finds it
     items = extract("run the nightly_orders_rollup job")
     assert repair("run the nightly_orders_rolIupjob", items) == "run the nightly_orders_rollupjob"
+
+
+def test_digit_first_identifiers_of_tab_separated_tool_output_are_kept():
+    out = "ftp\t21/tcp\nntp\t\t123/udp\t# time\nredis\t10.0.0.1:6379\t1.2M\nsince\t2024-05-01\t0/1\t3d4h"
+    kept = [it.value for it in extract(out) if it.value[0].isdigit()]
+    assert kept == ["21/tcp", "123/udp", "10.0.0.1:6379", "1.2M", "2024-05-01", "0/1", "3d4h"]
+    read = out.replace("21/tcp", "2l/tcp").replace("123/udp", "l23/udp").replace("0/1", "O/1")
+    fixed = repair(read, extract(out))
+    assert (
+        "21/tcp" in fixed
+        and "123/udp" in fixed
+        and "\t0/1\t" in fixed
+        and fixed.count("\t") == out.count("\t")
+    )

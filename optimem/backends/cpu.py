@@ -3,8 +3,11 @@
 Measured here (docs/cpu-backends.md, optimem/data/calibration.json): tesseract reads dense
 Latin type at ≥97% several times faster than rapidocr, but its Chinese model tops out near
 97% even at 16–24 px, while rapidocr reads Chinese at 99% from 9–10 px. So Latin lines go to
-tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr, as
-do fenced code lines (rapidocr reads brackets and operators better; benchmarks/code_recall.py).
+tesseract and lines that look CJK (taller boxes, judged from geometry alone) to rapidocr.
+Code rows (monospace, kept as typed) go to tesseract too: alone, rapidocr reads their brackets
+and operators better (84.6% against 81.7% at 8 px), but both engines' readings of code rows
+are judged cell by cell against the code font's own glyphs (`_glyphs`), and then tesseract
+reads them as well (100% against 99.8%) at five times the speed (benchmarks/code_recall.py).
 Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to rapidocr, which
 reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
 against 89% with tesseract (default chat, measured here).
@@ -38,7 +41,7 @@ class CpuBackend(Backend):
         *,
         blur_px: float = 7.5,
         recheck: bool = True,
-        code_to_cjk: bool = True,
+        code_to_cjk: bool = False,
         sharp_reread: str = "unverified",
     ) -> None:
         """Args:
@@ -47,8 +50,9 @@ class CpuBackend(Backend):
         blur_px: pages whose type is smaller than this (px per em, after aging) go to `cjk`.
         recheck: re-read lines whose reading does not fit their known character count with
             the other engine, keeping the reading that fits better.
-        code_to_cjk: read fenced code lines with `cjk` (rapidocr reads brackets and operators
-            better: benchmarks/code_recall.py).
+        code_to_cjk: read code rows with `cjk` on sharp pages (rapidocr alone reads brackets
+            and operators better, but with the glyph cells both read code alike and tesseract
+            five times faster: benchmarks/code_recall.py).
         sharp_reread: on pages with line checks, which lines of a sharp page proofreading may
             have rapidocr read again: "unverified" (every line proofreading could not make
             pass) or "misfit" (only those whose length is also off: faster, fewer exact lines).
@@ -75,13 +79,15 @@ class CpuBackend(Backend):
     def decode(self, page: PageInput) -> Decoded:
         if page.checks:  # proofreading asks for other readings of the lines it cannot fix
             return self._first_reading(page)
+        # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
+        code = {i for i, box in enumerate(page.lines) if box.kind == "code"}
         if page.font_px < self.blur_px:
-            return self._checked(page, self.cjk.decode(page), self.latin, merge=True)
+            return self._checked(page, self.cjk.decode(page), self.latin, merge=True, skip=code)
         if not page.lines:
             return self._renamed(self.latin.decode(page))
         cjk_idx = self._cjk_lines(page)
         if not cjk_idx:
-            return self._checked(page, self.latin.decode(page), self.cjk)
+            return self._checked(page, self.latin.decode(page), self.cjk, skip=code)
         latin_idx = [i for i in range(len(page.lines)) if i not in set(cjk_idx)]
         texts: list[str] = [""] * len(page.lines)
         confidences: list[tuple[float, int]] = []
@@ -97,7 +103,7 @@ class CpuBackend(Backend):
             seconds += part.seconds
         confidence = sum(c * n for c, n in confidences) / sum(n for _, n in confidences)
         decoded = Decoded("\n".join(texts), confidence, self.name, seconds, tuple(texts))
-        return self._checked(page, decoded, self.cjk, skip=set(cjk_idx))
+        return self._checked(page, decoded, self.cjk, skip=set(cjk_idx) | code)
 
     def _first_reading(self, page: PageInput) -> Decoded:
         """Each line read once by the engine that reads it best, indentation put back."""
@@ -123,7 +129,7 @@ class CpuBackend(Backend):
         return self._indented(page, decoded)
 
     def _cjk_lines(self, page: PageInput) -> list[int]:
-        """Lines for the CJK engine: CJK lines (from geometry) and fenced code lines."""
+        """Lines for the CJK engine: CJK lines (from geometry), and code rows with `code_to_cjk`."""
         return [
             i
             for i, box in enumerate(page.lines)
@@ -139,7 +145,9 @@ class CpuBackend(Backend):
         page read by tesseract, `sharp_reread="misfit"` sends only lines whose length is off to
         rapidocr (the slower engine): faster, fewer lines exact."""
         blurred = page.font_px < self.blur_px
-        skip = set() if blurred else set(self._cjk_lines(page))
+        # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
+        skip = {i for i, box in enumerate(page.lines) if box.kind == "code"}
+        skip |= set() if blurred else set(self._cjk_lines(page))
         idx = [i for i in lines if i not in skip and not _lines.line_em(page.lines[i], page.font_px)[1]]
         if not blurred and self.sharp_reread == "misfit":  # rapidocr is the slower engine
             bounds = _lines.expected_chars(page.lines)
@@ -207,16 +215,11 @@ class CpuBackend(Backend):
         return Decoded("\n".join(texts), decoded.confidence, self.name, seconds, tuple(texts), extra)
 
     def _indented(self, page: PageInput, decoded: Decoded) -> Decoded:
-        """Code lines given back their indentation, measured on the page (OCR drops it)."""
-        if decoded.lines is None or not any(box.kind == "code" for box in page.lines):
+        """Code lines of pages typeset before code had its own rows given back their
+        indentation (the engines themselves give newer code rows their spaces and tabs)."""
+        if decoded.lines is None or not any(box.kind == "code" and not box.em for box in page.lines):
             return self._renamed(decoded)
-        gray = _lines.as_gray(page.image)
-        texts = [
-            " " * _lines.indent(gray, box, page.font_px) + text.strip()
-            if box.kind == "code" and text
-            else text
-            for text, box in zip(decoded.lines, page.lines, strict=True)
-        ]
+        texts = _lines.code_as_typed(_lines.as_gray(page.image), page.lines, decoded.lines, page.font_px)
         return Decoded(
             "\n".join(texts), decoded.confidence, self.name, decoded.seconds, tuple(texts), decoded.extra
         )

@@ -184,6 +184,7 @@ class RapidOCRBackend(Backend):
             for i, t, s in zip(ink, read, read_scores, strict=True):
                 texts[i], scores[i] = t, s
             texts = [_lines.tidy_cjk(t.strip()) if page.has_cjk else t.strip() for t in texts]
+            texts = _lines.code_as_typed(gray, page.lines, texts, page.font_px)
             return Decoded(
                 "\n".join(texts),
                 _lines.mean_score([s for s, t in zip(scores, texts, strict=True) if t]),

@@ -254,6 +254,9 @@ class TesseractBackend(Backend):
                 scores.extend(confs)
                 end = max(end, done)
             seconds = end - start  # wall clock from submission to its last line
+            texts = _lines.code_as_typed(
+                _lines.as_gray(pages[i].image), pages[i].lines, texts, pages[i].font_px
+            )
             results[i] = Decoded(
                 "\n".join(texts), _lines.mean_score(scores), self.name, seconds, tuple(texts)
             )

@@ -41,7 +41,7 @@ def _stamp(fig, doc: dict[str, Any]) -> None:
 
 
 def plot_savings_fidelity(doc: dict[str, Any], path: Path) -> Path:
-    dec = doc["decoder"]["name"]
+    dec = doc["decoder"].get("label", doc["decoder"]["name"])
     fig = _figure(8, 5.2)
     ax = fig.add_subplot()
     for i, (name, v) in enumerate(doc["overall"]["modes"].items()):
@@ -72,7 +72,7 @@ def plot_savings_fidelity(doc: dict[str, Any], path: Path) -> Path:
 
 
 def plot_fidelity_age(doc: dict[str, Any], path: Path) -> Path:
-    dec = doc["decoder"]["name"]
+    dec = doc["decoder"].get("label", doc["decoder"]["name"])
     fig = _figure(8, 4.8)
     ax = fig.add_subplot()
     rows = [r for c in doc["chats"] for r in c["optimem"]["page_rows"]]
@@ -137,7 +137,7 @@ def plot_tokens_seen(doc: dict[str, Any], path: Path, max_chats: int = 6) -> Pat
 
 def plot_strict_survival(doc: dict[str, Any], path: Path) -> Path:
     """Exact answer survival against savings: strict runs, the sliding window, the paper's Fox points."""
-    dec = doc["decoder"]["name"]
+    dec = doc["decoder"].get("label", doc["decoder"]["name"])
     fig = _figure(8, 5.2)
     ax = fig.add_subplot()
     curve = doc["overall"]["window_curve"]

@@ -240,6 +240,7 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "decoder": {
             "name": backend.name,
+            "label": f"{backend.name}+proofread" if cfg.reading_aids else backend.name,
             "fingerprint": proofread.fingerprint(backend) if cfg.reading_aids else backend.fingerprint(),
             "test_double": double,
         },

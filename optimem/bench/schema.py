@@ -349,8 +349,9 @@ SCHEMA: dict[str, Any] = {
             "optimem_version": STR,
             "created_at": STR,
             "decoder": _obj(
-                {"name": STR, "fingerprint": STR, "test_double": BOOL},
-                desc="the backend that read every page back; test_double true means no figure is a measurement",
+                {"name": STR, "label": STR, "fingerprint": STR, "test_double": BOOL},
+                desc="the backend that read every page back (label: with '+proofread' when pages kept reading "
+                "aids); test_double true means no figure is a measurement",
             ),
             "warnings": _list(STR),
             "config": _obj(

@@ -53,7 +53,7 @@ def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool 
 
 def _sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
     """(title, table) pairs shared by the terminal table and the markdown report."""
-    dec = doc["decoder"]["name"]
+    dec = doc["decoder"].get("label", doc["decoder"]["name"])
     cfg = doc["config"]
     out: list[tuple[str, str]] = []
     scopes = [("overall", doc["overall"])] if len(doc["chats"]) > 1 else []
@@ -271,7 +271,7 @@ def _share(c: dict[str, Any], n: int) -> str:
 
 def _strict_sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
     """One table of the strict runs: a row per chat and target, then the pooled rows."""
-    dec = doc["decoder"]["name"]
+    dec = doc["decoder"].get("label", doc["decoder"]["name"])
     head = [
         "chat",
         "target",

@@ -20,6 +20,7 @@ def test_test_double_is_refused_without_the_flag():
 def test_test_double_output_is_marked(bench_doc):
     assert bench_doc["decoder"] == {
         "name": "test-double",
+        "label": "test-double+proofread",
         "fingerprint": "test-double+proofread1",
         "test_double": True,
     }
