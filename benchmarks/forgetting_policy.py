@@ -1,7 +1,9 @@
 """Forget the right things: plain age order against salient aging and rehearsal, at the same budget.
 
     python benchmarks/forgetting_policy.py ../shared/data/locomo/30.json ../shared/data/locomo/42.json \\
-        --targets 10,20 --out benchmarks/results/forgetting_policy.json
+        --targets 10 --variants plain,salient,salient+rehearse --out benchmarks/results/forgetting_policy.json
+    python benchmarks/forgetting_policy.py ../shared/data/locomo --paging-only --targets 8,10,20 \\
+        --variants plain,salient,salient8 --out benchmarks/results/forgetting_policy_paging.json
 
 Each chat is replayed turn by turn (compress after every turn) under a budget of its text
 tokens ÷ target, once per variant:
