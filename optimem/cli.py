@@ -52,7 +52,12 @@ def main() -> None:
 @db_option
 @session_option
 @backend_option
-@click.option("--policy", default="budget:4000", show_default=True, help="budget:N, turns, clock or none.")
+@click.option(
+    "--policy",
+    default="budget:4000",
+    show_default=True,
+    help="budget:N, budget:N:salient, turns, clock or none.",
+)
 @click.option("--keep-recent", default=6, show_default=True, help="Newest turns kept as text.")
 @click.option("--flush/--no-flush", default=True, show_default=True, help="Page the newest turns too.")
 @_clean_errors

@@ -64,6 +64,9 @@ class OpticalMemory:
             their verbatim strings, and recall returns what the OCR read.
         consumer: Whose image-token rule prices pages in budgets, stats and context
             (a name from `optimem.pricing.CONSUMERS`); default the backend's positions.
+        rehearse: Rehearsal: a page read back by `recall_page` (or `recall(page_id)`) is
+            sharpened one rung from the archive, counts as used now, and the policy re-plans
+            (it may age another page). Needs the archive; off by default.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class OpticalMemory:
         encoding: str = DEFAULT_ENCODING,
         consumer: str | None = None,
         reading_aids: bool = True,
+        rehearse: bool = False,
     ) -> None:
         if (
             isinstance(keep_recent_turns, bool)
@@ -100,6 +104,7 @@ class OpticalMemory:
         self.creation_mode = Mode.parse(creation_mode)
         self.keep_recent_turns = keep_recent_turns
         self.archive = archive
+        self.rehearse = rehearse
         self.encoding = encoding
         self.pricing = Pricing(self._backend_class, consumer, encoding)
         self.decoder = Decoder(
@@ -353,15 +358,41 @@ class Session:
             return self.search(query, limit=limit)
         return self.recall_page(page_id).text  # type: ignore[arg-type]
 
-    def recall_page(self, page_id: int, *, refresh: bool = False) -> Recall:
+    def recall_page(self, page_id: int, *, refresh: bool = False, rehearse: bool | None = None) -> Recall:
         """Read one page back with everything known about how it was read.
 
         Args:
             refresh: Run OCR on the page again and replace the cached text ("read again").
+            rehearse: Sharpen the page after reading it (see `rehearse`); default the
+                memory's `rehearse` option. The text returned is the page as it was read.
         """
         recall = recall_page(self.store, self.memory.decoder, self.id, page_id, refresh=refresh)
         assert recall is not None
+        if self.memory.rehearse if rehearse is None else rehearse:
+            self.rehearse(page_id)
         return recall
+
+    def rehearse(self, page_id: int) -> Mode | None:
+        """Refresh a page one rung sharper from the archive, as remembering does; returns its
+        new mode, or None where it was not sharpened.
+
+        The page counts as used now (the policies age it again from here: it is forgotten
+        after pages used longer ago) and is typeset again from its turns at its creation
+        settings, one rung above its mode (never sharper than it was made); it keeps its id,
+        and the policy re-plans at once, which may age another page. It is only counted as
+        used where it is at its creation mode or where the policy would age it straight back
+        (no room in the budget), and left entirely as it is where the archive no longer holds
+        its turns (it can only be read as it is).
+        """
+        mem = self.memory
+        with self.store.transaction():
+            done = mem.pager.rehearse(self.id, page_id, mem.policy)
+        if done is None:
+            return None
+        mode, aged = done
+        mem.decoder.schedule([page_id] + [pid for pid, _, _ in aged])
+        log.debug("rehearsed page %s to %s; %s aged", page_id, mode.value, len(aged))
+        return mode
 
     def cached_recall(self, page_id: int) -> Recall | None:
         """The page as it was already read, or None if it was not decoded yet (never runs OCR)."""
@@ -410,8 +441,13 @@ class Session:
     async def arecall(self, page_id: int | None = None, *, query: str | None = None, limit: int = 5) -> Any:
         return await asyncio.to_thread(self.recall, page_id, query=query, limit=limit)
 
-    async def arecall_page(self, page_id: int, *, refresh: bool = False) -> Recall:
-        return await asyncio.to_thread(self.recall_page, page_id, refresh=refresh)
+    async def arecall_page(
+        self, page_id: int, *, refresh: bool = False, rehearse: bool | None = None
+    ) -> Recall:
+        return await asyncio.to_thread(self.recall_page, page_id, refresh=refresh, rehearse=rehearse)
+
+    async def arehearse(self, page_id: int) -> Mode | None:
+        return await asyncio.to_thread(self.rehearse, page_id)
 
     async def acached_recall(self, page_id: int) -> Recall | None:
         return await asyncio.to_thread(self.cached_recall, page_id)

@@ -61,6 +61,10 @@ class Mode(enum.StrEnum):
         i = self.rank + 1
         return LADDER[i] if i < len(LADDER) else None
 
+    def sharper(self) -> Mode | None:
+        """The next mode up the ladder, or None at the top."""
+        return LADDER[self.rank - 1] if self.rank > 0 else None
+
     @classmethod
     def parse(cls, value: str | Mode) -> Mode:
         """Accept a Mode or its name in any case ("Tiny", "tiny", "TINY")."""
@@ -112,6 +116,18 @@ class PageState:
     """Tokens the page costs beside its image at any mode (its caption)."""
     as_text: int | None = None
     """What the page costs shown as its source text instead, when the archive holds it."""
+    salience: float = 0.0
+    """Share of the page's characters in names, numbers and identifiers (`optimem.salience`);
+    0 where the policy did not ask for it."""
+    turns_since_recall: int | None = None
+    """Turns added after the page was last rehearsed (sharpened on recall), None if never."""
+
+    @property
+    def idle_turns(self) -> int:
+        """Turns since the page was last used: written (its last turn) or rehearsed."""
+        if self.turns_since_recall is None:
+            return self.turns_since
+        return min(self.turns_since, self.turns_since_recall)
 
     def cost_at(self, mode: Mode, cost: Callable[[Mode], int]) -> int:
         """What the page costs in context at `mode`: the cheaper of image + caption and text."""
@@ -139,6 +155,11 @@ class AgingPolicy:
 
     budget: int | None = None
     """The token budget the policy keeps the session within, if it has one."""
+
+    @property
+    def needs_salience(self) -> bool:
+        """Whether `plan` reads `PageState.salience` (the pager computes it only then)."""
+        return False
 
     def plan(
         self,
@@ -209,7 +230,7 @@ class TurnAgePolicy(StepsPolicy):
     )
 
     def _age(self, page: PageState, now: datetime) -> float:
-        return page.turns_since
+        return page.idle_turns  # a rehearsed page ages again from its recall
 
 
 @dataclass(frozen=True)
@@ -233,23 +254,48 @@ class BudgetPolicy(AgingPolicy):
     """Keep the session's context (unpaged text + pages, as `PageState.cost_at` prices them)
     within `max_tokens`.
 
-    While over budget, it steps down one rung the oldest of the sharpest pages. Forgetting
-    is spread out rather than piled on one page (one rung down blurs a page a little, two
-    rungs a lot: README, forgetting curve), and an older page is never kept sharper than a
-    newer one. When every page is at the floor and the budget still does not fit, nothing is
-    dropped: the plan says `over_budget`.
+    While over budget, it steps down one rung the least recently used of the sharpest pages
+    (used: written, or rehearsed on recall; without rehearsal that is the oldest page).
+    Forgetting is spread out rather than piled on one page (one rung down blurs a page a
+    little, two rungs a lot: README, forgetting curve), and (without salience) a page used
+    longer ago is never kept sharper than one used since. When every page is at the floor and the budget still does not
+    fit, nothing is dropped: the plan says `over_budget`.
+
+    With `salience`, small talk is forgotten before names, numbers and identifiers: among
+    the sharpest pages, the victim is the least salient of those within `window` pages of
+    the least recently used one in use order (ties, and differences under `margin` of the
+    older page's salience, go to the older page). Recency still dominates, by construction: only pages at the sharpest rung
+    are ever aged, so a page passed over is at most one rung sharper than newer pages, and it
+    is passed over only in favour of its `window - 1` successors in use order; once they are
+    a rung down it is the next victim, whatever its salience.
     """
 
     max_tokens: int = 4000
     floor: Mode = Mode.TINY
+    salience: bool = False
+    """Age low-salience pages first, within the `window`."""
+    window: int = 4
+    """How many pages, in use order from the least recently used sharpest one, may be
+    weighed against each other by salience (1 = plain age order)."""
+    margin: float = 0.2
+    """A newer page is aged first only if its salience is at least this share lower than
+    the older page's (0.2: at most 80% of it)."""
 
     def __post_init__(self) -> None:
         if self.max_tokens <= 0:
             raise InputError(f"max_tokens must be positive, got {self.max_tokens}")
+        if self.window < 1:
+            raise InputError(f"the salience window must be at least 1 page, got {self.window}")
+        if not 0 <= self.margin < 1:
+            raise InputError(f"the salience margin is a share in [0, 1), got {self.margin}")
 
     @property
     def budget(self) -> int:  # type: ignore[override]
         return self.max_tokens
+
+    @property
+    def needs_salience(self) -> bool:
+        return self.salience and self.window > 1
 
     def plan(
         self,
@@ -261,6 +307,9 @@ class BudgetPolicy(AgingPolicy):
         modes = {p.page_id: p.mode for p in pages}
         total = text_tokens + sum(p.cost_at(p.mode, cost) for p in pages)
         floor = Mode.parse(self.floor)
+        # least recently used first; a stable sort keeps page order among equals
+        by_use = sorted(pages, key=lambda p: -p.idle_turns)
+        position = {p.page_id: i for i, p in enumerate(by_use)}
 
         def cheaper(page: PageState) -> Mode | None:
             # the next rung at which this page costs less (a model may see two rungs at the
@@ -275,11 +324,18 @@ class BudgetPolicy(AgingPolicy):
             return None
 
         while total > self.max_tokens:
-            movable = [(p, lower) for p in pages if (lower := cheaper(p)) is not None]
+            movable = [(p, lower) for p in by_use if (lower := cheaper(p)) is not None]
             if not movable:
                 break
             sharpest = min(modes[p.page_id].rank for p, _ in movable)
-            victim, lower = next((p, m) for p, m in movable if modes[p.page_id].rank == sharpest)  # oldest
+            candidates = [(p, m) for p, m in movable if modes[p.page_id].rank == sharpest]
+            victim, lower = candidates[0]  # least recently used
+            if self.needs_salience:
+                reach = position[victim.page_id] + self.window
+                near = [c for c in candidates if position[c[0].page_id] < reach]
+                least = min(near, key=lambda c: c[0].salience)  # the first (older) among equals
+                if least[0].salience <= (1 - self.margin) * victim.salience and least[0] is not victim:
+                    victim, lower = least
             total += victim.cost_at(lower, cost) - victim.cost_at(modes[victim.page_id], cost)
             modes[victim.page_id] = lower
         targets = {p.page_id: modes[p.page_id] for p in pages if modes[p.page_id] != p.mode}
@@ -287,21 +343,36 @@ class BudgetPolicy(AgingPolicy):
 
 
 def parse_policy(spec: str) -> AgingPolicy:
-    """Build a policy from a short text form: 'budget:4000', 'turns', 'clock', 'none'."""
+    """Build a policy from a short text form: 'budget:4000', 'budget:4000:salient' (window
+    'budget:4000:salient:6'), 'turns', 'clock', 'none'."""
     name, _, arg = spec.partition(":")
     name = name.strip().lower()
     if name == "budget":
-        try:
-            return BudgetPolicy(max_tokens=int(arg or 4000))
-        except ValueError:
-            raise InputError(f"budget policy needs an integer token count, got {arg!r}") from None
+        return _parse_budget(arg)
     if name == "turns":
         return TurnAgePolicy()
     if name in ("clock", "time", "wallclock"):
         return WallClockPolicy()
     if name in ("none", "keep"):
         return NoAging()
-    raise InputError(f"unknown policy {spec!r}; use budget:N, turns, clock or none")
+    raise InputError(f"unknown policy {spec!r}; use budget:N, budget:N:salient, turns, clock or none")
+
+
+def _parse_budget(arg: str) -> BudgetPolicy:
+    tokens, _, rest = arg.partition(":")
+    try:
+        max_tokens = int(tokens or 4000)
+    except ValueError:
+        raise InputError(f"budget policy needs an integer token count, got {tokens!r}") from None
+    if not rest:
+        return BudgetPolicy(max_tokens=max_tokens)
+    option, _, window = rest.partition(":")
+    if option.strip().lower() != "salient":
+        raise InputError(f"unknown budget option {option!r}; use budget:N:salient or budget:N:salient:WINDOW")
+    try:
+        return BudgetPolicy(max_tokens=max_tokens, salience=True, window=int(window or 4))
+    except ValueError:
+        raise InputError(f"the salience window must be an integer number of pages, got {window!r}") from None
 
 
 class NoAging(AgingPolicy):

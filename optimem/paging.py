@@ -7,23 +7,30 @@ compress step lands whole or not at all.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from PIL import Image
 
 from . import calibration
 from .backends import Backend, PageInput
-from .layout import Span
+from .layout import LineBox, Span
 from .modes import AgingPlan, AgingPolicy, Mode, PageState
 from .pricing import Pricing, page_caption
 from .proofread import side_channel_rows
 from .records import page_text
 from .render import RenderedPage, TurnText, paginate, resize_to
+from .salience import salience
 from .store import NewPage, PageRecord, Store, TurnRecord
 from .tokens import count_tokens
 from .verbatim import VerbatimItem, extract
+
+log = logging.getLogger("optimem")
+
+#: Page saliences the pager remembers (each is computed once per page from the store).
+SALIENCE_CACHE = 100_000
 
 #: A page that fills less than this share of its height waits for more turns (unless flushed).
 MIN_FILL = 0.85
@@ -111,6 +118,7 @@ class Pager:
         self.creation_mode = creation_mode
         self.keep_recent_turns = keep_recent_turns
         self.encoding = encoding
+        self._salience: dict[tuple[int, datetime], float] = {}
 
     # -- typesetting -----------------------------------------------------------------------
 
@@ -201,12 +209,37 @@ class Pager:
         _, lines, _, _ = self.store.page_blobs(last.id)
         if lines and lines[-1].y1 / last.creation_canvas >= MIN_FILL:
             return None
-        if last.mode is not self.creation_mode:
-            held = {s.turn_id for s in last.spans}
-            if any(t.content is None for t in self.store.turns(session_id) if t.id in held):
-                return None  # nothing to typeset it from: it stays as it was read
+        if last.mode is not self.creation_mode and self._archived(session_id, last) is None:
+            return None  # nothing to typeset it from: it stays as it was read
         self.store.unpage(last.id)
         return last.id
+
+    def _archived(self, session_id: str, page: PageRecord) -> list[TurnText] | None:
+        """What the page was typeset from (its spans of its turns), while the archive holds
+        every turn on it; None once any of them was dropped."""
+        by_id = {t.id: t for t in self.store.turns(session_id)}
+        texts = []
+        for span in page.spans:
+            turn = by_id.get(span.turn_id)
+            if turn is None or turn.content is None:
+                return None
+            texts.append(TurnText(turn.id, turn.role, turn.content[span.start : span.end], turn.name))
+        return texts
+
+    def _retypeset(self, page: PageRecord, texts: list[TurnText]) -> RenderedPage | None:
+        """The page typeset again from its source at its creation settings, or None where the
+        result is not the page it was (a layout that moved would misplace every line box)."""
+        options = calibration.render_options(self._backend().name, page.creation_mode)
+        if (options.canvas, options.font_px) != (page.creation_canvas, page.font_px):
+            options = replace(options, canvas=page.creation_canvas, font_px=page.font_px)
+        rendered = paginate(texts, options)
+        _, stored, _, _ = self.store.page_blobs(page.id)
+        if len(rendered) != 1 or [(x.y0, x.y1, x.text) for x in rendered[0].lines] != [
+            (x.y0, x.y1, x.text) for x in stored
+        ]:
+            log.warning("page %s does not typeset as it was; it is not rehearsed", page.id)
+            return None
+        return rendered[0]
 
     def _page_contents(
         self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, TurnRecord]
@@ -230,25 +263,57 @@ class Pager:
 
     # -- aging -----------------------------------------------------------------------------
 
-    def plan(self, session_id: str, policy: AgingPolicy) -> AgingPlan:
-        """The policy's plan for the session's pages, priced as `context()` prices them."""
+    def plan(
+        self, session_id: str, policy: AgingPolicy, *, rehearsing: tuple[int, Mode] | None = None
+    ) -> AgingPlan:
+        """The policy's plan for the session's pages, priced as `context()` prices them.
+
+        `rehearsing` (page id, sharper mode) plans as if that page were already sharpened and
+        used just now: what rehearsing it would make the policy do.
+        """
         pricing = self._pricing()
         turns, costs = page_costs(self.store, session_id, pricing)
         total_turns = turns[-1].seq if turns else 0  # turns come in seq order
-        states = [
-            PageState(
-                c.page.id,
-                c.page.mode,
-                pricing.image(c.page.mode),
-                total_turns - c.page.last_turn_seq,
-                c.page.last_turn_at,
-                overhead=c.image - pricing.image(c.page.mode),
-                as_text=c.as_text,
+        by_id = {t.id: t for t in turns} if policy.needs_salience else {}
+        states = []
+        for c in costs:
+            page = c.page
+            mode, recalled = page.mode, page.rehearsed_seq
+            if rehearsing is not None and rehearsing[0] == page.id:
+                mode, recalled = rehearsing[1], total_turns
+            image = pricing.image(mode)
+            states.append(
+                PageState(
+                    page.id,
+                    mode,
+                    image,
+                    total_turns - page.last_turn_seq,
+                    page.last_turn_at,
+                    overhead=c.image - pricing.image(page.mode),
+                    as_text=c.as_text,
+                    salience=self.salience(page, by_id) if policy.needs_salience else 0.0,
+                    turns_since_recall=None if recalled is None else total_turns - recalled,
+                )
             )
-            for c in costs
-        ]
         text = sum(t.text_tokens for t in turns if not t.paged)
         return policy.plan(states, text, datetime.now(UTC), cost=pricing.image)
+
+    def salience(self, page: PageRecord, turns: dict[int, TurnRecord]) -> float:
+        """The page's salience (`optimem.salience`), from its source text while the archive
+        holds it, else from its decoded text; computed once per page."""
+        key = (page.id, page.created_at)
+        if key not in self._salience:
+            if len(self._salience) >= SALIENCE_CACHE:
+                self._salience.clear()  # a cheap bound for long-running services
+            pieces = [turns.get(s.turn_id) for s in page.spans]
+            if all(t is not None and t.content is not None for t in pieces):
+                text: str | None = "\n".join(
+                    (t.content or "")[s.start : s.end] for t, s in zip(pieces, page.spans, strict=True) if t
+                )
+            else:
+                text = self.store.indexed_text([page.id]).get(page.id)
+            self._salience[key] = salience(text, self.store.verbatim(page.id), page.chars)
+        return self._salience[key]
 
     def age(self, session_id: str, plan: AgingPlan) -> list[tuple[int, Mode, Mode]]:
         """Resize the pages the plan moves down the ladder (never up: forgetting is one way)."""
@@ -260,20 +325,62 @@ class Pager:
                 continue
             png, lines, _, _ = self.store.page_blobs(page.id)
             image = resize_to(Image.open(io.BytesIO(png)), target.canvas)
-            rep = None
-            if backend.capabilities.stores_representation:
-                factor = target.canvas / page.creation_canvas
-                rep = backend.encode(
-                    PageInput(
-                        image,
-                        target,
-                        tuple(x.scaled(factor) for x in lines),
-                        page.font_px * factor,
-                        page.has_cjk,
-                    )
-                )
-            self.store.set_page_mode(
-                page.id, target, png_bytes(image), rep, backend.fingerprint() if rep is not None else None
-            )
+            rep, made_by = self._represent(backend, page, image, target, lines)
+            self.store.set_page_mode(page.id, target, png_bytes(image), rep, made_by)
             aged.append((page.id, page.mode, target))
         return aged
+
+    @staticmethod
+    def _represent(
+        backend: Backend, page: PageRecord, image: Image.Image, mode: Mode, lines: list[LineBox]
+    ) -> tuple[bytes | None, str | None]:
+        """The backend's stored representation of the page image at `mode`, and who made it."""
+        if not backend.capabilities.stores_representation:
+            return None, None
+        factor = mode.canvas / page.creation_canvas
+        rep = backend.encode(
+            PageInput(
+                image, mode, tuple(x.scaled(factor) for x in lines), page.font_px * factor, page.has_cjk
+            )
+        )
+        return rep, backend.fingerprint()
+
+    # -- rehearsal -------------------------------------------------------------------------
+
+    def rehearse(
+        self, session_id: str, page_id: int, policy: AgingPolicy
+    ) -> tuple[Mode, list[tuple[int, Mode, Mode]]] | None:
+        """Rehearse a recalled page: it counts as used now, and it is sharpened one rung
+        (never above its creation mode) where the budget has room, after which the policy
+        re-plans. Returns (its new mode, pages the plan aged), or None where it was not
+        sharpened.
+
+        The page is typeset again from the archive at its creation settings (as a reopened
+        last page is) and resized to the rung above its mode; it keeps its id. It is left
+        entirely as it is where the archive no longer holds its turns (it can only be read as
+        it is). It is not sharpened, only counted as used, where it is at its creation mode
+        or where the policy would age it straight back (the budget has no room for it).
+        """
+        page = self.store.page(session_id, page_id)
+        texts = self._archived(session_id, page)
+        if texts is None:
+            return None
+        now = self.store.turns(session_id)[-1].seq
+        target = page.mode.sharper()
+        rendered = None
+        if target is not None and target.rank >= page.creation_mode.rank:
+            plan = self.plan(session_id, policy, rehearsing=(page.id, target))
+            if page.id not in plan.targets:  # else the budget has no room for it
+                rendered = self._retypeset(page, texts)
+        if rendered is None or target is None:
+            self._used(page, now)
+            return None
+        image = resize_to(rendered.image, target.canvas)
+        rep, made_by = self._represent(self._backend(), page, image, target, list(rendered.lines))
+        self.store.rehearse_page(page.id, target, png_bytes(image), rep, made_by, now)
+        return target, self.age(session_id, plan)
+
+    def _used(self, page: PageRecord, seq: int) -> None:
+        """Note that a page was rehearsed at turn `seq` without changing its image."""
+        png, _, rep, made_by = self.store.page_blobs(page.id)
+        self.store.rehearse_page(page.id, page.mode, png, rep, made_by, seq)

@@ -20,7 +20,17 @@ KEYS_ENV = "OPTIMEM_KEYS"
     "--db", default=None, help="SQLite file or postgresql:// URL [default: optimem.db; $OPTIMEM_DB]."
 )
 @click.option("--backend", "-b", default=None, help="OCR backend [default: cpu; $OPTIMEM_BACKEND].")
-@click.option("--policy", default=None, help="Aging policy [default: budget:4000; $OPTIMEM_POLICY].")
+@click.option(
+    "--policy",
+    default=None,
+    help="Aging policy, e.g. budget:4000:salient [default: budget:4000; $OPTIMEM_POLICY].",
+)
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    default=None,
+    help="Sharpen a page one rung from the archive when it is recalled by id [$OPTIMEM_REHEARSE].",
+)
 @click.option(
     "--decode",
     type=click.Choice(["background", "now", "lazy", "queue"]),

@@ -35,6 +35,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             backend=settings.backend,
             policy=settings.policy,
             decode=settings.decode,
+            rehearse=settings.rehearse,
         )
     memory: OpticalMemory = app.state.memory
     await asyncio.to_thread(lambda: memory.backend)  # load the OCR engine before the first request

@@ -23,7 +23,10 @@ class Settings:
     backend: str = "cpu"
     """OCR backend that reads pages back."""
     policy: str = "budget:4000"
-    """Aging policy of every session (budget:N, turns, clock or none)."""
+    """Aging policy of every session (budget:N, budget:N:salient, turns, clock or none)."""
+    rehearse: bool = False
+    """Rehearsal: a page read back by id is sharpened one rung from the archive (see
+    `OpticalMemory(rehearse=True)`)."""
     decode: Literal["background", "now", "lazy", "queue"] = "background"
     """When pages are OCRed: background (default), now, lazy, or queue (PostgreSQL: `optimem
     worker` processes decode them)."""

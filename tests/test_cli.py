@@ -68,3 +68,50 @@ def test_library_errors_become_one_clean_line(tmp_path):
     out = CliRunner().invoke(main, ["compress", str(bad), "--db", db])
     assert out.exit_code == 1 and "cannot read chat file" in out.output
     assert isinstance(main, click.Group)
+
+
+def test_compress_takes_the_salient_policy_string(tmp_path):
+    from .conftest import chat_turns
+
+    facts = [
+        {"role": "user", "content": f"Caroline paid ${1200 + i} for ticket OPS-{4800 + i} on 2024-05-{i + 10:02d} "
+         f"in Banff with Melanie, Priya and Dario; host db-{i:02d}.eu-west, build v1.{i}.3."}
+        for i in range(14)
+    ]  # fmt: skip
+    talk = [{"role": r, "content": c} for r, c in chat_turns(46)]
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps({"turns": facts + talk}))
+    runner = CliRunner()
+
+    def compress(policy: str) -> list[str]:
+        db = str(tmp_path / f"{policy.replace(':', '-')}.db")
+        out = runner.invoke(
+            main,
+            [
+                "compress",
+                str(chat),
+                "--db",
+                db,
+                "-b",
+                "test-double",
+                "--policy",
+                policy,
+                "--keep-recent",
+                "2",
+                "--no-flush",
+            ],
+        )
+        assert out.exit_code == 0, out.output
+        stats = json.loads(runner.invoke(main, ["stats", "--db", db, "-b", "test-double", "--json"]).output)
+        modes = [line.split()[1] for line in out.output.splitlines() if line.split()[0].isdigit()]
+        return [str(stats["context_tokens"]), *modes]
+
+    full, *modes = compress("none")
+    assert modes == ["small"] * 3
+    budget = int(full) - 20
+    assert compress(f"budget:{budget}")[1:] == ["tiny", "small", "small"]
+    assert compress(f"budget:{budget}:salient")[1:] == ["small", "tiny", "small"]
+    out = runner.invoke(
+        main, ["compress", str(chat), "--db", str(tmp_path / "x.db"), "--policy", "budget:9:loud"]
+    )
+    assert out.exit_code == 1 and "unknown budget option" in out.output

@@ -119,3 +119,103 @@ def test_budget_policy_counts_the_backends_cost_and_skips_rungs_that_save_nothin
     plan = BudgetPolicy(max_tokens=100).plan(pages, text_tokens=0, now=NOW, cost=V2_COST)
     assert set(plan.targets.values()) == {Mode.SMALL}  # never Tiny: it costs the same as Small
     assert plan.over_budget and plan.tokens_after == 3 * 145
+
+
+# -- salience-aware aging and rehearsal order --------------------------------------------------
+
+
+def _salient_pages(saliences, mode=Mode.SMALL):
+    n = len(saliences)
+    return [
+        PageState(i, mode, mode.positions, 10 * (n - i), NOW, salience=s) for i, s in enumerate(saliences)
+    ]
+
+
+def _aged(plan):
+    return sorted(plan.targets)
+
+
+def test_salient_policy_ages_small_talk_first_within_the_window():
+    pages = _salient_pages([0.30, 0.0, 0.0, 0.0, 0.0, 0.0])  # page 0: the oldest, dense in names
+    budget = 6 * 111 - 2 * 38  # two pages must go Small → Tiny (38 tokens each)
+    assert _aged(BudgetPolicy(max_tokens=budget).plan(pages, 0, NOW)) == [0, 1]
+    salient = BudgetPolicy(max_tokens=budget, salience=True, window=3)
+    assert _aged(salient.plan(pages, 0, NOW)) == [1, 2]
+
+
+def test_salient_policy_is_bounded_by_its_window():
+    pages = _salient_pages([0.30, 0.0, 0.0, 0.0, 0.0, 0.0])
+    # a third page must go: page 0's two successors in the window are down already, so it is
+    # next, however salient; page 3 (outside the window) keeps its rung
+    plan = BudgetPolicy(max_tokens=6 * 111 - 3 * 38, salience=True, window=3).plan(pages, 0, NOW)
+    assert _aged(plan) == [0, 1, 2]
+
+
+def test_salient_policy_keeps_no_page_more_than_one_rung_sharper_than_a_newer_one():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(200):
+        n = rng.randint(2, 12)
+        pages = [
+            PageState(i, Mode.LARGE, 421, n - i, NOW, salience=rng.choice([0.0, 0.02, 0.1, 0.4]))
+            for i in range(n)
+        ]
+        policy = BudgetPolicy(
+            max_tokens=rng.randint(73 * n, 421 * n), salience=True, window=rng.randint(2, 8)
+        )
+        plan = policy.plan(pages, 0, NOW)
+        ranks = [plan.targets.get(p.page_id, p.mode).rank for p in pages]
+        for older in range(n):
+            for newer in range(older + 1, n):
+                assert ranks[older] >= ranks[newer] - 1, (ranks, policy)
+
+
+def test_salient_policy_needs_a_clear_difference():
+    pages = _salient_pages([0.05, 0.045, 0.0])
+    policy = BudgetPolicy(max_tokens=3 * 111 - 38, salience=True, window=2, margin=0.2)
+    assert _aged(policy.plan(pages, 0, NOW)) == [0]  # 10% less salient: age order decides
+    pages = _salient_pages([0.05, 0.039, 0.0])
+    assert _aged(policy.plan(pages, 0, NOW)) == [1]  # over 20% less: small talk goes first
+    with pytest.raises(InputError):
+        BudgetPolicy(margin=1.0)
+
+
+def test_plain_policy_ignores_salience_and_window_one_is_plain_order():
+    pages = _salient_pages([0.9, 0.0, 0.0])
+    budget = 3 * 111 - 38
+    assert _aged(BudgetPolicy(max_tokens=budget).plan(pages, 0, NOW)) == [0]
+    assert _aged(BudgetPolicy(max_tokens=budget, salience=True, window=1).plan(pages, 0, NOW)) == [0]
+    assert not BudgetPolicy(max_tokens=budget, salience=True, window=1).needs_salience
+    assert BudgetPolicy(max_tokens=budget, salience=True).needs_salience
+    with pytest.raises(InputError):
+        BudgetPolicy(max_tokens=budget, window=0)
+
+
+def test_a_rehearsed_page_counts_as_used_when_it_was_recalled():
+    pages = [
+        PageState(0, Mode.SMALL, 111, 30, NOW, turns_since_recall=0),  # oldest, recalled just now
+        PageState(1, Mode.SMALL, 111, 20, NOW),
+        PageState(2, Mode.SMALL, 111, 10, NOW),
+    ]
+    assert [p.idle_turns for p in pages] == [0, 20, 10]
+    assert _aged(BudgetPolicy(max_tokens=3 * 111 - 38).plan(pages, 0, NOW)) == [1]
+    assert _aged(BudgetPolicy(max_tokens=3 * 111 - 2 * 38).plan(pages, 0, NOW)) == [1, 2]
+    # turn-age steps count from the recall too
+    assert TurnAgePolicy(steps=((15, Mode.TINY),)).plan(pages, 0, NOW).targets == {1: Mode.TINY}
+
+
+def test_parse_policy_salient_forms():
+    policy = parse_policy("budget:3000:salient")
+    assert policy.max_tokens == 3000 and policy.salience and policy.window == 4
+    assert parse_policy("budget:3000:salient:6").window == 6
+    assert not parse_policy("budget:3000").salience
+    with pytest.raises(InputError, match="unknown budget option"):
+        parse_policy("budget:3000:loud")
+    with pytest.raises(InputError, match="window"):
+        parse_policy("budget:3000:salient:wide")
+
+
+def test_mode_sharper_is_older_reversed():
+    assert Mode.TINY.sharper() is Mode.SMALL and Mode.GUNDAM.sharper() is None
+    assert all(m.older().sharper() is m for m in LADDER[:-1])

@@ -154,6 +154,20 @@ def test_pages_decoded_cache_index_and_delete(store):
     assert store.integrity_problems() == []
 
 
+def test_rehearse_page_sharpens_and_notes_when(store):
+    (tid,) = store.add_turns("s", [_row("hello OPS-4821 world")])
+    with store.transaction():
+        (pid,) = store.insert_pages("s", [_page(tid)], [tid])
+    assert store.page("s", pid).rehearsed_seq is None
+    store.set_page_mode(pid, Mode.TINY, b"tiny", None, None)
+    aged_at = store.page("s", pid).aged_at
+    store.rehearse_page(pid, Mode.SMALL, b"small", b"rep", "fp", 7)
+    page = store.page("s", pid)
+    assert (page.mode, page.canvas, page.rehearsed_seq, page.aged_at) == (Mode.SMALL, 640, 7, aged_at)
+    assert store.page_blobs(pid)[0] == b"small" and store.page_blobs(pid)[2:] == (b"rep", "fp")
+    assert store.pages("s")[0].rehearsed_seq == store.page_by_id(pid).rehearsed_seq == 7
+
+
 def test_unpage_and_drop_archive(store):
     (tid,) = store.add_turns("s", [_row("hello OPS-4821 world")])
     with store.transaction():

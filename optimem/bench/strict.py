@@ -106,6 +106,20 @@ def run_target(
     budget = max(1, int(text / target))
     rep = replay(chat, label=f"x{target:g}", cfg=cfg, backend=backend, folder=folder,
                  policy=BudgetPolicy(max_tokens=budget), creation_mode=cfg.creation_mode)  # fmt: skip
+    return score_run(rep, chat, target, budget, cfg, backend, tokens)
+
+
+def score_run(
+    rep: Replay,
+    chat: Chat,
+    target: float,
+    budget: int,
+    cfg: BenchConfig,
+    backend: Backend,
+    tokens: Sequence[int],
+) -> dict[str, Any]:
+    """Read every page of a finished replay and score every eligible question (closes its memory)."""
+    text = sum(tokens)
     pages = rep.session.pages()
     read_pages(rep, pages, cfg, chat)
     recalled = score.recalled_text(rep)

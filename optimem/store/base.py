@@ -73,6 +73,8 @@ class PageRecord:
     last_turn_seq: int
     last_turn_at: datetime
     spans: tuple[Span, ...]
+    rehearsed_seq: int | None = None
+    """The session's last turn seq when the page was last rehearsed (sharpened on recall)."""
 
     @property
     def turn_ids(self) -> tuple[int, ...]:
@@ -164,6 +166,15 @@ class Store(Protocol):
     def page_blobs(self, page_id: int) -> tuple[bytes, list[LineBox], bytes | None, str | None]: ...
     def set_page_mode(
         self, page_id: int, mode: Mode, png: bytes, representation: bytes | None, backend: str | None
+    ) -> None: ...
+    def rehearse_page(
+        self,
+        page_id: int,
+        mode: Mode,
+        png: bytes,
+        representation: bytes | None,
+        backend: str | None,
+        at_seq: int,
     ) -> None: ...
     def verbatim(self, page_id: int) -> list[VerbatimItem]: ...
 

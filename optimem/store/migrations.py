@@ -120,9 +120,16 @@ def m003_search_index(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_rehearsal(db: sqlite3.Connection) -> None:
+    """The turn seq at which a page was last rehearsed (sharpened on recall): the aging
+    policies count its age from there."""
+    _run(db, "ALTER TABLE pages ADD COLUMN rehearsed_seq INTEGER")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial,
     m002_external_ids_and_fingerprints,
     m003_search_index,
+    m004_rehearsal,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

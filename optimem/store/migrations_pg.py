@@ -143,9 +143,16 @@ def m003_search_index(db: Any) -> None:
     )
 
 
+def m004_rehearsal(db: Any) -> None:
+    """The turn seq at which a page was last rehearsed (sharpened on recall): the aging
+    policies count its age from there."""
+    _run(db, "ALTER TABLE pages ADD COLUMN rehearsed_seq integer")
+
+
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     m001_initial,
     m002_external_ids_and_fingerprints,
     m003_search_index,
+    m004_rehearsal,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

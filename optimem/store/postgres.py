@@ -448,11 +448,12 @@ class PostgresStore:
             last_turn_seq=row["last_turn_seq"],
             last_turn_at=parse_time(row["last_turn_at"]),
             spans=tuple(spans),
+            rehearsed_seq=row["rehearsed_seq"],
         )
 
     _PAGE_COLUMNS = (
         "id, session_id, seq, mode, creation_mode, canvas, creation_canvas, font_px, has_cjk,"
-        " text_tokens, chars, created_at, aged_at, last_turn_seq, last_turn_at"
+        " text_tokens, chars, created_at, aged_at, last_turn_seq, last_turn_at, rehearsed_seq"
     )
 
     def pages(self, session_id: str) -> list[PageRecord]:
@@ -505,6 +506,23 @@ class PostgresStore:
                 "UPDATE pages SET mode = %s, canvas = %s, png = %s, representation = %s,"
                 " representation_backend = %s, aged_at = %s WHERE id = %s",
                 (mode.value, mode.canvas, png, representation, backend, utcnow(), int(page_id)),
+            )
+
+    def rehearse_page(
+        self,
+        page_id: int,
+        mode: Mode,
+        png: bytes,
+        representation: bytes | None,
+        backend: str | None,
+        at_seq: int,
+    ) -> None:
+        """Keep a page at a sharper `mode` again (rehearsal), noting the turn seq it happened at."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE pages SET mode = %s, canvas = %s, png = %s, representation = %s,"
+                " representation_backend = %s, rehearsed_seq = %s WHERE id = %s",
+                (mode.value, mode.canvas, png, representation, backend, int(at_seq), int(page_id)),
             )
 
     def verbatim(self, page_id: int) -> list[VerbatimItem]:
