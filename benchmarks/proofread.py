@@ -16,6 +16,7 @@ whole uncached read (OCR + proofreading).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import functools
 import json
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calibrate import _cores, _cpu_name
+from line_recheck import page_input as recheck_page_input
 
 from optimem import linecheck, proofread
 from optimem.backends.base import PageInput
@@ -35,7 +38,7 @@ from optimem.correction import SEARCH_LIMIT, STEPS, speller
 from optimem.layout import restore_placeholders
 from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderOptions, TurnText, paginate, resize_to
+from optimem.render import RenderOptions, TurnText, paginate
 
 
 def pages_of(chat_path: str, n: int, px: int):
@@ -48,15 +51,8 @@ def pages_of(chat_path: str, n: int, px: int):
 
 
 def page_input(page, mode: Mode, checks: tuple[bytes, ...]) -> PageInput:
-    factor = mode.canvas / page.options.canvas
-    return PageInput(
-        resize_to(page.image, mode.canvas),
-        mode,
-        tuple(line.scaled(factor) for line in page.lines),
-        page.options.font_px * factor,
-        page.has_cjk,
-        checks=checks,
-    )
+    """The page as aged to `mode` (line_recheck's reading of it), with its line checks."""
+    return dataclasses.replace(recheck_page_input(page, mode), checks=checks)
 
 
 def word_errors(reference: str, text: str) -> tuple[int, int]:
