@@ -176,7 +176,7 @@ def demo_command(backend: str, out: Path, plots: bool, **options: Any) -> None:
 
     Prints the table and writes bench.json, bench.md and PNG plots into --out. With the
     defaults (cpu backend, a 2,000-token budget so pages age, 3 pages per fixed mode) it
-    takes about a minute and a half on two cores.
+    takes about two minutes on two cores.
     """
     cfg = _config(backend, **options)
     doc = runner.run([datasets.load_default()], cfg)
