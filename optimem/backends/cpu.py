@@ -88,21 +88,7 @@ class CpuBackend(Backend):
         cjk_idx = self._cjk_lines(page)
         if not cjk_idx:
             return self._checked(page, self.latin.decode(page), self.cjk, skip=code)
-        latin_idx = [i for i in range(len(page.lines)) if i not in set(cjk_idx)]
-        texts: list[str] = [""] * len(page.lines)
-        confidences: list[tuple[float, int]] = []
-        seconds = 0.0
-        for backend, idx in ((self.cjk, cjk_idx), (self.latin, latin_idx)):
-            if not idx:
-                continue
-            part = backend.decode(_subset(page, idx))
-            lines = part.lines or ("",) * len(idx)
-            for i, text in zip(idx, lines, strict=True):
-                texts[i] = text
-            confidences.append((part.confidence, len(idx)))
-            seconds += part.seconds
-        confidence = sum(c * n for c, n in confidences) / sum(n for _, n in confidences)
-        decoded = Decoded("\n".join(texts), confidence, self.name, seconds, tuple(texts))
+        decoded = self._read_split(page, cjk_idx)
         return self._checked(page, decoded, self.cjk, skip=set(cjk_idx) | code)
 
     def _first_reading(self, page: PageInput) -> Decoded:
@@ -111,12 +97,16 @@ class CpuBackend(Backend):
             return self._indented(page, self.cjk.decode(page))
         if not page.lines:
             return self._renamed(self.latin.decode(page))
-        cjk_idx = set(self._cjk_lines(page))
+        return self._indented(page, self._read_split(page, self._cjk_lines(page)))
+
+    def _read_split(self, page: PageInput, cjk_idx: Sequence[int]) -> Decoded:
+        """Lines `cjk_idx` read by the CJK engine and the rest by the Latin one, as one page."""
+        cjk = set(cjk_idx)
         texts: list[str] = [""] * len(page.lines)
         seconds, weighted = 0.0, 0.0
         for backend, idx in (
-            (self.cjk, sorted(cjk_idx)),
-            (self.latin, [i for i in range(len(page.lines)) if i not in cjk_idx]),
+            (self.cjk, sorted(cjk)),
+            (self.latin, [i for i in range(len(page.lines)) if i not in cjk]),
         ):
             if not idx:
                 continue
@@ -125,8 +115,7 @@ class CpuBackend(Backend):
                 texts[i] = text
             weighted += part.confidence * len(idx)
             seconds += part.seconds
-        decoded = Decoded("\n".join(texts), weighted / len(page.lines), self.name, seconds, tuple(texts))
-        return self._indented(page, decoded)
+        return Decoded("\n".join(texts), weighted / len(page.lines), self.name, seconds, tuple(texts))
 
     def _cjk_lines(self, page: PageInput) -> list[int]:
         """Lines for the CJK engine: CJK lines (from geometry), and code rows with `code_to_cjk`."""
