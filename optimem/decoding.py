@@ -132,39 +132,41 @@ class Decoder:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def page_input(self, page: PageRecord, aids: pr.ReadingAids | None = None) -> PageInput:
-        png, lines, representation, _ = self.store.page_blobs(page.id)
+    def page_input(self, page: PageRecord) -> PageInput:
+        return self._prepare(page, lambda: self.turn_labels(page.session_id))[0]
+
+    def _prepare(
+        self, page: PageRecord, labels: Callable[[], dict[int, str]]
+    ) -> tuple[PageInput, pr.ReadingAids]:
+        """The page as the backend reads it, and what it keeps to be proofread: its line checks
+        and rare words, and the speaker label of each line that starts a turn (from the turns'
+        roles and names, which outlive the archive; `labels` is only called when needed)."""
+        png, layout, representation, _ = self.store.page_blobs(page.id)
         image = Image.open(io.BytesIO(png))
         image.load()
+        aids = pr.ReadingAids()
+        rows = [v for v in self.store.verbatim(page.id) if v.kind in AID_KINDS]
+        if rows:
+            by_turn = labels()
+            by_line = {
+                i: by_turn[b.turn_id]
+                for i, b in enumerate(layout)
+                # a turn's first row only: output kept as typed starts on the row after its label
+                if b.start == 0 and b.turn_id in by_turn and (i == 0 or layout[i - 1].turn_id != b.turn_id)
+            }
+            aids = pr.ReadingAids.from_rows(rows, by_line)
         factor = page.canvas / page.creation_canvas
-        aids = aids or self.reading_aids(page)
-        return PageInput(
+        page_in = PageInput(
             image=image,
             mode=page.mode,
-            lines=tuple(line.scaled(factor) for line in lines),
+            lines=tuple(line.scaled(factor) for line in layout),
             font_px=page.font_px * factor,
             has_cjk=page.has_cjk,
             # the backend checks the fingerprint inside the blob and re-encodes on a mismatch
             representation=representation,
             checks=aids.checks,
         )
-
-    def reading_aids(self, page: PageRecord, labels: dict[int, str] | None = None) -> pr.ReadingAids:
-        """The page's line checks and rare words, and the speaker label of each line that
-        starts a turn (from the turns' roles and names, which outlive the archive)."""
-        rows = [v for v in self.store.verbatim(page.id) if v.kind in AID_KINDS]
-        if not rows:
-            return pr.ReadingAids()
-        _, layout, _, _ = self.store.page_blobs(page.id)
-        if labels is None:
-            labels = self.turn_labels(page.session_id)
-        by_line = {
-            i: labels[b.turn_id]
-            for i, b in enumerate(layout)
-            # a turn's first row only: output kept as typed starts on the row after its label
-            if b.start == 0 and b.turn_id in labels and (i == 0 or layout[i - 1].turn_id != b.turn_id)
-        }
-        return pr.ReadingAids.from_rows(rows, by_line)
+        return page_in, aids
 
     def turn_labels(self, session_id: str) -> dict[int, str]:
         """Speaker label typeset before each turn's first line, by turn id."""
@@ -212,14 +214,16 @@ class Decoder:
         if not todo:
             return out
         labels: dict[str, dict[int, str]] = {}
-        aids = []
-        for p in todo:
-            if p.session_id not in labels:
-                labels[p.session_id] = self.turn_labels(p.session_id)
-            aids.append(self.reading_aids(p, labels[p.session_id]))
-        inputs = [self.page_input(p, a) for p, a in zip(todo, aids, strict=True)]
+
+        def session_labels(session_id: str) -> dict[int, str]:
+            if session_id not in labels:  # one read of the turns per session in the batch
+                labels[session_id] = self.turn_labels(session_id)
+            return labels[session_id]
+
+        prepared = [self._prepare(p, functools.partial(session_labels, p.session_id)) for p in todo]
+        inputs = [page_in for page_in, _ in prepared]
         results = backend.decode_many(inputs)
-        for page, page_in, aid, result in zip(todo, inputs, aids, results, strict=True):
+        for page, (page_in, aid), result in zip(todo, prepared, results, strict=True):
             text, lines = result.text, result.lines
             checked = pr.proofread(
                 page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
