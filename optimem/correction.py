@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from rapidfuzz.distance import Levenshtein
 
 from .lexicon import dictionary_path, dictionary_words
-from .linecheck import digest_words, fold, line_words
+from .linecheck import WORD, digest_words, fold, line_words
 
 #: Combinations tried per misread line before the cheapest is kept unverified.
 SEARCH_LIMIT = 300
 #: The kinds of variant a word may get (each can be left out, to measure what it adds).
 STEPS = frozenset({"label", "other", "dictionary", "lexicon", "apostrophes", "punctuation", "splits"})
-_WORD = re.compile(r"\w+")
 _CONTRACTION_TAILS = frozenset({"ll", "re", "ve"})
 _speller_lock = threading.Lock()
 _speller = None
@@ -128,7 +127,7 @@ class Corrector:
 
     def _search_from(self, primary: str, others: Sequence[str], check: bytes, label: str | None) -> LineFix:
         """Combinations of `primary`'s word variants, cheapest first, until one passes `check`."""
-        tokens = list(_WORD.finditer(primary))
+        tokens = list(WORD.finditer(primary))
         alts = self._aligned(primary, tokens, others if "other" in self.steps else [])
         fixed = len(line_words(label)) if label and "label" in self.steps and primary.startswith(label) else 0
         options = [

@@ -9,17 +9,15 @@ known to the corrector: a word it does not know is a misread. On LoCoMo pages th
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from importlib import resources
 
-from .linecheck import fold
+from .linecheck import WORD, fold
 
 #: Side-channel kind of the row that holds a page's rare words (one row per page).
 KIND = "lexicon"
 #: The lexicon may take at most this share of the page's characters.
 MAX_SHARE = 0.05
-_WORD = re.compile(r"\w+")
 
 
 def dictionary_path() -> str:
@@ -48,14 +46,22 @@ def rare_words(text: str, *, max_chars: int | None = None) -> list[str]:
     """
     out: list[str] = []
     seen: set[str] = set()
-    used = 0
-    for word in _WORD.findall(text):
+    for word in WORD.findall(text):
         key = fold(word)
         if key in seen or is_known(word) or len(word) < 2:
             continue
-        if max_chars is not None and used + len(word) + 1 > max_chars:
-            break
         seen.add(key)
+        out.append(word)
+    return out if max_chars is None else capped(out, max_chars)
+
+
+def capped(words: list[str], max_chars: int) -> list[str]:
+    """The first of `words` that fit in `max_chars`, each with its separator."""
+    out: list[str] = []
+    used = 0
+    for word in words:
+        if used + len(word) + 1 > max_chars:
+            break
         out.append(word)
         used += len(word) + 1
     return out

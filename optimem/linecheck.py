@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 #: Side-channel kind of the row that holds a page's line checks (one row per page).
 KIND = "lines"
 DIGEST_BYTES = 3
-_WORD = re.compile(r"\w+")
+#: A word, as the check, the lexicon and the corrector cut text into words.
+WORD = re.compile(r"\w+")
 
 
 def fold(word: str) -> str:
@@ -30,7 +31,7 @@ def fold(word: str) -> str:
 
 def line_words(text: str) -> list[str]:
     """The words of a line as the check sees them (punctuation and spacing do not count)."""
-    return [fold(w) for w in _WORD.findall(text)]
+    return [fold(w) for w in WORD.findall(text)]
 
 
 def digest_words(words: Iterable[str]) -> bytes:

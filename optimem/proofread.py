@@ -33,9 +33,9 @@ def fingerprint(backend: Backend) -> str:
 
 def side_channel_rows(lines: Sequence[str], text: str) -> list[VerbatimItem]:
     """The reading aids a new page keeps: its line checks and its rare words (capped)."""
-    cap = int(len(text) * lexicon.MAX_SHARE)
-    words = lexicon.rare_words(text, max_chars=cap)
-    complete = len(words) == len(lexicon.rare_words(text))
+    every = lexicon.rare_words(text)
+    words = lexicon.capped(every, int(len(text) * lexicon.MAX_SHARE))
+    complete = len(words) == len(every)
     value = lexicon.pack(words) + ("" if complete else " " + TRUNCATED)
     rows = [VerbatimItem(linecheck.KIND, linecheck.pack(lines), 0, 0)]
     if value.strip():
