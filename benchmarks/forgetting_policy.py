@@ -90,14 +90,7 @@ def replay(chat: Chat, variant: str, budget: int, cfg: BenchConfig, backend, db:
                 agent["no_hit"] += 1
             agent["seconds"] += time.perf_counter() - t0
         previous = here
-        rep.turn_ids[turn.id] = s.add_turn(
-            turn.role, turn.content, name=turn.name, created_at=turn.created_at
-        )
-        t0 = time.perf_counter()
-        result = s.compress()
-        rep.compress_seconds.append(time.perf_counter() - t0)
-        rep.series.append(result.tokens_after)
-        rep.over_budget = result.over_budget
+        rep.step(turn)
     mem.rehearse = False  # scoring reads every page: that is the benchmark, not the agent
     agent["seconds"] = round(agent["seconds"], 1)
     return rep, agent

@@ -26,7 +26,7 @@ from ..records import Page, Recall, Turn
 from ..render import TurnText
 from . import metrics as m
 from .config import BenchConfig
-from .datasets import Chat
+from .datasets import Chat, ChatTurn
 
 T = TypeVar("T")
 _WS = re.compile(r"\s+")
@@ -69,6 +69,17 @@ class Replay:
     over_budget: bool = False
     reads: dict[int, PageRead] = field(default_factory=dict)
 
+    def step(self, turn: ChatTurn) -> None:
+        """Add one turn of the chat and compress, as an agent would, recording what it cost."""
+        self.turn_ids[turn.id] = self.session.add_turn(
+            turn.role, turn.content, name=turn.name, created_at=turn.created_at
+        )
+        t0 = time.perf_counter()
+        result = self.session.compress()
+        self.compress_seconds.append(time.perf_counter() - t0)
+        self.series.append(result.tokens_after)
+        self.over_budget = result.over_budget
+
     def unpaged(self) -> list[Turn]:
         """Turns still in context as text."""
         return [t for t in self.session.turns() if not t.paged]
@@ -97,14 +108,7 @@ def replay(
     session = mem.session(chat.name[:256] or "chat")
     rep = Replay(label, session, mem, {})
     for turn in bar(chat.turns, cfg, f"{chat.name} · {label} · replay", unit="turn"):
-        rep.turn_ids[turn.id] = session.add_turn(
-            turn.role, turn.content, name=turn.name, created_at=turn.created_at
-        )
-        t0 = time.perf_counter()
-        result = session.compress()
-        rep.compress_seconds.append(time.perf_counter() - t0)
-        rep.series.append(result.tokens_after)
-        rep.over_budget = result.over_budget
+        rep.step(turn)
     return rep
 
 
