@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from rapidfuzz.distance import Levenshtein
 
@@ -226,16 +227,11 @@ class Corrector:
         return sorted(out.values(), key=lambda v: v.cost)
 
 
+@cache
 def _contractions() -> dict[str, str]:
     """The dictionary's contractions by their spelling without the apostrophe ("im" → "i'm")."""
-    global _contraction_map
-    if _contraction_map is None:
-        found = {w.replace("'", ""): w for w in dictionary_words() if "'" in w and len(w) <= 8}
-        _contraction_map = {k: v for k, v in found.items() if len(k) >= 2}
-    return _contraction_map
-
-
-_contraction_map: dict[str, str] | None = None
+    found = {w.replace("'", ""): w for w in dictionary_words() if "'" in w and len(w) <= 8}
+    return {k: v for k, v in found.items() if len(k) >= 2}
 
 
 def _with_label(reading: str, label: str) -> str:
