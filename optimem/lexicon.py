@@ -3,8 +3,8 @@
 A spelling dictionary corrects "plece" to "piece" but knows neither "Banff" nor "Bareilles".
 Each page keeps, in its side channel, the words it holds that the dictionary does not know,
 so that a misread "Bantt" can snap back to "Banff", and so that every word the page holds is
-known to the corrector: a word it does not know is a misread. On LoCoMo pages this is about
-1% of the page's characters; it is capped so the side channel stays small.
+known to the corrector: a word it does not know is a misread. It is capped at `MAX_SHARE` of
+the page's characters so the side channel stays small.
 """
 
 from __future__ import annotations
