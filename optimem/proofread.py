@@ -108,7 +108,10 @@ def proofread(
     prose = [box.kind == "text" and not is_cjk(line) for box, line in zip(page.lines, lines, strict=True)]
 
     def correct(i: int, readings: Sequence[str]) -> None:
-        fix = corrector.correct(readings, aids.checks[i], label=aids.labels.get(i), prose=prose[i])
+        label = aids.labels.get(i)
+        box = page.lines[i]
+        length = box.end - box.start + (len(label) + 1 if label else 0)
+        fix = corrector.correct(readings, aids.checks[i], label=label, prose=prose[i], length=length)
         exact[i] = fix.verified
         if fix.verified or (prose[i] and aids.complete_lexicon):
             out[i] = fix.text
