@@ -10,7 +10,24 @@ from optimem import speller as speller_module
 from optimem.speller import Speller, dictionary_path, speller
 
 # OCR misreads of 8 px type seen on LoCoMo pages (conversations 26 and 30)
-MISREADS = "sround slways sbout grest wes reslice passionste ozcar mountsins lsct iske quines fek plece oina thankst".split()
+MISREADS = [
+    "sround",
+    "slways",
+    "sbout",
+    "grest",
+    "wes",
+    "reslice",
+    "passionste",
+    "ozcar",
+    "mountsins",
+    "lsct",
+    "iske",
+    "quines",
+    "fek",
+    "plece",
+    "oina",
+    "thankst",
+]
 
 
 @pytest.fixture(scope="module")
