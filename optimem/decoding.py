@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Literal
 
@@ -25,6 +24,7 @@ from . import proofread as pr
 from .backends import Backend, PageInput
 from .errors import PageNotFound
 from .layout import restore_placeholders
+from .page_queue import BACKGROUND, PageQueue
 from .render import TurnText
 from .store import DecodedRecord, PageRecord, Store
 from .verbatim import AID_KINDS
@@ -49,12 +49,13 @@ class Decoder:
         when: DecodeWhen,
         *,
         backend_name: Callable[[], str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.store = store
         self._backend = backend
         self.when: DecodeWhen = when
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: set[Future] = set()
+        self.workers = workers
+        self._pages: PageQueue | None = None
         self._lock = threading.Lock()
         # queue mode: the backend is named without loading it (workers load it)
         self._backend_name = backend_name or (lambda: self.backend.name)
@@ -83,52 +84,67 @@ class Decoder:
         if self.when == "now" and not force_background:
             self.decode(page_ids)
             return
-        batches = [list(page_ids)] if self.backend.capabilities.batches else [[pid] for pid in page_ids]
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optimem-decode")
-            futures = [self._executor.submit(self._decode_logged, batch) for batch in batches]
-            self._pending.update(futures)
-        for future in futures:
-            future.add_done_callback(self._discard)
+        self._background().submit(page_ids, BACKGROUND)
 
-    def _decode_logged(self, page_ids: list[int]) -> None:
+    def _background(self) -> PageQueue:
+        with self._lock:
+            if self._pages is None:
+                self._pages = PageQueue(self._read_logged, workers=self.workers)
+            return self._pages
+
+    def _read_logged(self, page_id: int) -> None:
         # logged inside the task, so that when the future is done the failure is accounted for
         try:
-            self.decode(page_ids)
+            self.decode_here([page_id])
+        except PageNotFound:
+            pass  # its session was deleted, or it was unpaged, while it waited
         except Exception as exc:
-            log.warning("background decode of pages %s failed (recall will retry): %s", page_ids, exc)
+            log.warning("background decode of page %s failed (recall will retry): %s", page_id, exc)
+            raise
 
-    def _discard(self, future: Future) -> None:
+    def forget(self, page_ids: Sequence[int]) -> int:
+        """Drop these pages from the background queue (their session is being deleted)."""
         with self._lock:
-            self._pending.discard(future)
+            pages = self._pages
+        return 0 if pages is None else pages.discard(page_ids)
 
     def pending(self) -> int:
-        """Batches of pages queued or being decoded in the background (queue mode: jobs of
-        this backend in the queue, whoever scheduled them)."""
+        """Pages queued or being decoded in the background (queue mode: jobs of this backend in
+        the queue, whoever scheduled them)."""
         if self.queue is not None:
             return self.queue.queued(self._backend_name())
         with self._lock:
-            return sum(not f.done() for f in self._pending)
+            pages = self._pages
+        return 0 if pages is None else pages.pending()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every scheduled decode has finished and been logged; False on timeout."""
         if self.queue is not None:
             return self._wait_queue(timeout)
-        while True:
-            with self._lock:
-                pending = [f for f in self._pending if not f.done()]
-            if not pending:
-                return True
-            _, not_done = futures_wait(pending, timeout=timeout)
-            if not_done:
-                return False
-
-    def close(self) -> None:
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+            pages = self._pages
+        return True if pages is None else pages.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> list[int]:
+        """Stop decoding in the background: queued pages are not started and the running ones
+        get `timeout` seconds (None: as long as they take). Returns the pages left unread; they
+        stay undecoded in the store, and `unread()` finds them at the next start."""
+        with self._lock:
+            pages, self._pages = self._pages, None
+        left = [] if pages is None else pages.close(timeout)
+        if left:
+            log.info("%d pages were left unread at shutdown; they are read at the next start", len(left))
+        return left
+
+    def unread(self, session_ids: Sequence[str]) -> list[int]:
+        """Pages of these sessions with no text read at their current mode by this backend."""
+        fingerprint = self.fingerprint()
+        return [
+            p.id
+            for sid in session_ids
+            for p in self.store.pages(sid)
+            if self.store.get_decoded(p.id, p.mode, fingerprint) is None
+        ]
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -196,7 +212,24 @@ class Decoder:
         if self.queue is not None and not refresh:
             return self._decode_queue(page_ids)
         self._decoded_here = self._decoded_here or self.queue is not None
-        return self.decode_here(page_ids, refresh=refresh)
+        with self._lock:
+            pages = self._pages
+        if pages is None:
+            return self.decode_here(page_ids, refresh=refresh)
+        # a page the background is reading now is waited for; one queued is taken out and read
+        # here, ahead of the queue, while the workers start nothing new
+        running = [f for f in (pages.take(pid) for pid in page_ids) if f is not None]
+        futures_wait(running)
+        error: BaseException | None = None
+        try:
+            with pages.urgent():
+                return self.decode_here(page_ids, refresh=refresh)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for pid in page_ids:
+                pages.finished(pid, error)
 
     def decode_here(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
         """Decode (or read from the cache) these pages in this process, as one batch."""

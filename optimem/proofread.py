@@ -26,6 +26,16 @@ FINGERPRINT_TAG = "+proofread1"
 TRUNCATED = "\u2026"
 
 
+def warm_up() -> None:
+    """Load what proofreading reads once per process: the spelling index and its word list."""
+    from .correction import _contractions
+    from .speller import speller
+
+    speller()
+    lexicon.dictionary_words()
+    _contractions()
+
+
 def fingerprint(backend: Backend) -> str:
     """The cache key of text this backend reads and this module proofreads."""
     return backend.fingerprint() + FINGERPRINT_TAG

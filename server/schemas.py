@@ -403,3 +403,6 @@ class Ready(BaseModel):
     status: Literal["ready"] = "ready"
     backend: str
     decode_queue: int
+    """Pages waiting for (or in) background OCR."""
+    warm_up_s: float = 0.0
+    """Seconds the start spent loading the OCR engines and the spelling index (ready only after)."""
