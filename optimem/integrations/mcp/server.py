@@ -71,7 +71,7 @@ def create_server(memory: OpticalMemory, config: McpConfig) -> MCPServer:
             "token_verifier": KeysVerifier(keys),
             # the SDK's bearer check needs an issuer; keys are issued by `optimem keys add`, here
             "auth": AuthSettings(
-                issuer_url=f"http://{settings.host}:{settings.port}", resource_server_url=None
+                issuer_url=AnyHttpUrl(f"http://{settings.host}:{settings.port}"), resource_server_url=None
             ),
         }
     limiter = RateLimiter(settings.rate_per_minute) if config.http else None
