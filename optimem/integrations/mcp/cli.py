@@ -56,7 +56,7 @@ KEYS_ENV = "OPTIMEM_KEYS"
     help="Price page images as this model family does (e.g. anthropic for Claude) [default: decoder positions].",
 )
 @click.option("--budget", default=4000, show_default=True, help="Default token budget of the context tool.")
-@click.option("--log-level", default=None, help="Log level [default: info].")
+@click.option("--log-level", default="warning", show_default=True, help="Log level (stderr).")
 @clean_errors
 def mcp_command(
     http: bool,

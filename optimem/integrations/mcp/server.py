@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import AnyHttpUrl
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from server.auth import PUBLIC_TENANT, KeysFile
 from server.limits import RateLimiter
@@ -86,18 +89,38 @@ def create_server(memory: OpticalMemory, config: McpConfig) -> MCPServer:
     )
     tools.register(server, tenancy, config)
     resources.register(server, tenancy)
+    if config.http:
+        server.custom_route("/healthz", methods=["GET"])(healthz)
     return server
 
 
+async def healthz(request: Request) -> Response:
+    """Liveness for load balancers and tests (no key needed, says nothing about the memory)."""
+    return JSONResponse({"status": "ok"})
+
+
 def run(server: MCPServer, config: McpConfig) -> None:
-    """Serve until stdin closes (stdio) or the process is stopped (HTTP)."""
+    """Serve until stdin closes (stdio) or SIGINT/SIGTERM (HTTP: in-flight calls finish first)."""
     if not config.http:
         server.run("stdio")
         return
+    import uvicorn
+
+    # uvicorn re-raises SIGTERM once it has shut down gracefully; exiting through Python instead
+    # of the default handler lets the caller close the memory (finishing background decodes)
+    signal.signal(signal.SIGTERM, _exit)
     settings = config.settings
-    server.run(
-        "streamable-http",
-        host=settings.host,
-        port=settings.port,
-        max_request_body_size=settings.max_body_bytes,
-    )
+    app = server.streamable_http_app(host=settings.host, max_request_body_size=settings.max_body_bytes)
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=settings.graceful_timeout,
+        )
+    ).run()
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)

@@ -179,7 +179,7 @@ def register(server: MCPServer, tenancy: "Tenancy", config: "McpConfig") -> None
 
     @guard
     async def sessions() -> str:
-        """The memory sessions you can use."""
+        """List the memory sessions you can use (one per conversation), to pass as session to the other tools."""
         return compact({"sessions": await asyncio.to_thread(tenancy.sessions().names)})
 
     for fn, hints in (
