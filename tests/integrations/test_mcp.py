@@ -203,6 +203,32 @@ def test_bad_input_gives_tool_errors_in_the_rest_services_words(tmp_path):
     asyncio.run(run())
 
 
+def test_published_schemas_are_slim_and_keep_the_rules():
+    from optimem.integrations.mcp.schema import slim
+
+    schema = {
+        "title": "rememberArguments",
+        "type": "object",
+        "properties": {
+            "title": {"title": "Title", "type": "string", "pattern": "x+"},  # a field named title stays
+            "name": {"anyOf": [{"type": "string", "maxLength": 9}, {"type": "null"}], "default": None},
+            "when": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}], "default": None},
+            "n": {"default": 3, "examples": [4], "type": "integer", "minimum": 1},
+        },
+        "required": ["title"],
+    }
+    assert slim(schema) == {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "name": {"type": "string", "maxLength": 9},
+            "when": {"anyOf": [{"type": "string"}, {"type": "integer"}], "default": None},
+            "n": {"default": 3, "type": "integer", "minimum": 1},
+        },
+        "required": ["title"],
+    }
+
+
 # -- streamable HTTP with keys ----------------------------------------------------------------
 
 

@@ -85,9 +85,9 @@ def create_server(memory: OpticalMemory, config: McpConfig) -> MCPServer:
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
+        tools=tools.build(tenancy, config),
         **auth,
     )
-    tools.register(server, tenancy, config)
     resources.register(server, tenancy)
     if config.http:
         server.custom_route("/healthz", methods=["GET"])(healthz)

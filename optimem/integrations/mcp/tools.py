@@ -7,18 +7,20 @@ input schema, and the tools are closures whose annotations must be objects, not 
 """
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from server.errors import ApiError
-from server.schemas import SESSION_RULE, TurnIn
+from server.schemas import TurnIn
 
 from ...pricing import CONSUMERS
 from .content import Block, compact, context_blocks, hits, recalled, span
 from .errors import guarded
+from .schema import slim
 
 if TYPE_CHECKING:
     from .server import McpConfig
@@ -29,7 +31,7 @@ else:  # the names optimem.pricing knows, as an enum in the tool's input schema
     ConsumerName = Literal[tuple(CONSUMERS)]
 
 MAX_BUDGET = 10_000_000
-Session = Annotated[str, Field(description=f"Memory session (one conversation). {SESSION_RULE}.")]
+Session = Annotated[str, Field(description="Memory session id: one per conversation.")]
 Consumer = Annotated[
     ConsumerName | None,
     Field(
@@ -40,8 +42,8 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_wo
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
 
-def register(server: MCPServer, tenancy: "Tenancy", config: "McpConfig") -> None:
-    """Add every tool to `server`; `config` gives the default session, consumer and limits."""
+def build(tenancy: "Tenancy", config: "McpConfig") -> list[Tool]:
+    """Every tool, over `tenancy`'s sessions; `config` gives the default session, budget and limits."""
     limits = config.settings
     guard = guarded(lambda: tenancy.tenant().name)
 
@@ -182,13 +184,21 @@ def register(server: MCPServer, tenancy: "Tenancy", config: "McpConfig") -> None
         """List the memory sessions you can use (one per conversation), to pass as session to the other tools."""
         return compact({"sessions": await asyncio.to_thread(tenancy.sessions().names)})
 
-    for fn, hints in (
-        (remember, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
-        (compress, WRITES),
-        (recall, READ_ONLY),
-        (search, READ_ONLY),
-        (context, READ_ONLY),
-        (stats, READ_ONLY),
-        (sessions, READ_ONLY),
-    ):
-        server.add_tool(fn, annotations=hints, structured_output=False)
+    return [
+        tool(remember, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
+        tool(compress, WRITES),
+        tool(recall, READ_ONLY),
+        tool(search, READ_ONLY),
+        tool(context, READ_ONLY),
+        tool(stats, READ_ONLY),
+        tool(sessions, READ_ONLY),
+    ]
+
+
+def tool(fn: Callable[..., Any], hints: ToolAnnotations) -> Tool:
+    """`fn` as an MCP tool: its docstring on one line as the description, a slim input schema."""
+    made = Tool.from_function(
+        fn, description=" ".join((fn.__doc__ or "").split()), annotations=hints, structured_output=False
+    )
+    made.parameters = slim(made.parameters)
+    return made
