@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ImageContent, TextContent
 
+from optimem import OpticalMemory
 from optimem.cli import main
 from server.auth import KeysFile
 from server.process import ROOT, child_env, free_port
@@ -232,16 +233,12 @@ def test_published_schemas_are_slim_and_keep_the_rules():
 # -- streamable HTTP with keys ----------------------------------------------------------------
 
 
-@pytest.fixture
-def http_server(tmp_path) -> Iterator[dict[str, Any]]:
-    """`optimem mcp --http` on a free loopback port with keys for tenants acme and globex."""
-    keys = KeysFile(tmp_path / "keys.json")
-    acme, globex = keys.add("acme")[1], keys.add("globex")[1]
-    revoked_record, revoked = keys.add("acme")
-    keys.revoke(revoked_record.id)
+@contextmanager
+def http_mcp(tmp_path: Path, *args: str) -> Iterator[str]:
+    """`optimem mcp --http` on a free loopback port; yields its /mcp URL."""
     port = free_port()
     cmd = [sys.executable, "-m", "optimem.cli", "mcp", "--http", "--port", str(port)]
-    cmd += ["--keys", str(tmp_path / "keys.json"), "--db", str(tmp_path / "m.db"), "--decode", "lazy"]
+    cmd += ["--db", str(tmp_path / "m.db"), "--decode", "lazy", *args]
     log = (tmp_path / "mcp.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
@@ -254,14 +251,27 @@ def http_server(tmp_path) -> Iterator[dict[str, Any]]:
         except httpx2.TransportError:
             assert time.monotonic() < deadline, "optimem mcp --http did not start"
             time.sleep(0.1)
-    yield {"url": url + "/mcp", "acme": acme, "globex": globex, "revoked": revoked}
-    proc.terminate()
-    assert proc.wait(30) == 0, (tmp_path / "mcp.log").read_text()
+    try:
+        yield url + "/mcp"
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, (tmp_path / "mcp.log").read_text()  # SIGTERM: a graceful exit
+
+
+@pytest.fixture
+def http_server(tmp_path) -> Iterator[dict[str, Any]]:
+    """Keys for tenants acme and globex (and a revoked one of acme's)."""
+    keys = KeysFile(tmp_path / "keys.json")
+    acme, globex = keys.add("acme")[1], keys.add("globex")[1]
+    revoked_record, revoked = keys.add("acme")
+    keys.revoke(revoked_record.id)
+    with http_mcp(tmp_path, "--keys", str(tmp_path / "keys.json")) as url:
+        yield {"url": url, "acme": acme, "globex": globex, "revoked": revoked}
 
 
 @asynccontextmanager
-async def http_session(url: str, key: str) -> AsyncIterator[ClientSession]:
-    headers = {"Authorization": f"Bearer {key}"}
+async def http_session(url: str, key: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (
         httpx2.AsyncClient(headers=headers) as client,
         streamable_http_client(url, http_client=client) as (r, w),
@@ -311,6 +321,22 @@ def test_http_keeps_tenants_apart(http_server):
     for key in (None, "om_not-a-key", http_server["revoked"]):
         headers = accept | ({"Authorization": f"Bearer {key}"} if key else {})
         assert httpx2.post(url, json=init, headers=headers).status_code == 401
+
+
+def test_http_on_loopback_without_keys_is_one_rate_limited_tenant(tmp_path):
+    async def run() -> None:
+        with http_mcp(tmp_path, "--rate-per-minute", "3", "--tenant", "team") as url:
+            async with http_session(url, None) as s:
+                one = [{"role": "user", "content": "hello", "external_id": "a"}]
+                assert payload(await s.call_tool("remember", {"turns": one, "session": "s"}))["added"] == 1
+                assert payload(await s.call_tool("sessions", {})) == {"sessions": ["s"]}
+                assert payload(await s.call_tool("stats", {"session": "s"}))["turns"] == 1
+                err = error_of(await s.call_tool("sessions", {}))
+                assert err["type"] == "rate_limited" and "more than 3 requests a minute" in err["message"]
+
+    asyncio.run(run())
+    with OpticalMemory(tmp_path / "m.db") as memory:
+        assert memory.sessions() == ["team/s"]  # the tenant prefixes the session, as in the REST service
 
 
 # -- the command -----------------------------------------------------------------------------

@@ -56,6 +56,12 @@ KEYS_ENV = "OPTIMEM_KEYS"
     help="Price page images as this model family does (e.g. anthropic for Claude) [default: decoder positions].",
 )
 @click.option("--budget", default=4000, show_default=True, help="Default token budget of the context tool.")
+@click.option(
+    "--rate-per-minute",
+    type=int,
+    default=None,
+    help="Tool calls per key per minute over HTTP (0: off) [600].",
+)
 @click.option("--log-level", default="warning", show_default=True, help="Log level (stderr).")
 @clean_errors
 def mcp_command(
