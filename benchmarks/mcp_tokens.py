@@ -124,7 +124,9 @@ def _machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", default="cpu", help="decoder of the pages read back")
     parser.add_argument("--out", type=Path, help="write JSON here")
     args = parser.parse_args()
