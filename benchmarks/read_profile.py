@@ -171,11 +171,11 @@ def build(db: str) -> dict[str, tuple[str, int, int]]:
     mem = OpticalMemory(db, backend="cpu", decode="lazy", policy="none")
     cases: dict[str, tuple[str, int, int]] = {}
     prose = mem.session("prose")
-    prose.add_turns([(t.role, t.content) for t in load(str(LOCOMO)).turns[:160]])
+    prose.add_turns([(t.role, t.content) for t in load(str(LOCOMO)).turns[:260]])
     prose.compress(flush=True)
-    ids = [p.id for p in prose.pages()]
+    ids = [p.id for p in prose.pages()][:-1]  # full pages (the last one holds what was left)
     with mem.store.transaction():
-        mem.pager.age("prose", AgingPlan({ids[3]: Mode.TINY}, 0))
+        mem.pager.age("prose", AgingPlan({ids[3]: Mode.TINY, ids[2]: Mode.TINY}, 0))
     cases["small"] = ("prose", ids[1], ids[0])
     cases["tiny"] = ("prose", ids[3], ids[2])
     code = mem.session("code")
