@@ -146,9 +146,14 @@ class Corrector:
             return LineFix(readings[0], False)
         best: LineFix | None = None
         tried = 0
-        # each reading leads once (a word one engine dropped is only in the other's reading)
-        for k, primary in enumerate(readings[:3]):
-            short = length is not None and len(primary.strip()) <= length - 2 and "dropped" in self.steps
+        # each reading leads once (a word one engine dropped is only in the other's reading);
+        # then, where it reads short, once more with lost words: a wider search, tried last so
+        # that it never crowds out the plain one
+        leads = [(k, False) for k in range(len(readings[:3]))]
+        if length is not None and "dropped" in self.steps:
+            leads += [(k, True) for k in range(len(readings[:3])) if len(readings[k].strip()) <= length - 2]
+        for k, short in leads:
+            primary = readings[k]
             fix = self._search_from(primary, readings[:k] + readings[k + 1 :], check, label, short)
             tried += fix.tried
             if fix.verified:
