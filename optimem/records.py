@@ -204,6 +204,22 @@ class Recall(Record):
 
 
 @dataclass(frozen=True)
+class RecalledTurn(Record):
+    """One turn read back whole, stitched over the pages that hold it (`Session.recall_turns`)."""
+
+    turn_id: int
+    role: str
+    name: str | None
+    text: str
+    """The turn as typed: wraps removed, its own line breaks kept, the speaker label left out."""
+    verified: bool | None
+    """True when every line of it passed its check (exact in every word), False when some did
+    not, None when its pages keep no checks (or it is not paged: `text` is the turn itself)."""
+    pages: tuple[int, ...]
+    """The pages it was read from, in order (empty while it is still kept as text)."""
+
+
+@dataclass(frozen=True)
 class RecallHit(Record):
     """One page found by `recall(query=...)`."""
 
