@@ -55,11 +55,14 @@ def recall_page(
     checks = next((linecheck.unpack(v.value) for v in rows if v.kind == linecheck.KIND), [])
     layout = store.page_blobs(page.id)[1] if record.lines is not None else []
     turns: dict[int, str] = {}
+    turns_verified: dict[int, bool | None] = {}
     verified: tuple[bool | None, ...]
     if record.lines is not None and checks and len(checks) == len(record.lines) == len(layout):
         lines, verified = repair_checked(record.lines, checks, layout, items)
         text = "\n".join(lines)
         turns = turn_texts(list(zip(layout, lines, strict=True)))
+        for box, ok in zip(layout, verified, strict=True):
+            turns_verified[box.turn_id] = turns_verified.get(box.turn_id, True) and ok
     else:  # no checks to hold a repair to: near misses of kept strings are put back as before
         text = repair(record.text, items)
         lines = tuple(text.split("\n"))
@@ -67,6 +70,7 @@ def recall_page(
         if record.lines is not None and len(layout) == len(record.lines):
             turns = turn_texts(list(zip(layout, record.lines, strict=True)))
             turns = {tid: repair(t, [v for v in items if v.turn_id == tid]) for tid, t in turns.items()}
+            turns_verified = dict.fromkeys(turns)
     return Recall(
         page_id=page.id,
         text=text,
@@ -84,6 +88,7 @@ def recall_page(
         side_channel_bytes=sum(len(v.value.encode()) for v in rows),
         lines=lines,
         verified=verified,
+        turns_verified=turns_verified,
     )
 
 

@@ -185,6 +185,9 @@ class Recall(Record):
     verified: tuple[bool | None, ...] = ()
     """Per line of `lines`: True when its words pass the line's check (exact in every word),
     False when they do not (unverified: distrust it), None where the page keeps no check."""
+    turns_verified: dict[int, bool | None] = field(default_factory=dict)
+    """Per turn id of `turns`: True when every line of it on this page passed its check, False
+    when one did not, None when the page keeps no checks."""
 
     @property
     def unverified_lines(self) -> list[int]:

@@ -310,6 +310,10 @@ class RecalledPage(_Out):
     lines: list[str] = Field(
         default_factory=list, description="The recalled text line by line, in page order."
     )
+    turns_verified: dict[str, bool | None] = Field(
+        default_factory=dict,
+        description="Per turn id on the page: true when every line of it passed its check.",
+    )
     verified: list[bool | None] = Field(
         default_factory=list,
         description="Per line: true when its words pass the line's stored check, false when they do "
