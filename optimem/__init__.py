@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .errors import (
     BackendError,
+    BackendMemoryError,
     BackendUnavailable,
     DuplicateExternalId,
     InputError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "BackendMemoryError",
     "BackendUnavailable",
     "BudgetPolicy",
     "CompressResult",

@@ -44,6 +44,10 @@ class Worker:
         url: ``postgresql://…`` of the store the replicas use.
         backend: Backend name (``"cpu"``, ``"deepseek-ocr2"`` …) or instance.
         batch: Most pages claimed and decoded at once.
+        backend_options: Options for the backend built by name (e.g. ``{"device": "cuda:1"}``,
+            one worker per GPU).
+        warmup: Pay the backend's one-time costs (compile, CUDA graphs) for batch 1 and
+            `batch` before registering, so a worker reported ready decodes at full speed.
         lease_s: A claimed job whose heartbeat is older than this is claimed again.
         attempts: Tries per job before it is logged as failed.
     """
@@ -57,11 +61,17 @@ class Worker:
         lease_s: float = 30.0,
         attempts: int = 3,
         poll_s: float = 1.0,
+        backend_options: dict | None = None,
+        warmup: bool = True,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be ≥ 1")
         self.url = url
-        self.backend = backend if isinstance(backend, Backend) else get_backend(backend)
+        self.backend = (
+            backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
+        )
+        self.warmup = warmup
+        self.warmup_s: float | None = None
         self.batch = batch
         self.lease_s = lease_s
         self.attempts = attempts
@@ -79,6 +89,11 @@ class Worker:
 
     async def run(self, *, max_pages: int | None = None, idle_exit_s: float | None = None) -> WorkerStats:
         """Work until `stop` is set (or `max_pages` decoded, or idle for `idle_exit_s`)."""
+        if self.warmup and self.warmup_s is None:
+            self.warmup_s = await asyncio.to_thread(self.backend.warmup, sorted({1, self.batch}))
+            log.info(
+                "warmed up %s for batches 1 and %d in %.1f s", self.backend.name, self.batch, self.warmup_s
+            )
         while not self.stop.is_set():
             try:
                 await self._session(max_pages, idle_exit_s)

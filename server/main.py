@@ -38,7 +38,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             rehearse=settings.rehearse,
         )
     memory: OpticalMemory = app.state.memory
-    await asyncio.to_thread(lambda: memory.backend)  # load the OCR engine before the first request
+    backend = await asyncio.to_thread(lambda: memory.backend)  # load the OCR engine before the first request
+    if settings.warmup:  # compile + capture the decoder now: /readyz answers once this is done
+        seconds = await asyncio.to_thread(backend.warmup, (1, 8))
+        if seconds:
+            log.info("warmed up %s in %.1f s", backend.name, seconds)
     app.state.metrics.watch(memory)
     log.info("optimem serving %s with backend %s", settings.db, memory.backend.name)
     try:

@@ -117,6 +117,12 @@ class Backend:
             raise NotImplementedError(f"{type(self).__name__} must override decode or decode_many")
         return [self.decode(p) for p in pages]
 
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        """Pay one-time costs (loading, compiling, capturing) for these batch sizes before
+        serving; returns the seconds spent. Workers and `optimem serve` call it before they
+        report ready. Default: nothing to pay."""
+        return 0.0
+
     def close(self) -> None:
         """Release engines and worker processes."""
 
