@@ -153,6 +153,8 @@ class StaticDecoder:
             bytes (int) or a share of the card (float in (0, 1]); None for the card's limit.
             Idle caches are freed to make room; a call that still cannot fit raises
             `BackendMemoryError`.
+        attn_programs: the Triton attention splits each row's positions until rows × heads ×
+            splits reaches this many programs.
     """
 
     BATCH_BUCKETS = BATCH_BUCKETS
@@ -171,6 +173,7 @@ class StaticDecoder:
         max_batch: int = 64,
         kv: str = "demand",
         max_gpu_memory: int | float | None = None,
+        attn_programs: int = 512,
     ) -> None:
         lm = model.model.language_model
         cfg = lm.config
@@ -199,6 +202,7 @@ class StaticDecoder:
         self.moe, self.gemv_max_rows = self._pick_moe(moe, gemv_max_rows)
         self.prefill_batch = prefill_batch
         self.max_batch = max_batch
+        self.attn_programs = attn_programs
         self.last_stats: dict[str, float] = {}
         self.attention = self._pick_attention(attention)
         if compile is None or compile is True:
@@ -321,7 +325,7 @@ class StaticDecoder:
         return slot
 
     def _slot_for(self, batch: int, length: int, prompt_length: int) -> _Slot:
-        if self.kv == "demand" and self.cuda_graphs:
+        if self.kv == "demand":  # (unpadded calls, without graphs, use the first rows)
             key = (bucket(batch), _kv.length_bucket(length, self.max_positions))
             if key not in self._slots:
                 self._allocate(*key, prompt_length)
@@ -401,16 +405,16 @@ class StaticDecoder:
         if self.budget is None:
             return
         held = self.weight_bytes + sum(s.nbytes for s in self._slots.values())
-        for key, slot in list(self._slots.items()):
-            if held + need <= self.budget:
-                break
-            if slot is not self._active:
-                held -= slot.nbytes
-                self._free(key)
-        if held + need > self.budget:
+        idle = [(key, s) for key, s in self._slots.items() if s is not self._active]
+        if held - sum(s.nbytes for _, s in idle) + need > self.budget:  # refuse before freeing anything
             raise BackendMemoryError(
                 self._too_big(batch, length, need, f"the budget of {_kv.gib(self.budget)}")
             )
+        for key, slot in idle:  # least recently used first
+            if held + need <= self.budget:
+                break
+            held -= slot.nbytes
+            self._free(key)
 
     def _too_big(self, batch: int, length: int, need: int, limit: str) -> str:
         held = sum(s.nbytes for s in self._slots.values())
@@ -540,7 +544,9 @@ class StaticDecoder:
         batch = q.shape[0]
         if self.attention == "triton":
             q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-            return kernels.decode_attention(q, k, v, self.k_cache[i], self.v_cache[i], pos, self.scaling)
+            return kernels.decode_attention(
+                q, k, v, self.k_cache[i], self.v_cache[i], pos, self.scaling, programs=self.attn_programs
+            )
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         rows = torch.arange(batch, device=self.device)
         kc = self.k_cache[i][:batch, :, :length]
@@ -627,6 +633,7 @@ class StaticDecoder:
                 f"{self.max_positions} positions"
             )
         length = min(_round_up(longest + max_new, SEGMENT), self.max_positions)
+        self._active = None  # no cache is in use between calls: any may be freed for this one
         # On demand, the first cache holds the prompt and GROW_HEADROOM tokens; `_grow` moves
         # the rows to the next length bucket if the call goes on.
         first = min(length, longest + min(max_new, _kv.GROW_HEADROOM)) if self.kv == "demand" else length
