@@ -13,7 +13,8 @@ and memory are real, the text is garbage, EOS is ignored). Side by side:
   * a 1,000-token recall (837 + 1,000 positions: a 2,048-position cache under "demand");
   * the budget: `max_gpu_memory=10 GiB` decodes batch 1 and 8 and refuses batch 64 with
     `BackendMemoryError`;
-  * variants at batch 64 (attention splits, prefill chunk, Triton experts).
+  * variants (attention splits, prefill chunk) and, with --profile, a kernel profile of one
+    batch-64 call of random prompts.
 
     python benchmarks/gpu_kv.py [--json OUT.json] [--repeat 3] [--no-variants]
     python benchmarks/gpu_kv.py --smoke        # CPU check of the script (tiny widths)
@@ -65,6 +66,7 @@ def main() -> int:
     ap.add_argument("--json", default=os.path.join(os.environ.get("OUT", "."), "gpu_kv.json"))
     ap.add_argument("--repeat", type=int, default=3, help="timed calls per row (median)")
     ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="profile one batch-64 call of random prompts")
     ap.add_argument("--smoke", action="store_true", help="tiny widths on the CPU: checks the script only")
     args = ap.parse_args()
     device = "cpu" if args.smoke else "cuda"
@@ -214,23 +216,45 @@ def main() -> int:
 
     # ---- variants at batch 64 ------------------------------------------------------------------
     variants = [
-        ({"attn_programs": 2048}, "attention split to 2,048 programs"),
-        ({"prefill_batch": 64}, "prefill 64 prompts per forward"),
-        ({"gemv_max_rows": 512}, "Triton expert kernels up to 512 token-expert rows"),
+        ({"attn_programs": 2048}, "attention split to 2,048 programs", batches),
+        (
+            {"attn_programs": 2048, "prefill_batch": 64},
+            "attention 2,048 programs + prefill 64 per forward",
+            (64,),
+        ),
+        ({"prefill_batch": 64}, "prefill 64 prompts per forward", (64,)),
     ]
-    for options, label in [] if args.no_variants or args.smoke else variants:
+    for options, label, sizes in [] if args.no_variants or args.smoke else variants:
         _free()
+        _reset_peak()
         vb = DeepseekOcr2Backend.from_model(
             model, processor, ignore_eos=True, max_new_tokens=NEW, decoder_options=options
         )
-        n = batches[-1]
-        vb.warmup((n,), (Mode.GUNDAM,))
-        for ilabel, make in inputs.items():
-            dt, st = timed(vb, make(n), args.repeat)
-            row("variant", variant=label, options=options, input=ilabel, batch=n, tokens_per_s=n * NEW / dt,
-                decode_only_tokens_per_s=st["decode_tokens_per_s"], seconds=dt)  # fmt: skip
+        for n in sizes:
+            vb.warmup((n,), (Mode.GUNDAM,))
+            for ilabel, make in inputs.items():
+                dt, st = timed(vb, make(n), args.repeat)
+                row("variant", variant=label, options=options, input=ilabel, batch=n, tokens_per_s=n * NEW / dt,
+                    decode_only_tokens_per_s=st["decode_tokens_per_s"], seconds=dt, prefill_s=st["prefill_s"],
+                    peak_gib_so_far=_peak())  # fmt: skip
         vb._decoder = None
         del vb
+
+    if args.profile and not args.smoke:  # where a batch-64 step of random prompts spends its time
+        _free()
+        pb = DeepseekOcr2Backend.from_model(model, processor, ignore_eos=True, max_new_tokens=NEW)
+        pb.warmup((64,), (Mode.GUNDAM,))
+        pb._generate(random_[:64], max_new_tokens=NEW)
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            pb._generate(random_[:64], max_new_tokens=NEW)
+            _sync()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90)
+        Path(args.json).with_suffix(".profile.txt").write_text(table)
+        print(table[:6000])
+        pb._decoder = None
+        del pb
 
     row("compile", compiled_graphs=compiled_graphs())
     print(f"\ncard: {card}; weights {weights} GiB")
