@@ -73,18 +73,23 @@ def test_budget_refuses_before_allocating_and_still_serves_what_fits(tiny_ocr2):
     assert len(dec.generate(prompts[:1], max_new_tokens=8, eos_token_id=None)) == 1
 
 
-def test_idle_caches_are_freed_to_make_room(tiny_ocr2):
+def test_caches_cover_smaller_calls_and_idle_ones_are_freed_to_make_room(tiny_ocr2):
     model, _ = tiny_ocr2
     probe = StaticDecoder(model)
-    prompts = testing.random_prompts(model, 2, 149, seed=2)
-    ws = kv.workspace_bytes(model.config.text_config, 2, 149, 4)
-    need = probe.kv_bytes(2, 512) + kv.state_bytes(2, probe.max_positions) + ws
-    first = probe.kv_bytes(1, 512) + kv.state_bytes(1, probe.max_positions)
-    dec = StaticDecoder(model, max_gpu_memory=probe.weight_bytes + need + first // 2)
-    dec.generate(prompts[:1], max_new_tokens=8, eos_token_id=None)
-    assert list(dec.memory()["caches"]) == ["1x512"]
-    dec.generate(prompts, max_new_tokens=8, eos_token_id=None)  # both do not fit: the idle one goes
+    short = testing.random_prompts(model, 2, 149, seed=2)
+    long = testing.random_prompts(model, 1, 600, seed=4)
+    dec = StaticDecoder(model)
+    dec.generate(short, max_new_tokens=8, eos_token_id=None)
+    dec.generate(short[:1], max_new_tokens=8, eos_token_id=None)  # 1 row fits the 2-row cache
     assert list(dec.memory()["caches"]) == ["2x512"]
+    # Under a budget that holds one cache beside the weights, a call the 2-row cache cannot
+    # serve (600 positions) frees it, idle, to make room.
+    ws = kv.workspace_bytes(model.config.text_config, 1, 600, 4)
+    need = probe.kv_bytes(1, 1024) + kv.state_bytes(1, probe.max_positions) + ws
+    tight = StaticDecoder(model, max_gpu_memory=probe.weight_bytes + need)
+    tight.generate(short, max_new_tokens=8, eos_token_id=None)
+    tight.generate(long, max_new_tokens=8, eos_token_id=None)
+    assert list(tight.memory()["caches"]) == ["1x1024"]
 
 
 def test_rows_moved_to_a_longer_cache_decode_as_in_one_sized_up_front(tiny_ocr2, monkeypatch):

@@ -173,7 +173,7 @@ class StaticDecoder:
         max_batch: int = 64,
         kv: str = "demand",
         max_gpu_memory: int | float | None = None,
-        attn_programs: int = 512,
+        attn_programs: int = 2048,
     ) -> None:
         lm = model.model.language_model
         cfg = lm.config
@@ -325,10 +325,20 @@ class StaticDecoder:
         return slot
 
     def _slot_for(self, batch: int, length: int, prompt_length: int) -> _Slot:
-        if self.kv == "demand":  # (unpadded calls, without graphs, use the first rows)
-            key = (bucket(batch), _kv.length_bucket(length, self.max_positions))
-            if key not in self._slots:
-                self._allocate(*key, prompt_length)
+        if self.kv == "demand":
+            # A cache serves any call with as many rows or fewer (the first rows' views) and as
+            # many positions or fewer: take the smallest that fits, else allocate the call's
+            # buckets and free the idle caches the new one covers.
+            want = (bucket(batch), _kv.length_bucket(length, self.max_positions))
+            fits = [k for k, s in self._slots.items() if s.batch >= want[0] and s.length >= want[1]]
+            if fits:
+                key = min(fits, key=lambda k: self._slots[k].nbytes)
+            else:
+                for k, s in list(self._slots.items()):
+                    if s is not self._active and s.batch <= want[0] and s.length <= want[1]:
+                        self._free(k)
+                self._allocate(*want, prompt_length)
+                key = want
             self._slots.move_to_end(key)
             return self._slots[key]
         if self.kv == "eager" and self.cuda:
@@ -571,10 +581,9 @@ class StaticDecoder:
     def _pick(self, logits, rows: _Rows, step_t, eos, stop_at_eos, guard: _Guard) -> None:
         """Repetition guard, greedy choice, bookkeeping: all on the device."""
         logits = self._guard(logits, rows.hist, step_t, guard)
-        logprobs = logits.log_softmax(-1)
-        nxt = logits.argmax(-1)
+        nxt, logp = _argmax_logprob(logits)
         live = ~rows.done
-        rows.logp.add_(torch.where(live, logprobs.gather(1, nxt[:, None])[:, 0], 0.0))
+        rows.logp.add_(torch.where(live, logp, 0.0))
         rows.ngen.add_(live.long())
         nxt = torch.where(live, nxt, eos)
         rows.hist.index_copy_(1, step_t.view(1), nxt[:, None])
@@ -676,10 +685,13 @@ class StaticDecoder:
         assert old is not None
         new = self._slot_for(batch, _kv.length_bucket(old.length + 1, self.max_positions), 0)
         for dst, src in zip(new.k + new.v, old.k + old.v, strict=True):
-            dst[:, :, : old.length].copy_(src)
+            dst[:batch, :, : old.length].copy_(src[:batch])
         for dst, src in zip(new.state, old.state, strict=True):
-            dst.copy_(src)
+            dst[:batch].copy_(src[:batch])
         self._activate(new)
+        for key, slot in list(self._slots.items()):  # the new cache covers the old one
+            if slot is old and old.batch <= new.batch:
+                self._free(key)
         return new
 
     def warmup(
@@ -809,6 +821,24 @@ class StaticDecoder:
             dst.copy_(src)
         self._graphs[key] = graph
         return graph
+
+
+def _argmax_logprob(logits: torch.Tensor, chunks: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy token and its log-probability per row, without materialising a log-softmax.
+
+    Both reductions run in two stages over `chunks` slices of the vocabulary: a single
+    reduction over 129,280 logits per row gave one program per row, which at batch 64 took
+    0.53 ms of a 4.9 ms decode step (H200 profile). The first maximum wins ties, as in argmax.
+    """
+    b, v = logits.shape
+    if v % chunks:
+        chunks = 1
+    x = logits.view(b, chunks, v // chunks)
+    part_max, part_idx = x.max(-1)  # (b, chunks)
+    top, chunk = part_max.max(-1)  # (b,)
+    nxt = chunk * (v // chunks) + part_idx.gather(1, chunk[:, None])[:, 0]
+    lse = top + torch.log(torch.exp(x - top[:, None, None]).sum(-1).sum(-1))
+    return nxt, top - lse
 
 
 def _sync(device: torch.device) -> None:
