@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .errors import (
     BackendError,
-    BackendMemoryError,
     BackendUnavailable,
     DuplicateExternalId,
     InputError,
@@ -30,7 +29,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
-    "BackendMemoryError",
     "BackendUnavailable",
     "BudgetPolicy",
     "CompressResult",

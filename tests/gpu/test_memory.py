@@ -71,6 +71,9 @@ def test_peak_memory_batch_1_and_8_within_bound(full_bf16):
         assert sum(t.numel() * t.element_size() for t in slot.k + slot.v) == rows * length * 61_440
     # 837 + 128 positions → the 1,024 bucket; the 8-row cache covers (and replaced) the 1-row one
     assert set(mem["caches"]) == {"8x1024"}
+    del b, dec
+    gc.collect()
+    torch.cuda.empty_cache()
 
 
 def test_budget_refuses_what_cannot_fit_and_holds(full_bf16):
@@ -78,6 +81,9 @@ def test_budget_refuses_what_cannot_fit_and_holds(full_bf16):
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    # The budget bounds what this backend holds (the model's weights, its caches, a call's
+    # workspace); anything else this process still holds on the card is not its to count.
+    others = torch.cuda.memory_allocated() - sum(p.numel() * p.element_size() for p in model.parameters())
     budget = 9 * GIB
     b = DeepseekOcr2Backend.from_model(
         model, processor, ignore_eos=True, max_new_tokens=128, max_gpu_memory=budget
@@ -86,5 +92,9 @@ def test_budget_refuses_what_cannot_fit_and_holds(full_bf16):
     assert len(b._generate(prompts[:8])) == 8
     with pytest.raises(BackendMemoryError, match="max_batch"):
         b._generate(prompts)  # 64 rows: 4 GiB of KV + the prefill workspace do not fit 9 GiB
-    assert torch.cuda.max_memory_allocated() <= budget
+    peak = torch.cuda.max_memory_allocated() - others
+    print(
+        f"budget {budget / GIB:.2f} GiB: peak {peak / GIB:.2f} GiB (besides {others / GIB:.2f} GiB held by others)"
+    )
+    assert peak <= budget
     assert len(b._generate(prompts[:1])) == 1  # still serves what fits
