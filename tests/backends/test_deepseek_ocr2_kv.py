@@ -71,6 +71,9 @@ def test_budget_refuses_before_allocating_and_still_serves_what_fits(tiny_ocr2):
     assert "8 rows" in str(err.value) and "bytes per position per row" in str(err.value)
     assert dec.memory()["cache_total"] == 0  # nothing was allocated for the refused call
     assert len(dec.generate(prompts[:1], max_new_tokens=8, eos_token_id=None)) == 1
+    with pytest.raises(BackendMemoryError):
+        dec.generate(prompts, max_new_tokens=8, eos_token_id=None)
+    assert list(dec.memory()["caches"]) == ["1x512"]  # a refused call frees no cache
 
 
 def test_caches_cover_smaller_calls_and_idle_ones_are_freed_to_make_room(tiny_ocr2):

@@ -334,10 +334,12 @@ class StaticDecoder:
             if fits:
                 key = min(fits, key=lambda k: self._slots[k].nbytes)
             else:
-                for k, s in list(self._slots.items()):
-                    if s is not self._active and s.batch <= want[0] and s.length <= want[1]:
-                        self._free(k)
-                self._allocate(*want, prompt_length)
+                covered = [
+                    k
+                    for k, s in self._slots.items()
+                    if s is not self._active and s.batch <= want[0] and s.length <= want[1]
+                ]
+                self._allocate(*want, prompt_length, covered)
                 key = want
             self._slots.move_to_end(key)
             return self._slots[key]
@@ -373,14 +375,18 @@ class StaticDecoder:
             "budget": self.budget,
         }
 
-    def _allocate(self, batch: int, length: int, prompt_length: int) -> _Slot:
-        """A cache of `batch` × `length` and its rows' state, within the budget."""
+    def _allocate(self, batch: int, length: int, prompt_length: int, covered: Sequence = ()) -> _Slot:
+        """A cache of `batch` × `length` and its rows' state, within the budget. The idle
+        caches in `covered` (which the new one replaces) are freed once it fits, first."""
         nbytes = self.kv_bytes(batch, length) + _kv.state_bytes(batch, self.max_positions)
         rows = min(batch, self.prefill_batch)
         workspace = _kv.workspace_bytes(
             self.config, rows, min(prompt_length, length), self.embed.element_size()
         )
-        self._make_room(nbytes + workspace, batch, length)
+        self._make_room(nbytes + workspace, batch, length, covered)  # refuses before freeing
+        for key in covered:
+            if key in self._slots:
+                self._free(key)
         try:
             slot = self._new_slot(batch, length, nbytes)
         except torch.OutOfMemoryError:
@@ -410,12 +416,14 @@ class StaticDecoder:
         )
         return _Slot(batch, length, k, v, state, nbytes)
 
-    def _make_room(self, need: int, batch: int, length: int) -> None:
-        """Free idle caches, least recently used first, until `need` more bytes fit the budget."""
+    def _make_room(self, need: int, batch: int, length: int, covered: Sequence = ()) -> None:
+        """Free idle caches (`covered` first, then least recently used) until `need` more bytes
+        fit the budget; raise `BackendMemoryError`, freeing nothing, if they never can."""
         if self.budget is None:
             return
         held = self.weight_bytes + sum(s.nbytes for s in self._slots.values())
-        idle = [(key, s) for key, s in self._slots.items() if s is not self._active]
+        idle = [(key, self._slots[key]) for key in covered]
+        idle += [(key, s) for key, s in self._slots.items() if s is not self._active and key not in covered]
         if held - sum(s.nbytes for _, s in idle) + need > self.budget:  # refuse before freeing anything
             raise BackendMemoryError(
                 self._too_big(batch, length, need, f"the budget of {_kv.gib(self.budget)}")
