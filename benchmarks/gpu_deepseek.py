@@ -197,7 +197,7 @@ def main() -> int:
         ("distinct random prompts", lambda n: prompts_random[:n]),
         ("same page repeated", lambda n: [prompt] * n),
     ):
-        for n in (8, n_pages):
+        for n in sorted({8, n_pages}):
             row("routing", f"{label}: distinct routed experts per layer and decode step", batch=n,
                 **testing.routing_diversity(model, make(n), steps=8))  # fmt: skip
 
