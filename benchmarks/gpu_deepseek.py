@@ -15,6 +15,9 @@ Measures, in one process and on one card:
     compiled) as the baseline on distinct Gundam pages, then optimem's static decoder in
     each variant tried; rows labelled "same page repeated" batch one prompt (it routes every
     row to the same experts, so it flatters large batches);
+  * the same on batches of distinct RANDOM prompts (random token ids, a Gundam prompt's length),
+    and expert-routing diversity per batch (distinct routed experts per layer and step): the
+    lower of pages and random prompts is the batched figure to quote;
   * recall latency of a 1,000-token page, from stored embeddings and from pixels;
   * how many graphs torch.compile built in the whole run.
 
@@ -186,6 +189,18 @@ def main() -> int:
         flush=True,
     )
 
+    # Distinct random token ids of a Gundam prompt's length: rows that route to varied experts
+    # (synthetic pages through random weights share most of theirs; see the routing rows).
+    prompts_random = testing.random_prompts(model, n_pages, int(prompt.shape[0]), seed=1)
+    for label, make in (
+        ("distinct pages", lambda n: prompts_mixed[:n]),
+        ("distinct random prompts", lambda n: prompts_random[:n]),
+        ("same page repeated", lambda n: [prompt] * n),
+    ):
+        for n in sorted({8, n_pages}):
+            row("routing", f"{label}: distinct routed experts per layer and decode step", batch=n,
+                **testing.routing_diversity(model, make(n), steps=8))  # fmt: skip
+
     def batch_of(batch: int) -> list:
         """`batch` distinct pages: a Gundam page alone at batch 1, else Gundam/Base/Small mixed."""
         return [prompt] if batch == 1 else prompts_mixed[:batch]
@@ -269,10 +284,11 @@ def main() -> int:
         dec = b.decoder()
         graphs0 = compiled_graphs()
         t0 = time.perf_counter()
-        b.warmup(batch_sizes=batches, modes=(Mode.GUNDAM,))
+        b.warm_up(batch_sizes=batches, modes=(Mode.GUNDAM,))
         row("warm-up", label, seconds=time.perf_counter() - t0, batches=list(batches),
             compiled_graphs=compiled_graphs() - graphs0)  # fmt: skip
         runs = [(n, batch_of(n), "distinct pages") for n in batches]
+        runs += [(n, prompts_random[:n], "distinct random prompts") for n in batches if n > 1]
         runs += [(n, [prompt] * n, "same page repeated") for n in repeated if not args.quick]
         for batch, prompts, kind in runs:
             try:
@@ -311,7 +327,7 @@ def main() -> int:
         rb = DeepseekOcr2Backend.from_model(model, processor, ignore_eos=True,
                                             max_new_tokens=100 if args.smoke else 1000,
                                             decoder_options=options)  # fmt: skip
-        rb.warmup((1,), (Mode.GUNDAM,))
+        rb.warm_up((1,), (Mode.GUNDAM,))
         gpage = gundams[0]
         rb.decode(stored[n_pages])
         rb.decode(gpage)

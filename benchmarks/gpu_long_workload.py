@@ -81,7 +81,8 @@ def main() -> int:
         dt = time.perf_counter() - t0
         built = compiled_graphs() - before
         calls.append({"call": i, "rows": n, "bucket": bucket(n), "new": new, "seconds": dt,
-                      "tokens_per_s": n * new / dt, "compiled": built})  # fmt: skip
+                      "tokens_per_s": n * new / dt, "compiled": built,
+                      "kv_length": b.decoder().last_stats.get("kv_length")})  # fmt: skip
         if built:
             print(
                 f"call {i}: {n} rows (bucket {bucket(n)}), {new} tokens: compiled {built} graphs, {dt:.1f} s",
@@ -110,6 +111,9 @@ def main() -> int:
         "compiled_on_calls": [c["call"] for c in calls if c["compiled"]],
         "per_bucket": per_bucket,
         "recompile_limit": getattr(torch._dynamo.config, "recompile_limit", None),
+        "cache_lengths": sorted({c["kv_length"] for c in calls if c["kv_length"]}),
+        "caches_held": b.decoder().memory()["caches"],
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"summary": summary, "calls": calls}, indent=2))

@@ -11,6 +11,7 @@ OptimemError
 └── BackendError          an OCR decoder failed
     ├── UnknownBackend    no backend of that name
     ├── BackendUnavailable  its extra, engine or weights are missing
+    ├── BackendMemoryError  a decode does not fit the memory budget (or the card)
     ├── RepresentationMismatch  stored embeddings came from another model
     └── DecodeError       a page could not be read back (names the page)
 """
@@ -69,6 +70,14 @@ class UnknownBackend(BackendError, LookupError):
 
 class BackendUnavailable(BackendError):
     """The backend's extra, engine or weights are not installed here."""
+
+
+class BackendMemoryError(BackendError):
+    """A decode needs more memory than the backend's budget (`max_gpu_memory`) or the card has.
+
+    The message says what was asked (rows, positions), what it needs and what is in use; fewer
+    pages per call (`max_batch`), fewer new tokens or a larger budget make it fit.
+    """
 
 
 class RepresentationMismatch(BackendError):

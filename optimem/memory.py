@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -177,11 +177,12 @@ class OpticalMemory:
         """Pages waiting for (or in) background OCR."""
         return self.decoder.pending()
 
-    def warm_up(self) -> float:
-        """Load what reading needs once per process (engines, spelling index) now, instead of in
-        the first recall; returns the seconds it took. Services call it before they say ready."""
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        """Load what reading needs once per process (engines, spelling index, a compiled decoder
+        for these batch sizes) now, instead of in the first recall; returns the seconds it took.
+        Services call it before they say ready."""
         t0 = time.perf_counter()
-        self.backend.warm_up()
+        self.backend.warm_up(batch_sizes)
         proofread_warm_up()
         return time.perf_counter() - t0
 

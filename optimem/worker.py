@@ -45,6 +45,10 @@ class Worker:
         url: ``postgresql://…`` of the store the replicas use.
         backend: Backend name (``"cpu"``, ``"deepseek-ocr2"`` …) or instance.
         batch: Most pages claimed and decoded at once.
+        backend_options: Options for the backend built by name (e.g. ``{"device": "cuda:1"}``,
+            one worker per GPU).
+        warmup: Pay the backend's one-time costs (compile, CUDA graphs) for batch 1 and
+            `batch` before registering, so a worker reported ready decodes at full speed.
         lease_s: A claimed job whose heartbeat is older than this is claimed again.
         attempts: Tries per job before it is logged as failed.
     """
@@ -58,11 +62,17 @@ class Worker:
         lease_s: float = 30.0,
         attempts: int = 3,
         poll_s: float = 1.0,
+        backend_options: dict | None = None,
+        warmup: bool = True,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be ≥ 1")
         self.url = url
-        self.backend = backend if isinstance(backend, Backend) else get_backend(backend)
+        self.backend = (
+            backend if isinstance(backend, Backend) else get_backend(backend, **(backend_options or {}))
+        )
+        self.warmup = warmup
+        self.warmup_s: float | None = None
         self.batch = batch
         self.lease_s = lease_s
         self.attempts = attempts
@@ -70,7 +80,6 @@ class Worker:
         self.store = PostgresStore(url, max_size=2)
         DecodeQueue(self.store)  # installs the queue's tables if this worker is the first
         self.decoder = Decoder(self.store, lambda: self.backend, "now")
-        self._warm = False
         self.stats = WorkerStats()
         self.stop = threading.Event()  # set() from a signal handler or another thread
         self.ready = threading.Event()  # set once registered: replicas see it alive from then on
@@ -81,6 +90,14 @@ class Worker:
 
     async def run(self, *, max_pages: int | None = None, idle_exit_s: float | None = None) -> WorkerStats:
         """Work until `stop` is set (or `max_pages` decoded, or idle for `idle_exit_s`)."""
+        if self.warmup and self.warmup_s is None:  # engines, spelling index, compiled decoder
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.backend.warm_up, sorted({1, self.batch}))
+            await asyncio.to_thread(proofread_warm_up)
+            self.warmup_s = time.perf_counter() - t0
+            log.info(
+                "warmed up %s for batches 1 and %d in %.1f s", self.backend.name, self.batch, self.warmup_s
+            )
         while not self.stop.is_set():
             try:
                 await self._session(max_pages, idle_exit_s)
@@ -91,12 +108,6 @@ class Worker:
         return self.stats
 
     async def _session(self, max_pages: int | None, idle_exit_s: float | None) -> None:
-        if not self._warm:  # engines and the spelling index load before the first claim
-            t0 = time.perf_counter()
-            await asyncio.to_thread(self.backend.warm_up)
-            await asyncio.to_thread(proofread_warm_up)
-            self._warm = True
-            log.info("worker warmed up in %.1f s", time.perf_counter() - t0)
         fingerprint = self.decoder.fingerprint()
         async with (
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn,

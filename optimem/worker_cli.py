@@ -22,6 +22,17 @@ from .cli_errors import clean_errors
 @click.option(
     "--lease", default=30.0, show_default=True, help="Seconds before a dead worker's jobs are retried."
 )
+@click.option(
+    "--device",
+    default=None,
+    help="Device for the backend, e.g. cuda:1 (run one worker per GPU). Default: the backend's choice.",
+)
+@click.option(
+    "--warmup/--no-warmup",
+    default=True,
+    show_default=True,
+    help="Compile and capture the decoder for batch 1 and --batch before reporting ready.",
+)
 @click.option("--max-pages", type=int, default=None, help="Exit after decoding this many pages.")
 @click.option("--idle-exit", type=float, default=None, help="Exit after this many idle seconds.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every batch.")
@@ -31,6 +42,8 @@ def worker_command(
     backend: str,
     batch: int,
     lease: float,
+    device: str | None,
+    warmup: bool,
     max_pages: int | None,
     idle_exit: float | None,
     verbose: bool,
@@ -43,7 +56,8 @@ def worker_command(
         from .worker import Worker
     except ImportError as exc:
         raise click.ClickException(f"the worker needs {exc.name}: pip install 'optimem[postgres]'") from exc
-    worker = Worker(db, backend, batch=batch, lease_s=lease)
+    options = {"device": device} if device else {}
+    worker = Worker(db, backend, batch=batch, lease_s=lease, backend_options=options, warmup=warmup)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -53,7 +67,11 @@ def worker_command(
         async def announce() -> None:
             while not worker.ready.is_set():
                 await asyncio.sleep(0.02)
-            click.echo(f"optimem worker: backend {worker.backend.name}, batch {batch}, ready", err=True)
+            warm = "" if worker.warmup_s is None else f", warmed up in {worker.warmup_s:.1f} s"
+            where = f" on {device}" if device else ""
+            click.echo(
+                f"optimem worker: backend {worker.backend.name}{where}, batch {batch}{warm}, ready", err=True
+            )
 
         announcer = asyncio.create_task(announce())
         stats = await worker.run(max_pages=max_pages, idle_exit_s=idle_exit)

@@ -45,6 +45,11 @@ KEYS_ENV = "OPTIMEM_KEYS"
 @click.option("--rate-per-minute", type=int, default=None, help="Requests per key per minute (0: off).")
 @click.option("--max-body-bytes", type=int, default=None, help="Largest request body.")
 @click.option("--max-pages-per-recall", type=int, default=None, help="Most page ids in one recall.")
+@click.option(
+    "--warmup/--no-warmup",
+    default=None,
+    help="Compile the GPU decoder before /readyz answers [default: on; $OPTIMEM_WARMUP].",
+)
 @click.option("--log-level", default=None, help="uvicorn log level [default: info].")
 def serve_command(**options: object) -> None:
     """Run the REST service (FastAPI under uvicorn): /v1, /docs, /healthz, /readyz, /metrics."""

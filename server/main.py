@@ -27,6 +27,7 @@ log = logging.getLogger("optimem.server")
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the memory (unless one was handed in), then drain the decode queue and close it."""
     settings: Settings = app.state.settings
+    _log_to_stderr(settings.log_level)
     owned = app.state.memory is None
     if owned:
         app.state.memory = await asyncio.to_thread(
@@ -38,8 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             rehearse=settings.rehearse,
         )
     memory: OpticalMemory = app.state.memory
-    # engines and the spelling index load before the first request, not inside it
-    app.state.warm_up_s = await asyncio.to_thread(memory.warm_up)
+    # engines, the spelling index and a compiled decoder load before the first request: /readyz
+    # answers once this is done
+    app.state.warm_up_s = await asyncio.to_thread(memory.warm_up, (1, 8)) if settings.warmup else 0.0
     log.info("optimem warmed up in %.1f s", app.state.warm_up_s)
     app.state.metrics.watch(memory)
     if memory.decode_when in ("background", "now"):  # pages a stop left unread are read now
@@ -62,6 +64,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.to_thread(memory.close, timeout=settings.shutdown_decode_s)
         else:
             await asyncio.to_thread(memory.decoder.wait, settings.shutdown_decode_s)
+
+
+def _log_to_stderr(level: str) -> None:
+    """optimem's own log lines (warm-up, resumed OCR, failed pages) beside uvicorn's, at the
+    service's log level; uvicorn configures only its own loggers."""
+    logger = logging.getLogger("optimem")
+    if not any(getattr(h, "_optimem", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        handler._optimem = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
 
 
 def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None = None) -> FastAPI:

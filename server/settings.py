@@ -22,6 +22,9 @@ class Settings:
     """SQLite file (or sqlite:/// URL) of the memory, or a postgresql:// URL (replicas share it)."""
     backend: str = "cpu"
     """OCR backend that reads pages back."""
+    warmup: bool = True
+    """Pay the backend's one-time costs (a GPU decoder's compile and CUDA graphs for batches 1
+    and 8) at start, so /readyz answers only once recalls run at full speed."""
     policy: str = "budget:4000"
     """Aging policy of every session (budget:N, budget:N:salient, turns, clock or none)."""
     rehearse: bool = False

@@ -117,9 +117,11 @@ class Backend:
             raise NotImplementedError(f"{type(self).__name__} must override decode or decode_many")
         return [self.decode(p) for p in pages]
 
-    def warm_up(self) -> None:
-        """Load engines and models now rather than on the first page (services call it before
-        they report ready). Default: nothing to load."""
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        """Pay one-time costs (loading engines and models, compiling, capturing graphs) now for
+        these batch sizes, rather than in the first page; returns the seconds spent. Workers and
+        `optimem serve` call it before they report ready. Default: nothing to pay."""
+        return 0.0
 
     def close(self) -> None:
         """Release engines and worker processes."""

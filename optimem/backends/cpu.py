@@ -218,9 +218,8 @@ class CpuBackend(Backend):
             decoded.text, decoded.confidence, self.name, decoded.seconds, decoded.lines, decoded.extra
         )
 
-    def warm_up(self) -> None:
-        self.latin.warm_up()
-        self.cjk.warm_up()
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        return self.latin.warm_up(batch_sizes) + self.cjk.warm_up(batch_sizes)
 
     def close(self) -> None:
         self.latin.close()

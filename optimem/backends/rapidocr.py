@@ -106,11 +106,13 @@ class RapidOCRBackend(Backend):
                     ) from exc
             return self._engines
 
-    def warm_up(self) -> None:
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
         """Load the models and run each engine once (onnxruntime optimises a graph on first use)."""
+        t0 = time.perf_counter()
         blank = np.full((48, 96, 3), 255, dtype=np.uint8)
         for k in range(len(self._engine_list())):
             self._recognise(k, [blank])
+        return time.perf_counter() - t0
 
     def _executor(self):
         from concurrent.futures import ThreadPoolExecutor

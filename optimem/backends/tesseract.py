@@ -164,8 +164,9 @@ class TesseractBackend(Backend):
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="optimem-tess")
             return self._pool
 
-    def warm_up(self) -> None:
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
         """Make each worker thread's English line reader now (its first use loads the data)."""
+        t0 = time.perf_counter()
         barrier = threading.Barrier(self.workers)
 
         def make() -> None:
@@ -175,6 +176,7 @@ class TesseractBackend(Backend):
         pool = self._executor()
         for future in [pool.submit(make) for _ in range(self.workers)]:
             future.result()
+        return time.perf_counter() - t0
 
     def close(self) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
 """A long mixed workload compiles a bounded number of times: once per batch bucket.
 
-Many recalls of random batch sizes, page mixes and token counts through one backend (as a
+300 recalls of random batch sizes, page mixes and token counts through one backend (as a
 service decodes for weeks): torch.compile may build graphs only on a call that brings a batch
-bucket not seen before, never for a new page length, token count or cache length.
+bucket not seen before, never for a new page length, token count or cache length. Some calls
+run long enough to move their rows to a larger cache-length bucket (1,024 → 2,048).
 """
 
 from __future__ import annotations
@@ -25,23 +26,50 @@ def compiled_graphs() -> int:
 
 
 def test_mixed_workload_compiles_once_per_bucket(tiny_bf16):
-    b = DeepseekOcr2Backend.from_model(*tiny_bf16, max_new_tokens=64)
+    b = DeepseekOcr2Backend.from_model(*tiny_bf16, max_new_tokens=64, ignore_eos=True)
     prompts = stored_prompts(b, mixed_pages(16, seed=80))
+    small = [p for p in prompts if p.shape[0] < 200]  # Small pages: 149 positions
     rng = random.Random(0)
     seen: set[int] = set()
-    compiles_on_new_bucket = compiles_elsewhere = 0
-    for _ in range(150):
+    lengths: set[int] = set()
+    grew = compiles_on_new_bucket = compiles_elsewhere = 0
+    for call in range(300):
         n = rng.choice([1, 1, 2, 3, 5, 7, 9, 12, 16])
+        if call % 30 == 29:  # 149 + 1,000 positions: starts at 1,024, grows to 2,048
+            batch, new = [rng.choice(small) for _ in range(n)], 1000
+        else:
+            batch, new = [rng.choice(prompts) for _ in range(n)], rng.randint(4, 64)
         before = compiled_graphs()
-        b._generate([rng.choice(prompts) for _ in range(n)], max_new_tokens=rng.randint(4, 64))
+        b._generate(batch, max_new_tokens=new)
         built = compiled_graphs() - before
+        stats = b.decoder().last_stats
+        grew += stats["kv_grew"]
+        lengths.add(stats["kv_length"])
         if bucket(n) in seen:
             compiles_elsewhere += built
         else:
             compiles_on_new_bucket += built
             seen.add(bucket(n))
     assert seen == {1, 2, 4, 8, 16}
+    assert grew >= 1 and 2048 in lengths  # later long calls may find a 2,048 cache already there
     assert compiles_elsewhere == 0
     assert compiles_on_new_bucket > 0
-    print(f"{compiles_on_new_bucket} graphs compiled for {len(seen)} buckets over 150 calls")
+    print(
+        f"{compiles_on_new_bucket} graphs compiled for {len(seen)} batch buckets over 300 calls; "
+        f"cache lengths {sorted(lengths)}, {grew} moves to a longer cache"
+    )
     assert torch._dynamo.config.recompile_limit >= 4 * len(seen)
+
+
+def test_growing_cache_keeps_tokens(tiny_fp32):
+    """Rows moved to a longer cache mid-call decode exactly as in one cache sized up front."""
+    grown = DeepseekOcr2Backend.from_model(*tiny_fp32, max_new_tokens=1000, ignore_eos=True)
+    prompts = [p for p in stored_prompts(grown, mixed_pages(6, seed=70)) if p.shape[0] < 200]
+    assert prompts
+    got = grown._generate(prompts)
+    assert grown.decoder().last_stats["kv_grew"] == 1
+    eager = DeepseekOcr2Backend.from_model(
+        *tiny_fp32, max_new_tokens=1000, ignore_eos=True, decoder_options={"kv": "eager"}
+    )
+    want = eager._generate(prompts)
+    assert [ids for ids, _ in got] == [ids for ids, _ in want]

@@ -143,18 +143,31 @@ def test_sigterm_drains_recalls_in_flight_through_real_ocr(tmp_path):
         assert "cutover" in page["text"] and "OPS-4821" in page["text"]
 
 
-def test_sigterm_finishes_the_background_decode_queue_first(tmp_path):
-    """Pages queued for background OCR (`cpu`) are decoded and cached before the process exits."""
+def test_sigterm_stops_promptly_and_the_next_start_reads_what_was_left(tmp_path):
+    """A stop gives OCR in progress `shutdown_decode_s`, leaves the rest unread (nothing is
+    lost: the pages are stored) and the next start reads them, saying so in its log."""
     db = tmp_path / "memory.db"
     srv = Server(db, "--decode", "background", backend="cpu").start(timeout=120)
     text = "Priya moves the billing cluster on Saturday; ticket OPS-4821 tracks the cutover. "
     with httpx.Client(base_url=srv.url, timeout=120) as c:
-        turns = [{"role": "user", "content": f"{i}. {text * 4}"} for i in range(20)]
+        turns = [{"role": "user", "content": f"{i}. {text * 4}"} for i in range(40)]
         assert c.post("/v1/sessions/q/turns", json={"turns": turns}).status_code == 201
         created = c.post("/v1/compress", json={"session": "q", "flush": True}).json()["created"]
         queued = httpx.get(srv.url + "/readyz").json()["decode_queue"]
-    assert created and queued >= 1  # OCR of the new pages is still under way
+    assert len(created) >= 2 and queued >= 1  # OCR of the new pages is still under way
     assert srv.stop() in (0, -signal.SIGTERM)
+    with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
+        unread = mem.decoder.unread(["public/q"])
+    assert set(unread) <= set(created)
+    again = Server(db, "--decode", "background", "--log-level", "info", backend="cpu").start(timeout=120)
+    try:
+        deadline = time.monotonic() + 300
+        while httpx.get(again.url + "/readyz").json()["decode_queue"] and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        again.stop()
+    if unread:
+        assert f"resuming background OCR of {len(unread)} pages" in again.log.read_text()
     with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
         session = mem.session("public/q")
         assert all(session.recall_page(pid).cached for pid in created)

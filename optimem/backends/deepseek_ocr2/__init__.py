@@ -3,6 +3,7 @@
 views.py     optimem's modes → DeepSeek-OCR 2's image budgets (833 / 257 / 145 positions)
 backend.py   DeepseekOcr2Backend: encode pages to stored embeddings, decode from them
 decoder.py   StaticDecoder: static KV cache, CUDA graphs, bucketed compiles
+kv.py        KV-cache sizing: bytes per row, length buckets, the memory budget
 kernels.py   Triton kernels for the routed experts and the decode attention
 testing.py   random models of the real architecture (tiny and full size) for tests/benchmarks
 """

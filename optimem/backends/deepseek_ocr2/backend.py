@@ -83,8 +83,13 @@ class DeepseekOcr2Backend(Backend):
         allow_download: fetch from the hub if not cached (default: $OPTIMEM_ALLOW_DOWNLOAD).
         attn_implementation: for the transformers modules (default SDPA; flash-attention 2 for
             the language model where flash_attn is installed).
-        decoder_options: passed to `StaticDecoder` (cuda_graphs, moe, attention, compile, …).
+        decoder_options: passed to `StaticDecoder` (cuda_graphs, moe, attention, compile, kv, …).
         ignore_eos: always generate max_new_tokens (benchmarks on random weights only).
+        max_gpu_memory: memory budget on the device for weights + KV caches + a call's
+            workspace: bytes (int) or a share of the card (float in (0, 1]). KV caches are
+            allocated per batch and length bucket when first used and idle ones are freed to
+            make room; a decode that cannot fit raises `BackendMemoryError`. Default: none
+            beyond the card's own memory (running out of it raises the same error).
     """
 
     name = "deepseek-ocr2"
@@ -111,6 +116,7 @@ class DeepseekOcr2Backend(Backend):
         attn_implementation: str | None = None,
         decoder_options: dict | None = None,
         ignore_eos: bool = False,
+        max_gpu_memory: int | float | None = None,
     ) -> None:
         self.device = _torch.pick_device(device)
         self.dtype = _torch.pick_dtype(self.device, dtype)
@@ -123,6 +129,7 @@ class DeepseekOcr2Backend(Backend):
         )
         self.attn_implementation = _torch.pick_attention(self.device, attn_implementation)
         self._configure(prompt, max_new_tokens, ngram_size, ngram_window, engine, max_batch, decoder_options)
+        self.max_gpu_memory = max_gpu_memory
         self.ignore_eos = ignore_eos
         self._model: Any = None
         self._processor: Any = None
@@ -146,6 +153,7 @@ class DeepseekOcr2Backend(Backend):
             options.pop("decoder_options", None),
         )
         self.ignore_eos = bool(options.pop("ignore_eos", False))
+        self.max_gpu_memory = options.pop("max_gpu_memory", None)
         if options:
             raise TypeError(f"unknown options: {', '.join(options)}")
         self._model, self._processor = model.eval(), processor
@@ -215,7 +223,11 @@ class DeepseekOcr2Backend(Backend):
         """The static-cache decoder (built on first use; holds the CUDA graphs)."""
         with self._lock:
             if self._decoder is None:
-                options = {"max_batch": self.max_batch, **self.decoder_options}
+                options = {
+                    "max_batch": self.max_batch,
+                    "max_gpu_memory": self.max_gpu_memory,
+                    **self.decoder_options,
+                }
                 self._decoder = StaticDecoder(self.model, **options)
             return self._decoder
 
@@ -257,7 +269,7 @@ class DeepseekOcr2Backend(Backend):
             self._fingerprint = f"{self.name}:{h.hexdigest()[:20]}"
         return self._fingerprint
 
-    def warmup(self, batch_sizes: Sequence[int] = (1,), modes: Sequence[Mode] = (Mode.GUNDAM,)) -> float:
+    def warm_up(self, batch_sizes: Sequence[int] = (1,), modes: Sequence[Mode] = (Mode.GUNDAM,)) -> float:
         """Pay the decoder's one-time costs now (torch.compile, CUDA graph capture) for these
         batch sizes and page modes; returns the seconds spent. Optional: the first decode of
         each shape pays them otherwise."""

@@ -8,10 +8,15 @@ up to its own position with Triton kernels. Used by `backend.py`; transformers' 
 stays there as the reference path (`engine="hf"`).
 
 Long-running processes: everything torch.compile specialises on is bucketed. Batches are
-padded to `BATCH_BUCKETS`; on CUDA the cache is allocated once at the largest bucket the
-decoder serves and the model's full context, and the compiled code sees only per-batch views
-of it, so a compilation depends on the batch bucket (and the repetition-guard settings, fixed
-per backend) and never on a page's length or a recall's token count.
+padded to `BATCH_BUCKETS`; the KV cache is allocated per (batch bucket, cache-length bucket)
+when a call first needs it (`kv.py`: lengths double from 512 to the model's context), each
+allocation checked against a memory budget (`max_gpu_memory`), and a call that outgrows its
+length bucket moves its rows to the next one. The compiled pieces see only per-batch views of
+the decode state, never the cache, so a compilation depends on the batch bucket (and the
+repetition-guard settings, fixed per backend) and never on a page's length, a recall's token
+count or the cache length; CUDA graphs are captured per (batch, length) bucket (cheap: no
+compile). `kv="eager"` keeps the earlier layout (one cache at the largest batch bucket and the
+full context, taken on the first call) for side-by-side measurements.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ...errors import BackendError
+from ...errors import BackendError, BackendMemoryError
 from .. import _torch
+from . import kv as _kv
 
 _torch.require_torch("deepseek-ocr2")
 
@@ -86,6 +94,24 @@ class _Rows(NamedTuple):
     hist: torch.Tensor
 
 
+@dataclass(eq=False)
+class _Slot:
+    """One KV cache (K and V per layer) and the decode state of its rows, allocated together."""
+
+    batch: int
+    length: int
+    k: list
+    v: list
+    state: _Rows
+    nbytes: int
+    views: dict = field(default_factory=dict)
+
+    def rows(self, batch: int) -> _Rows:
+        if batch not in self.views:
+            self.views[batch] = _Rows(*(t[:batch] for t in self.state))
+        return self.views[batch]
+
+
 class _Guard(NamedTuple):
     """The repetition guard's settings and index tensors (fixed per backend)."""
 
@@ -120,7 +146,15 @@ class StaticDecoder:
         compile: torch.compile "pieces" (the step's fused pieces between attentions; True),
             "step" (the whole step, attention included) or False. Default: pieces on CUDA.
         prefill_batch: prompts per prefill forward.
-        max_batch: rows the CUDA cache is sized for up front (grows if a call needs more).
+        max_batch: the largest batch bucket served (`kv="eager"` sizes its one cache for it).
+        kv: "demand" (a cache per batch and length bucket, allocated on first use; default) or
+            "eager" (one cache at `max_batch` rows and the full context, taken at once).
+        max_gpu_memory: budget for the weights, caches and a call's workspace on the device:
+            bytes (int) or a share of the card (float in (0, 1]); None for the card's limit.
+            Idle caches are freed to make room; a call that still cannot fit raises
+            `BackendMemoryError`.
+        attn_programs: the Triton attention splits each row's positions until rows × heads ×
+            splits reaches this many programs.
     """
 
     BATCH_BUCKETS = BATCH_BUCKETS
@@ -137,6 +171,9 @@ class StaticDecoder:
         compile: bool | str | None = None,
         prefill_batch: int = 16,
         max_batch: int = 64,
+        kv: str = "demand",
+        max_gpu_memory: int | float | None = None,
+        attn_programs: int = 2048,
     ) -> None:
         lm = model.model.language_model
         cfg = lm.config
@@ -165,6 +202,7 @@ class StaticDecoder:
         self.moe, self.gemv_max_rows = self._pick_moe(moe, gemv_max_rows)
         self.prefill_batch = prefill_batch
         self.max_batch = max_batch
+        self.attn_programs = attn_programs
         self.last_stats: dict[str, float] = {}
         self.attention = self._pick_attention(attention)
         if compile is None or compile is True:
@@ -175,15 +213,26 @@ class StaticDecoder:
         self._compile_pieces()
         self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
         self._guards: dict[tuple, _Guard] = {}
-        self._rows: dict[int, _Rows] = {}
         self.eos = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_at_eos = torch.zeros((), dtype=torch.bool, device=self.device)
         self.step_t = torch.zeros((), dtype=torch.long, device=self.device)
         self._pool: Any = None
-        self._cap: tuple[int, int] = (0, 0)
+        if kv not in ("demand", "eager"):
+            raise ValueError(f"kv must be 'demand' or 'eager', not {kv!r}")
+        self.kv = kv
+        self.config = cfg
+        self.kv_shape = _kv.kv_shape(cfg, self.embed.element_size())
+        self.weight_bytes = sum(
+            p.numel() * p.element_size() for p in model.parameters() if p.device == self.device
+        ) + sum(t.numel() * t.element_size() for lay in self.layers for t in (lay.wqkv, lay.sh_gate_up))
+        self.budget = _kv.resolve_budget(max_gpu_memory, _kv.card_bytes(self.device))
+        self._slots: OrderedDict[tuple[int, int], _Slot] = OrderedDict()  # least recently used first
+        self._active: _Slot | None = None
         self.k_cache: list[torch.Tensor] = []
         self.v_cache: list[torch.Tensor] = []
         self._lock = threading.Lock()
+        self.route_log: list[int] | None = None
+        """Set to a list to record distinct experts per layer and decode step (eager runs only)."""
 
     # ----- choices made once -----
 
@@ -228,7 +277,10 @@ class StaticDecoder:
         if self.compile:
             # Each bucket is one entry in torch.compile's per-function cache: make room for all
             # of them (and a second guard setting) instead of falling back to eager at 8.
+            # ("step" also sees the cache: one entry per batch and length bucket.)
             limit = 2 * len(BATCH_BUCKETS) + 2
+            if self.compile == "step":
+                limit = 2 * len(BATCH_BUCKETS) * len(_kv.buckets(self.max_positions)) + 2
             if getattr(torch._dynamo.config, "recompile_limit", limit) < limit:
                 torch._dynamo.config.recompile_limit = limit
             if self.compile == "pieces":
@@ -266,43 +318,144 @@ class StaticDecoder:
 
     # ----- cache -----
 
-    def _ensure_cache(self, batch: int, length: int) -> None:
-        cap_b, cap_l = self._cap
-        if batch <= cap_b and length <= cap_l:
-            return
-        if self.cuda:
-            # Once, at the model's context and the largest bucket served: graphs and compiled
-            # code never see a new allocation (about 50 MB per row for the full-size model).
-            length = self.max_positions
+    def _ensure_cache(self, batch: int, length: int, prompt_length: int | None = None) -> _Slot:
+        """Make a cache holding `batch` rows of `length` positions the active one; returns it."""
+        slot = self._slot_for(batch, length, length if prompt_length is None else prompt_length)
+        self._activate(slot)
+        return slot
+
+    def _slot_for(self, batch: int, length: int, prompt_length: int) -> _Slot:
+        if self.kv == "demand":
+            # A cache serves any call with as many rows or fewer (the first rows' views) and as
+            # many positions or fewer: take the smallest that fits, else allocate the call's
+            # buckets and free the idle caches the new one covers.
+            want = (bucket(batch), _kv.length_bucket(length, self.max_positions))
+            fits = [k for k, s in self._slots.items() if s.batch >= want[0] and s.length >= want[1]]
+            if fits:
+                key = min(fits, key=lambda k: self._slots[k].nbytes)
+            else:
+                covered = [
+                    k
+                    for k, s in self._slots.items()
+                    if s is not self._active and s.batch <= want[0] and s.length <= want[1]
+                ]
+                self._allocate(*want, prompt_length, covered)
+                key = want
+            self._slots.move_to_end(key)
+            return self._slots[key]
+        if self.kv == "eager" and self.cuda:
+            # The earlier layout: once, at the largest bucket served and the model's context.
             batch = max(batch, bucket(self.max_batch) if self.cuda_graphs else self.max_batch)
-        batch, length = max(batch, cap_b), max(length, cap_l)
-        self._graphs.clear()
-        self._rows.clear()
-        self._pool = None  # captured graphs died with the old cache; start a fresh pool
-        self.k_cache = self.v_cache = []
-        if self.cuda:
+            length = self.max_positions
+        for slot in self._slots.values():
+            if slot.batch >= batch and slot.length >= length:
+                return slot
+        # One cache, grown: graphs captured on the old one die with it.
+        batch = max([batch, *(s.batch for s in self._slots.values())])
+        length = max([length, *(s.length for s in self._slots.values())])
+        for key in list(self._slots):
+            self._free(key)
+        return self._allocate(batch, length, prompt_length)
+
+    def _activate(self, slot: _Slot) -> None:
+        self._active = slot
+        self.k_cache, self.v_cache = slot.k, slot.v
+
+    def kv_bytes(self, rows: int, length: int) -> int:
+        """Bytes of the K/V cache for `rows` rows of `length` positions on this model."""
+        return self.kv_shape.bytes(rows, length)
+
+    def memory(self) -> dict[str, Any]:
+        """What this decoder holds on its device: weights, each cache, the budget (bytes)."""
+        return {
+            "weights": self.weight_bytes,
+            "caches": {f"{b}x{n}": s.nbytes for (b, n), s in self._slots.items()},
+            "cache_total": sum(s.nbytes for s in self._slots.values()),
+            "kv_bytes_per_position_per_row": self.kv_shape.bytes_per_position,
+            "budget": self.budget,
+        }
+
+    def _allocate(self, batch: int, length: int, prompt_length: int, covered: Sequence = ()) -> _Slot:
+        """A cache of `batch` × `length` and its rows' state, within the budget. The idle
+        caches in `covered` (which the new one replaces) are freed once it fits, first."""
+        nbytes = self.kv_bytes(batch, length) + _kv.state_bytes(batch, self.max_positions)
+        rows = min(batch, self.prefill_batch)
+        workspace = _kv.workspace_bytes(
+            self.config, rows, min(prompt_length, length), self.embed.element_size()
+        )
+        self._make_room(nbytes + workspace, batch, length, covered)  # refuses before freeing
+        for key in covered:
+            if key in self._slots:
+                self._free(key)
+        try:
+            slot = self._new_slot(batch, length, nbytes)
+        except torch.OutOfMemoryError:
+            for key in [k for k, s in self._slots.items() if s is not self._active]:
+                self._free(key)
             torch.cuda.empty_cache()
+            try:
+                slot = self._new_slot(batch, length, nbytes)
+            except torch.OutOfMemoryError as exc:
+                raise BackendMemoryError(self._too_big(batch, length, nbytes, "the card")) from exc
+        self._slots[(batch, length)] = slot
+        return slot
+
+    def _new_slot(self, batch: int, length: int, nbytes: int) -> _Slot:
         shape = (batch, self.n_kv, length, self.head_dim)
-        self.k_cache = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
-        self.v_cache = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
-        self._cap = (batch, length)
+        k = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
+        v = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
         # Per-row decode state, read and written in place by the (graph-captured) step. The
-        # token history is as wide as the model's context, whatever this call's length.
-        self._tok = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self._pos = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self._done = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        self._logp = torch.zeros(batch, dtype=torch.float32, device=self.device)
-        self._ngen = torch.zeros(batch, dtype=torch.long, device=self.device)
-        self._hist = torch.zeros(batch, self.max_positions, dtype=torch.long, device=self.device)
+        # token history is as wide as the model's context, whatever the cache's length.
+        state = _Rows(
+            torch.zeros(batch, dtype=torch.long, device=self.device),
+            torch.zeros(batch, dtype=torch.long, device=self.device),
+            torch.zeros(batch, dtype=torch.bool, device=self.device),
+            torch.zeros(batch, dtype=torch.float32, device=self.device),
+            torch.zeros(batch, dtype=torch.long, device=self.device),
+            torch.zeros(batch, self.max_positions, dtype=torch.long, device=self.device),
+        )
+        return _Slot(batch, length, k, v, state, nbytes)
+
+    def _make_room(self, need: int, batch: int, length: int, covered: Sequence = ()) -> None:
+        """Free idle caches (`covered` first, then least recently used) until `need` more bytes
+        fit the budget; raise `BackendMemoryError`, freeing nothing, if they never can."""
+        if self.budget is None:
+            return
+        held = self.weight_bytes + sum(s.nbytes for s in self._slots.values())
+        idle = [(key, self._slots[key]) for key in covered]
+        idle += [(key, s) for key, s in self._slots.items() if s is not self._active and key not in covered]
+        if held - sum(s.nbytes for _, s in idle) + need > self.budget:  # refuse before freeing anything
+            raise BackendMemoryError(
+                self._too_big(batch, length, need, f"the budget of {_kv.gib(self.budget)}")
+            )
+        for key, slot in idle:  # least recently used first
+            if held + need <= self.budget:
+                break
+            held -= slot.nbytes
+            self._free(key)
+
+    def _too_big(self, batch: int, length: int, need: int, limit: str) -> str:
+        held = sum(s.nbytes for s in self._slots.values())
+        return (
+            f"decoding {batch} rows of up to {length} positions needs {_kv.gib(need)} more "
+            f"(KV {_kv.gib(self.kv_bytes(batch, length))}: {self.kv_shape.bytes_per_position:,} bytes "
+            f"per position per row) beside {_kv.gib(self.weight_bytes)} of weights and "
+            f"{_kv.gib(held)} of caches, over {limit}; decode fewer pages at once (max_batch), "
+            "ask for fewer new tokens or raise max_gpu_memory"
+        )
+
+    def _free(self, key: tuple[int, int]) -> None:
+        slot = self._slots.pop(key)
+        for gkey in [g for g in self._graphs if g[:2] == key]:
+            del self._graphs[gkey]
+        if self._active is slot:
+            self._active = None
+            self.k_cache, self.v_cache = [], []
 
     def rows(self, batch: int) -> _Rows:
-        """Views of the first `batch` rows of the decode state (what compiled code sees)."""
-        if batch not in self._rows:
-            self._rows[batch] = _Rows(
-                self._tok[:batch], self._pos[:batch], self._done[:batch],
-                self._logp[:batch], self._ngen[:batch], self._hist[:batch],
-            )  # fmt: skip
-        return self._rows[batch]
+        """Views of the first `batch` rows of the active decode state (what compiled code sees)."""
+        assert self._active is not None, "no cache is active: call _ensure_cache first"
+        return self._active.rows(batch)
 
     # ----- prefill -----
 
@@ -349,6 +502,8 @@ class StaticDecoder:
         h = self._rms(x, ln, eps)
         scores = F.linear(h.float(), router).softmax(dim=-1)
         w, idx = torch.topk(scores, k=top_k, dim=-1, sorted=False)
+        if self.route_log is not None:  # eager runs only (a host sync): routing diversity
+            self.route_log.append(int(idx.unique().numel()))
         routed = self._routed(h, gate_up, down, idx, w * scale)
         return x + routed + self._mlp(h, sh_gate_up, sh_down)
 
@@ -407,7 +562,9 @@ class StaticDecoder:
         batch = q.shape[0]
         if self.attention == "triton":
             q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-            return kernels.decode_attention(q, k, v, self.k_cache[i], self.v_cache[i], pos, self.scaling)
+            return kernels.decode_attention(
+                q, k, v, self.k_cache[i], self.v_cache[i], pos, self.scaling, programs=self.attn_programs
+            )
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         rows = torch.arange(batch, device=self.device)
         kc = self.k_cache[i][:batch, :, :length]
@@ -432,10 +589,9 @@ class StaticDecoder:
     def _pick(self, logits, rows: _Rows, step_t, eos, stop_at_eos, guard: _Guard) -> None:
         """Repetition guard, greedy choice, bookkeeping: all on the device."""
         logits = self._guard(logits, rows.hist, step_t, guard)
-        logprobs = logits.log_softmax(-1)
-        nxt = logits.argmax(-1)
+        nxt, logp = _argmax_logprob(logits)
         live = ~rows.done
-        rows.logp.add_(torch.where(live, logprobs.gather(1, nxt[:, None])[:, 0], 0.0))
+        rows.logp.add_(torch.where(live, logp, 0.0))
         rows.ngen.add_(live.long())
         nxt = torch.where(live, nxt, eos)
         rows.hist.index_copy_(1, step_t.view(1), nxt[:, None])
@@ -494,7 +650,11 @@ class StaticDecoder:
                 f"{self.max_positions} positions"
             )
         length = min(_round_up(longest + max_new, SEGMENT), self.max_positions)
-        self._ensure_cache(batch, length)
+        self._active = None  # no cache is in use between calls: any may be freed for this one
+        # On demand, the first cache holds the prompt and GROW_HEADROOM tokens; `_grow` moves
+        # the rows to the next length bucket if the call goes on.
+        first = min(length, longest + min(max_new, _kv.GROW_HEADROOM)) if self.kv == "demand" else length
+        self._ensure_cache(batch, first, prompt_length=longest)
         # Tensors a captured graph reads are updated in place, never replaced.
         self.eos.fill_(0 if eos is None else eos)
         self.stop_at_eos.fill_(not ignore_eos and eos is not None)
@@ -519,8 +679,28 @@ class StaticDecoder:
         return batch, length, key
 
     def _graph_key(self, batch: int, seg: int, guard: tuple) -> tuple:
-        # The Triton attention reads each row to its own position: one graph for all lengths.
-        return (batch, *guard) if self.attention == "triton" else (batch, seg, *guard)
+        # Graphs bake in the active cache's addresses, so its (batch, length) leads the key. The
+        # Triton attention reads each row to its own position: one graph for the whole cache.
+        slot = self._active
+        assert slot is not None
+        cache = (slot.batch, slot.length)
+        return (*cache, batch, *guard) if self.attention == "triton" else (*cache, batch, seg, *guard)
+
+    def _grow(self, batch: int) -> _Slot:
+        """Move the active rows to the next cache-length bucket (same batch): copy the K/V
+        written so far and the decode state, then make the new cache the active one."""
+        old = self._active
+        assert old is not None
+        new = self._slot_for(batch, _kv.length_bucket(old.length + 1, self.max_positions), 0)
+        for dst, src in zip(new.k + new.v, old.k + old.v, strict=True):
+            dst[:batch, :, : old.length].copy_(src[:batch])
+        for dst, src in zip(new.state, old.state, strict=True):
+            dst[:batch].copy_(src[:batch])
+        self._activate(new)
+        for key, slot in list(self._slots.items()):  # the new cache covers the old one
+            if slot is old and old.batch <= new.batch:
+                self._free(key)
+        return new
 
     def warmup(
         self,
@@ -543,6 +723,10 @@ class StaticDecoder:
                     batch, length, guard = self._setup(
                         n, longest, max_new_tokens, eos_token_id, ngram_size, ngram_window, whitelist, False
                     )
+                    # The first cache's graphs; a longer call captures its next bucket's on
+                    # first use (no compile: the compiled pieces depend on the batch only).
+                    assert self._active is not None
+                    length = min(length, self._active.length)
                     for end in range(longest + 1, longest + max_new_tokens, SEGMENT):
                         seg = min(length, _round_up(end + 1, SEGMENT))
                         self._graph(batch, seg, guard)
@@ -571,10 +755,16 @@ class StaticDecoder:
         _sync(self.device)
         t1 = time.perf_counter()
         graph, graph_seg = None, -1
+        slot = self._active
+        assert slot is not None
+        grew = 0
         for i in range(1, max_new):
             # Step i writes position (prompt length + i - 1); eager attention reads up to the
             # segment holding it.
-            seg = min(length, _round_up(longest + i, SEGMENT))
+            if longest + i - 1 >= slot.length:
+                slot, graph_seg, grew = self._grow(batch), -1, grew + 1
+                rows = self.rows(batch)
+            seg = min(length, slot.length, _round_up(longest + i, SEGMENT))
             if not self.cuda_graphs:
                 self._step_fn(batch, seg)
             else:
@@ -589,6 +779,8 @@ class StaticDecoder:
             "rows": n,
             "batch": batch,
             "length": length,
+            "kv_length": slot.length,
+            "kv_grew": grew,
             "steps": steps,
             "prefill_s": t1 - t0,
             "decode_s": t2 - t1,
@@ -610,8 +802,9 @@ class StaticDecoder:
         key = self._graph_key(batch, seg, guard)
         if key in self._graphs:
             return self._graphs[key]
-        length = self._cap[1] if self.attention == "triton" else seg
-        state = (self._tok, self._pos, self._done, self._logp, self._ngen, self._hist, self.step_t)
+        assert self._active is not None
+        length = self._active.length if self.attention == "triton" else seg
+        state = (*self._active.state, self.step_t)
         saved = [t.clone() for t in state]  # warm-up mutates the decode state: put it back after
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -636,6 +829,24 @@ class StaticDecoder:
             dst.copy_(src)
         self._graphs[key] = graph
         return graph
+
+
+def _argmax_logprob(logits: torch.Tensor, chunks: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy token and its log-probability per row, without materialising a log-softmax.
+
+    Both reductions run in two stages over `chunks` slices of the vocabulary: a single
+    reduction over 129,280 logits per row gave one program per row, which at batch 64 took
+    0.53 ms of a 4.9 ms decode step (H200 profile). The first maximum wins ties, as in argmax.
+    """
+    b, v = logits.shape
+    if v % chunks:
+        chunks = 1
+    x = logits.view(b, chunks, v // chunks)
+    part_max, part_idx = x.max(-1)  # (b, chunks)
+    top, chunk = part_max.max(-1)  # (b,)
+    nxt = chunk * (v // chunks) + part_idx.gather(1, chunk[:, None])[:, 0]
+    lse = top + torch.log(torch.exp(x - top[:, None, None]).sum(-1).sum(-1))
+    return nxt, top - lse
 
 
 def _sync(device: torch.device) -> None:

@@ -191,18 +191,19 @@ def attention_supported(head_dim: int) -> bool:
     return head_dim >= 16 and head_dim & (head_dim - 1) == 0
 
 
-def decode_attention(q, k, v, k_cache, v_cache, pos, scale: float, *, block: int = 32):
+def decode_attention(q, k, v, k_cache, v_cache, pos, scale: float, *, block: int = 32, programs: int = 512):
     """Attention of one new token per row over the cache, and the cache update.
 
     q (B, Hq, D); k, v (B, Hkv, D) for this step (last dimension contiguous); k_cache and
     v_cache (≥B, Hkv, L, D) contiguous; pos (B,) int64: this token's position, the cache holds
     positions 0..pos-1 of each row. Writes k, v at pos and returns (B, Hq·D) in q's dtype.
+    `programs`: split the positions until rows × heads × splits reaches this many programs.
     """
     batch, n_heads, head_dim = q.shape
     n_kv = k.shape[1]
     # Enough programs to fill the card at batch 1, one split per row and head at large batch.
     splits = 1
-    while splits < 32 and batch * n_heads * splits < 512:
+    while splits < 32 and batch * n_heads * splits < programs:
         splits *= 2
     m = torch.empty(batch * n_heads * splits, device=q.device, dtype=torch.float32)
     l_part = torch.empty_like(m)

@@ -199,6 +199,41 @@ def build_random_model(config: Any, *, device: str, dtype: Any, seed: int = 0, a
     return model, processor, n, time.perf_counter() - t0
 
 
+def random_prompts(model: Any, n: int, length: int, *, seed: int = 0) -> list:
+    """`n` prompts of `length` random token ids, embedded: distinct inputs whose rows route to
+    varied experts (a check on figures from synthetic pages through random weights)."""
+    import torch
+
+    embed = model.get_input_embeddings()
+    device = embed.weight.device
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    vocab = embed.weight.shape[0]
+    with torch.inference_mode():
+        return [embed(torch.randint(2, vocab, (length,), generator=g).to(device)) for _ in range(n)]
+
+
+def routing_diversity(model: Any, prompts: Sequence[Any], *, steps: int = 8) -> dict:
+    """Distinct routed experts per layer and decode step when `prompts` decode as one batch
+    (an eager decoder, which can look at the routing): mean, min and max over the sparse
+    layers and `steps` steps, beside the most the batch could use."""
+    from .decoder import StaticDecoder
+
+    dec = StaticDecoder(model, cuda_graphs=False, compile=False)
+    dec.route_log = []
+    dec.generate(list(prompts), max_new_tokens=steps + 1, eos_token_id=None, ngram_size=0)
+    seen = dec.route_log
+    sparse = next(lay for lay in dec.layers if lay.sparse)
+    return {
+        "rows": len(prompts),
+        "steps": steps,
+        "experts": sparse.n_experts,
+        "most_possible": min(sparse.n_experts, len(prompts) * sparse.top_k),
+        "distinct_mean": sum(seen) / max(len(seen), 1),
+        "distinct_min": min(seen, default=0),
+        "distinct_max": max(seen, default=0),
+    }
+
+
 __all__ = [
     "FULL_SIZE_PARAMS",
     "IMAGE_TOKEN",
@@ -206,6 +241,8 @@ __all__ = [
     "build_random_model",
     "full_size_config",
     "parameter_count",
+    "random_prompts",
+    "routing_diversity",
     "synthetic_tokenizer",
     "tiny_config",
     "word_tokenizer",
