@@ -53,7 +53,9 @@ def test_locomo_loader_maps_speakers_captions_times_and_questions(tmp_path):
     assert not q[3].answerable  # evidence id that names no turn
 
 
-@pytest.mark.skipif(not LOCOMO_DIR.exists(), reason="LoCoMo sample not present (../shared/data/locomo beside the checkout)")
+@pytest.mark.skipif(
+    not LOCOMO_DIR.exists(), reason="LoCoMo sample not present (../shared/data/locomo beside the checkout)"
+)
 def test_real_locomo_files_load_with_the_readme_turn_counts():
     counts = {"26": 419, "30": 369, "41": 663, "42": 629, "43": 680}
     for stem, n in counts.items():
