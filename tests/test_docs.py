@@ -75,6 +75,7 @@ def test_the_guides_hold_runnable_blocks():
     assert {"README.md", "guides/library.md", "langchain.md"} <= runnable
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists(),
     reason="mkdocs is not installed (the docs extra)",
@@ -91,3 +92,11 @@ def test_site_builds_strict(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "api" / "index.html").exists()
+
+
+def test_the_api_reference_covers_the_public_api():
+    import optimem
+
+    reference = (ROOT / "docs" / "reference" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^::: optimem\.(\w+)$", reference, re.M))
+    assert set(optimem.__all__) - {"__version__"} <= documented, "add the new names to docs/reference/api.md"

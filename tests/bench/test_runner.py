@@ -134,6 +134,7 @@ def test_sample_pages_spreads_evenly():
     assert runner.sample_pages(pages, 20) == pages
 
 
+@pytest.mark.slow
 def test_end_to_end_through_the_cpu_ocr_gives_real_figures():
     """The default `cpu` decoder (tesseract + rapidocr) on a 14-turn chat of exact codes.
 

@@ -351,6 +351,7 @@ def test_chat_history_under_runnable_with_message_history(memory):
         assert not memory.has_session("h") and histories["h"].messages == []
 
 
+@pytest.mark.slow
 def test_provider_converters_accept_the_page_blocks(memory):
     from langchain_anthropic.chat_models import _format_messages
     from langchain_openai.chat_models.base import _convert_message_to_dict
@@ -385,6 +386,7 @@ def test_options_are_checked(memory):
     assert mw.should_page(few) and not mw.should_page(few[:2])
 
 
+@pytest.mark.slow
 def test_end_to_end_through_the_cpu_ocr(tmp_path):
     mem = OpticalMemory(tmp_path / "cpu.db", backend="cpu", policy="budget:400", keep_recent_turns=0)
     agent, model, _ = make_agent(mem, present="text", budget_tokens=2500)
@@ -420,6 +422,7 @@ def test_a_run_without_a_thread_id_is_refused_with_the_fix(memory):
         agent.invoke({"messages": [HumanMessage("hello")]})
 
 
+@pytest.mark.slow
 def test_the_example_runs_as_is(tmp_path):
     import os
     from pathlib import Path
@@ -511,7 +514,7 @@ def test_the_recommended_setting_comes_from_the_budget(tmp_path):
     mw = OpticalMemoryMiddleware.for_budget(2000, memory=tmp_path / "n.db", backend="test-double")
     model = RecordingChatModel()
     agent = create_agent(model, middleware=[mw], checkpointer=InMemorySaver())
-    chat(agent, "long", TEXTS * 2)
+    chat(agent, "long", TEXTS)
     counter = PageTokenCounter(mw.memory)
     assert all(counter(call) <= 2000 for call in model.calls)
     assert image_blocks(model.calls[-1])

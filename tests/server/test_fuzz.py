@@ -65,10 +65,12 @@ class _Bearer:
         case.headers = {**(case.headers or {}), "Authorization": data}
 
 
+@pytest.mark.slow
 def test_the_fuzzed_document_is_the_served_one(fuzzed):
     assert httpx.get(fuzzed.url + "/openapi.json").json() == _document()
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -96,6 +98,7 @@ def _served(url: str) -> dict[tuple[str, str], float]:
     return counts
 
 
+@pytest.mark.slow
 def test_generated_cases_reach_the_handlers(fuzzed, keys):
     """Generated cases (not the fixture's own set-up requests) get past auth and validation:
     the fuzzing is not all 401s and 422s. Runs its own cases, so it holds in any order."""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from PIL import Image
 
 from optimem import OpticalMemory
@@ -35,6 +36,7 @@ def _in_a_write_transaction(db: Path, timeout: float = 30.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_in_the_middle_of_a_compress_then_restart(tmp_path):
     """SIGKILL while compress holds its write transaction (seen from outside as SQLite's write
     lock), at two different depths into it; restart after each (test-double OCR, ~20 pages)."""
@@ -97,6 +99,7 @@ def _in_flight(srv: Server) -> int:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_drains_recalls_in_flight_through_real_ocr(tmp_path):
     """The `cpu` backend (tesseract) decodes lazily, so each first recall runs real OCR."""
     srv = Server(tmp_path / "memory.db", "--decode", "lazy", backend="cpu").start(timeout=120)
@@ -140,6 +143,7 @@ def test_sigterm_drains_recalls_in_flight_through_real_ocr(tmp_path):
         assert "cutover" in page["text"] and "OPS-4821" in page["text"]
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_background_decode_queue_first(tmp_path):
     """Pages queued for background OCR (`cpu`) are decoded and cached before the process exits."""
     db = tmp_path / "memory.db"

@@ -35,6 +35,7 @@ def offline_page(browser, base_url: str):
     return page, Console(page), outside
 
 
+@pytest.mark.slow
 def test_swagger_ui_renders_offline(browser, docs_server):
     page, console, outside = offline_page(browser, docs_server.url)
     page.goto(f"{docs_server.url}/docs")
@@ -43,6 +44,7 @@ def test_swagger_ui_renders_offline(browser, docs_server):
     assert outside == [] and console.errors == []
 
 
+@pytest.mark.slow
 def test_redoc_renders_offline(browser, docs_server):
     page, console, outside = offline_page(browser, docs_server.url)
     page.goto(f"{docs_server.url}/redoc")
@@ -55,12 +57,19 @@ def test_redoc_renders_offline(browser, docs_server):
     assert console.errors == refused
 
 
-def test_the_docs_files_are_served_by_the_app(docs_server):
-    import httpx
+def test_the_docs_files_are_served_by_the_app(tmp_path):
+    from fastapi.testclient import TestClient
 
-    with httpx.Client(base_url=docs_server.url) as c:
+    from optimem import OpticalMemory
+    from server import Settings, create_app
+
+    memory = OpticalMemory(tmp_path / "m.db", backend="test-double")
+    with TestClient(create_app(Settings(backend="test-double"), memory=memory)) as c:
         html = c.get("/docs").text
         assert "/docs-static/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
         js = c.get("/docs-static/swagger-ui-bundle.js")
         assert js.status_code == 200 and "SwaggerUIBundle" in js.text
-        assert "fonts.googleapis" not in c.get("/redoc").text
+        redoc = c.get("/redoc").text
+        assert "/docs-static/redoc.standalone.js" in redoc and "fonts.googleapis" not in redoc
+        assert c.get("/docs-static/redoc.standalone.js").status_code == 200
+    memory.close()
