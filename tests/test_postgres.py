@@ -138,7 +138,6 @@ def test_without_a_live_worker_recall_decodes_inline_and_says_so(postgres_url):
     mem.close()
 
 
-@pytest.mark.slow
 def test_worker_claims_batches_and_never_decodes_a_page_twice(postgres_url):
     mem = memory(postgres_url, decode="queue")
     s, created = paged_session(mem)
