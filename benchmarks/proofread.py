@@ -34,11 +34,12 @@ from optimem import linecheck, proofread
 from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.bench.datasets import load
-from optimem.correction import SEARCH_LIMIT, STEPS, speller
+from optimem.correction import SEARCH_LIMIT, STEPS
 from optimem.layout import restore_placeholders
 from optimem.metrics import fidelity
 from optimem.modes import Mode
 from optimem.render import RenderOptions, TurnText, paginate
+from optimem.speller import speller
 
 
 def pages_of(chat_path: str, n: int, px: int):

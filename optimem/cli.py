@@ -244,5 +244,16 @@ def _register_server() -> None:
 _register_server()
 
 
+def _register_mcp() -> None:
+    try:
+        from .integrations.mcp.cli import mcp_command
+    except ImportError:  # the server package (keys, settings) is not installed
+        return
+    main.add_command(mcp_command, "mcp")
+
+
+_register_mcp()
+
+
 if __name__ == "__main__":
     main()

@@ -9,13 +9,13 @@ queue in the database instead of a thread (see `optimem.store.pgqueue`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Literal
 
@@ -23,8 +23,10 @@ from PIL import Image
 
 from . import proofread as pr
 from .backends import Backend, PageInput
-from .errors import PageNotFound
+from .errors import BackendUnavailable, DecodeError, PageNotFound, RepresentationMismatch
 from .layout import restore_placeholders
+from .linecheck import WORD
+from .page_queue import BACKGROUND, PageQueue
 from .render import TurnText
 from .store import DecodedRecord, PageRecord, Store
 from .verbatim import AID_KINDS
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("optimem")
 
 DecodeWhen = Literal["background", "now", "lazy", "queue"]
+#: Seconds background decoding waits before trying a failed page again, after the first and
+#: second failure; after the third it leaves the page to recalls (which raise DecodeError).
+RETRY_AFTER_S = (30.0, 300.0)
 #: How long a recall waits for a worker to decode its page before decoding it inline.
 QUEUE_WAIT_S = 300.0
 
@@ -49,12 +54,14 @@ class Decoder:
         when: DecodeWhen,
         *,
         backend_name: Callable[[], str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.store = store
         self._backend = backend
         self.when: DecodeWhen = when
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: set[Future] = set()
+        self.workers = workers
+        self._pages: PageQueue | None = None
+        self._failures: dict[int, tuple[int, float]] = {}  # page id -> (failures, next try)
         self._lock = threading.Lock()
         # queue mode: the backend is named without loading it (workers load it)
         self._backend_name = backend_name or (lambda: self.backend.name)
@@ -83,52 +90,92 @@ class Decoder:
         if self.when == "now" and not force_background:
             self.decode(page_ids)
             return
-        batches = [list(page_ids)] if self.backend.capabilities.batches else [[pid] for pid in page_ids]
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optimem-decode")
-            futures = [self._executor.submit(self._decode_logged, batch) for batch in batches]
-            self._pending.update(futures)
-        for future in futures:
-            future.add_done_callback(self._discard)
+        page_ids = [pid for pid in page_ids if self._may_try(pid)]  # failed pages back off
+        if page_ids:
+            self._background().submit(page_ids, BACKGROUND)
 
-    def _decode_logged(self, page_ids: list[int]) -> None:
+    def _background(self) -> PageQueue:
+        with self._lock:
+            if self._pages is None:
+                self._pages = PageQueue(self._read_logged, workers=self.workers)
+            return self._pages
+
+    def _read_logged(self, page_id: int) -> None:
         # logged inside the task, so that when the future is done the failure is accounted for
         try:
-            self.decode(page_ids)
+            self.decode_here([page_id])
+        except PageNotFound:
+            pass  # its session was deleted, or it was unpaged, while it waited
         except Exception as exc:
-            log.warning("background decode of pages %s failed (recall will retry): %s", page_ids, exc)
+            tries = self._failed(page_id)
+            again = (
+                f"background retry in {RETRY_AFTER_S[tries - 1]:.0f} s"
+                if tries <= len(RETRY_AFTER_S)
+                else "no more background retries; a recall still tries"
+            )
+            log.warning("background decode of page %s failed (%s): %s", page_id, again, exc)
+            raise
 
-    def _discard(self, future: Future) -> None:
+    def _failed(self, page_id: int) -> int:
         with self._lock:
-            self._pending.discard(future)
+            tries = self._failures.get(page_id, (0, 0.0))[0] + 1
+            wait = RETRY_AFTER_S[tries - 1] if tries <= len(RETRY_AFTER_S) else float("inf")
+            self._failures[page_id] = (tries, time.monotonic() + wait)
+            return tries
+
+    def _may_try(self, page_id: int) -> bool:
+        with self._lock:
+            tries, after = self._failures.get(page_id, (0, 0.0))
+        return tries == 0 or time.monotonic() >= after
+
+    def failed_pages(self) -> set[int]:
+        """Pages background decoding gave up on (a recall still tries them)."""
+        with self._lock:
+            return {pid for pid, (tries, _) in self._failures.items() if tries > len(RETRY_AFTER_S)}
+
+    def forget(self, page_ids: Sequence[int]) -> int:
+        """Drop these pages from the background queue (their session is being deleted)."""
+        with self._lock:
+            pages = self._pages
+        return 0 if pages is None else pages.discard(page_ids)
 
     def pending(self) -> int:
-        """Batches of pages queued or being decoded in the background (queue mode: jobs of
-        this backend in the queue, whoever scheduled them)."""
+        """Pages queued or being decoded in the background (queue mode: jobs of this backend in
+        the queue, whoever scheduled them)."""
         if self.queue is not None:
             return self.queue.queued(self._backend_name())
         with self._lock:
-            return sum(not f.done() for f in self._pending)
+            pages = self._pages
+        return 0 if pages is None else pages.pending()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every scheduled decode has finished and been logged; False on timeout."""
         if self.queue is not None:
             return self._wait_queue(timeout)
-        while True:
-            with self._lock:
-                pending = [f for f in self._pending if not f.done()]
-            if not pending:
-                return True
-            _, not_done = futures_wait(pending, timeout=timeout)
-            if not_done:
-                return False
-
-    def close(self) -> None:
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+            pages = self._pages
+        return True if pages is None else pages.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> list[int]:
+        """Stop decoding in the background: queued pages are not started and the running ones
+        get `timeout` seconds (None: as long as they take). Returns the pages left unread; they
+        stay undecoded in the store, and `unread()` finds them at the next start."""
+        with self._lock:
+            pages, self._pages = self._pages, None
+        left = [] if pages is None else pages.close(timeout)
+        if left:
+            log.info("%d pages were left unread at shutdown; they are read at the next start", len(left))
+        return left
+
+    def unread(self, session_ids: Sequence[str]) -> list[int]:
+        """Pages of these sessions with no text read at their current mode by this backend."""
+        fingerprint = self.fingerprint()
+        return [
+            p.id
+            for sid in session_ids
+            for p in self.store.pages(sid)
+            if self.store.get_decoded(p.id, p.mode, fingerprint) is None
+        ]
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -145,7 +192,8 @@ class Decoder:
         image = Image.open(io.BytesIO(png))
         image.load()
         aids = pr.ReadingAids()
-        rows = [v for v in self.store.verbatim(page.id) if v.kind in AID_KINDS]
+        kept = self.store.verbatim(page.id)
+        rows = [v for v in kept if v.kind in AID_KINDS]
         if rows:
             by_turn = labels()
             by_line = {
@@ -155,6 +203,11 @@ class Decoder:
                 if b.start == 0 and b.turn_id in by_turn and (i == 0 or layout[i - 1].turn_id != b.turn_id)
             }
             aids = pr.ReadingAids.from_rows(rows, by_line)
+            # the words of the page's verbatim strings are as good as its rare words for snapping
+            # a misread back (an identifier's pieces are rarely in the dictionary)
+            words = [w for v in kept if v.kind not in AID_KINDS for w in WORD.findall(v.value) if len(w) > 1]
+            if words:
+                aids = dataclasses.replace(aids, lexicon=tuple(dict.fromkeys((*aids.lexicon, *words))))
         factor = page.canvas / page.creation_canvas
         page_in = PageInput(
             image=image,
@@ -196,7 +249,24 @@ class Decoder:
         if self.queue is not None and not refresh:
             return self._decode_queue(page_ids)
         self._decoded_here = self._decoded_here or self.queue is not None
-        return self.decode_here(page_ids, refresh=refresh)
+        with self._lock:
+            pages = self._pages
+        if pages is None:
+            return self.decode_here(page_ids, refresh=refresh)
+        # a page the background is reading now is waited for; one queued is taken out and read
+        # here, ahead of the queue, while the workers start nothing new
+        running = [f for f in (pages.take(pid) for pid in page_ids) if f is not None]
+        futures_wait(running)
+        error: BaseException | None = None
+        try:
+            with pages.urgent():
+                return self.decode_here(page_ids, refresh=refresh)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for pid in page_ids:
+                pages.finished(pid, error)
 
     def decode_here(self, page_ids: Sequence[int], *, refresh: bool = False) -> dict[int, DecodedRecord]:
         """Decode (or read from the cache) these pages in this process, as one batch."""
@@ -222,12 +292,23 @@ class Decoder:
 
         prepared = [self._prepare(p, functools.partial(session_labels, p.session_id)) for p in todo]
         inputs = [page_in for page_in, _ in prepared]
-        results = backend.decode_many(inputs)
+        try:
+            results = backend.decode_many(inputs)
+        except (BackendUnavailable, RepresentationMismatch):
+            raise
+        except Exception as exc:
+            ids = [p.id for p in todo]
+            name = f"page {ids[0]}" if len(ids) == 1 else f"pages {ids}"
+            raise DecodeError(f"{backend.name} could not read {name}: {exc}", page_id=ids[0]) from exc
         for page, (page_in, aid), result in zip(todo, prepared, results, strict=True):
             text, lines = result.text, result.lines
-            checked = pr.proofread(
-                page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
-            )
+            try:
+                checked = pr.proofread(
+                    page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
+                )
+            except Exception:  # the reading stands, unverified: proofreading never costs a page
+                log.exception("proofreading page %s failed; keeping what the OCR read", page.id)
+                checked = None
             if checked is not None:
                 lines = checked.lines
                 text = "\n".join(lines)
@@ -244,6 +325,8 @@ class Decoder:
             verbatim = " ".join(v.value for v in self.store.verbatim(page.id) if v.kind not in AID_KINDS)
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
+            with self._lock:
+                self._failures.pop(page.id, None)
         return out
 
     # -- queue mode ------------------------------------------------------------------------

@@ -10,9 +10,9 @@ the page's characters so the side channel stays small.
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 from .linecheck import WORD, fold
+from .speller import speller
 
 #: Side-channel kind of the row that holds a page's rare words (one row per page).
 KIND = "lexicon"
@@ -20,16 +20,10 @@ KIND = "lexicon"
 MAX_SHARE = 0.05
 
 
-def dictionary_path() -> str:
-    """symspellpy's bundled English frequency dictionary (82,765 words)."""
-    return str(resources.files("symspellpy").joinpath("frequency_dictionary_en_82_765.txt"))
-
-
 @cache
 def dictionary_words() -> frozenset[str]:
-    """Every word of the bundled dictionary (its words only, without the speller's index)."""
-    with open(dictionary_path(), encoding="utf-8") as fh:
-        return frozenset(line.split(" ", 1)[0] for line in fh if line.strip())
+    """Every word of the bundled dictionary (`optimem.speller`'s words)."""
+    return frozenset(speller().words)
 
 
 def is_known(word: str) -> bool:

@@ -8,9 +8,11 @@ background thread by default) and recall reads the cached text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,7 @@ from .layout import restore_placeholders
 from .modes import AgingPolicy, BudgetPolicy, Mode, parse_policy
 from .paging import Pager
 from .pricing import Pricing
+from .proofread import warm_up as proofread_warm_up
 from .recall import recall_page, search
 from .records import CompressResult, Context, Deleted, Hits, Page, Recall, Stats, Turn
 from .store import PageRecord, Store, TurnRecord, open_store
@@ -67,6 +70,9 @@ class OpticalMemory:
         rehearse: Rehearsal: a page read back by `recall_page` (or `recall(page_id)`) is
             sharpened one rung from the archive, counts as used now, and the policy re-plans
             (it may age another page). Needs the archive; off by default.
+        decode_workers: Threads reading pages in the background, most wanted first (a recall
+            reads its page at once, ahead of them). One suits the `cpu` backend on 2 cores: its
+            engines already spread a page over both.
     """
 
     def __init__(
@@ -83,6 +89,7 @@ class OpticalMemory:
         consumer: str | None = None,
         reading_aids: bool = True,
         rehearse: bool = False,
+        decode_workers: int = 1,
     ) -> None:
         if (
             isinstance(keep_recent_turns, bool)
@@ -107,8 +114,14 @@ class OpticalMemory:
         self.rehearse = rehearse
         self.encoding = encoding
         self.pricing = Pricing(self._backend_class, consumer, encoding)
+        if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 1:
+            raise InputError("decode_workers must be an integer ≥ 1")
         self.decoder = Decoder(
-            self.store, lambda: self.backend, decode, backend_name=lambda: self._backend_class.name
+            self.store,
+            lambda: self.backend,
+            decode,
+            backend_name=lambda: self._backend_class.name,
+            workers=decode_workers,
         )
         self.pager = Pager(
             self.store,
@@ -161,8 +174,25 @@ class OpticalMemory:
         return self.store.has_session(session_id)
 
     def pending_decodes(self) -> int:
-        """Batches of pages waiting for background OCR."""
+        """Pages waiting for (or in) background OCR."""
         return self.decoder.pending()
+
+    def warm_up(self) -> float:
+        """Load what reading needs once per process (engines, spelling index) now, instead of in
+        the first recall; returns the seconds it took. Services call it before they say ready."""
+        t0 = time.perf_counter()
+        self.backend.warm_up()
+        proofread_warm_up()
+        return time.perf_counter() - t0
+
+    def resume_decoding(self) -> int:
+        """Queue for background OCR every page not read yet at its current mode (pages left
+        unread by a stop, or made while no reader ran); returns how many."""
+        unread = self.decoder.unread(self.store.session_ids())
+        if unread:
+            log.info("resuming background OCR of %d pages not read before the last stop", len(unread))
+            self.decoder.schedule(unread, force_background=True)
+        return len(unread)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until background decoding has finished and every failure is logged.
@@ -171,9 +201,17 @@ class OpticalMemory:
         """
         return self.decoder.wait(timeout)
 
-    def close(self) -> None:
-        """Finish background decoding and close the database."""
-        self.decoder.close()
+    def close(self, *, timeout: float | None = None) -> None:
+        """Finish background decoding and close the database.
+
+        Args:
+            timeout: Seconds to give background OCR; pages it did not read by then stay
+                undecoded (a recall reads them, `resume_decoding()` queues them). Default: wait
+                until every queued page is read.
+        """
+        if timeout is None:
+            self.decoder.wait()
+        self.decoder.close(timeout)
         self.store.close()
 
     async def aclose(self) -> None:
@@ -244,6 +282,7 @@ class Session:
 
         Raises SessionNotFound when there is no such session.
         """
+        self.memory.decoder.forget([p.id for p in self.store.pages(self.id)])
         counts = self.store.delete_session(self.id)
         return Deleted(self.id, **counts)
 
@@ -421,7 +460,12 @@ class Session:
 
     def stats(self, *, consumer: str | None = None) -> Stats:
         """Token accounting, priced exactly as `context()` and the budget price it."""
-        return build_stats(self.store, self.id, self._pricing(consumer))
+        stats = build_stats(self.store, self.id, self._pricing(consumer))
+        failed = self.memory.decoder.failed_pages()
+        if failed:
+            mine = tuple(p.id for p in self.store.pages(self.id) if p.id in failed)
+            stats = dataclasses.replace(stats, failed_pages=mine)
+        return stats
 
     def drop_archive(self) -> int:
         """Forget the source text of paged turns; pages and verbatim strings remain."""

@@ -21,6 +21,7 @@ import psycopg
 from .backends import Backend, get_backend
 from .decoding import Decoder
 from .errors import PageNotFound
+from .proofread import warm_up as proofread_warm_up
 from .store.pgqueue import Claimed, DecodeQueue, WorkerQueue
 from .store.postgres import PostgresStore, redact
 
@@ -69,6 +70,7 @@ class Worker:
         self.store = PostgresStore(url, max_size=2)
         DecodeQueue(self.store)  # installs the queue's tables if this worker is the first
         self.decoder = Decoder(self.store, lambda: self.backend, "now")
+        self._warm = False
         self.stats = WorkerStats()
         self.stop = threading.Event()  # set() from a signal handler or another thread
         self.ready = threading.Event()  # set once registered: replicas see it alive from then on
@@ -89,6 +91,12 @@ class Worker:
         return self.stats
 
     async def _session(self, max_pages: int | None, idle_exit_s: float | None) -> None:
+        if not self._warm:  # engines and the spelling index load before the first claim
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.backend.warm_up)
+            await asyncio.to_thread(proofread_warm_up)
+            self._warm = True
+            log.info("worker warmed up in %.1f s", time.perf_counter() - t0)
         fingerprint = self.decoder.fingerprint()
         async with (
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn,

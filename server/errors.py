@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -94,6 +95,16 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def error_type(exc: OptimemError) -> str:
+    """The `type` a library error is answered with: its class name in snake_case."""
+    return _snake(type(exc).__name__)
+
+
+def without_tenant(message: str, tenant: str | None) -> str:
+    """`message` with the caller's own tenant prefix taken out of session ids."""
+    return message.replace(f"{tenant}/", "") if tenant else message
+
+
 def library_status(exc: OptimemError) -> int:
     for cls in type(exc).__mro__:
         if cls in LIBRARY_STATUS:
@@ -103,7 +114,7 @@ def library_status(exc: OptimemError) -> int:
 
 def _strip_tenant(request: Request, message: str) -> str:
     tenant = getattr(request.state, "tenant", None)
-    return message.replace(f"{tenant.name}/", "") if tenant is not None else message
+    return without_tenant(message, tenant.name if tenant is not None else None)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -116,7 +127,14 @@ async def _library_error(request: Request, exc: Exception) -> JSONResponse:
     status = library_status(exc)
     if status >= 500:
         log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-    return _json(status, _snake(type(exc).__name__), _strip_tenant(request, str(exc)))
+    return _json(status, error_type(exc), _strip_tenant(request, str(exc)))
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """A `validation_error`'s message: one ``where: what`` sentence per error (the first five),
+    for the body shape the caller meant."""
+    messages = list(dict.fromkeys(_message(err) for err in _intended(list(errors))))
+    return "; ".join(messages[:5]) or "invalid request"
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -129,8 +147,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             f"the body must be JSON, sent with Content-Type: application/json "
             f"(got {request.headers.get('content-type') or 'no Content-Type'})",
         )
-    messages = list(dict.fromkeys(_message(err) for err in _intended(errors)))
-    return _json(422, "validation_error", "; ".join(messages[:5]) or "invalid request")
+    return _json(422, "validation_error", validation_message(errors))
 
 
 #: Content types whose body FastAPI parses as JSON.

@@ -38,20 +38,30 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             rehearse=settings.rehearse,
         )
     memory: OpticalMemory = app.state.memory
-    await asyncio.to_thread(lambda: memory.backend)  # load the OCR engine before the first request
+    # engines and the spelling index load before the first request, not inside it
+    app.state.warm_up_s = await asyncio.to_thread(memory.warm_up)
+    log.info("optimem warmed up in %.1f s", app.state.warm_up_s)
     app.state.metrics.watch(memory)
+    if memory.decode_when in ("background", "now"):  # pages a stop left unread are read now
+        await asyncio.to_thread(memory.resume_decoding)
     log.info("optimem serving %s with backend %s", settings.db, memory.backend.name)
     try:
         yield
     finally:
         app.state.draining = True  # in-flight requests are done: uvicorn drained them first
         pending = memory.pending_decodes()
-        if pending:
-            log.info("waiting for %d queued page decodes", pending)
-        if memory.decode_when != "queue":  # queued jobs are durable: workers finish them
-            await asyncio.to_thread(memory.wait)
+        if pending and memory.decode_when != "queue":
+            log.info(
+                "stopping with %d pages waiting for OCR: reading for at most %.0f s, the rest at the next start",
+                pending,
+                settings.shutdown_decode_s,
+            )
         if owned:
-            await memory.aclose()
+            # queued jobs are durable (workers finish them); background pages left unread are
+            # resumed by the next start
+            await asyncio.to_thread(memory.close, timeout=settings.shutdown_decode_s)
+        else:
+            await asyncio.to_thread(memory.decoder.wait, settings.shutdown_decode_s)
 
 
 def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None = None) -> FastAPI:

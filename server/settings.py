@@ -44,6 +44,9 @@ class Settings:
     """Requests per API key (per tenant without auth) per minute and worker process; 0 = off."""
     graceful_timeout: int = 30
     """Seconds shutdown waits for in-flight requests."""
+    shutdown_decode_s: float = 5.0
+    """Seconds shutdown gives background OCR in progress; pages not read by then are read at
+    the next start (`OpticalMemory.resume_decoding`)."""
     log_level: str = "info"
 
     @classmethod
@@ -91,6 +94,8 @@ class Settings:
         for name in ("max_body_bytes", "max_turns_per_request", "max_pages_per_recall", "max_recall_hits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1")
+        if self.shutdown_decode_s < 0:
+            raise ValueError("shutdown_decode_s must be ≥ 0")
         if self.rate_per_minute < 0:
             raise ValueError("rate_per_minute must be ≥ 0 (0 turns the limit off)")
 

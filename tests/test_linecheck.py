@@ -66,6 +66,35 @@ def test_corrections_that_pass_the_check_are_exact(corrector, reading, truth, la
     assert linecheck.line_words(fix.text) == linecheck.line_words(truth)
 
 
+@pytest.mark.parametrize(
+    ("reading", "truth", "length"),
+    [
+        # DejaVu Sans's capital I is a bare stroke; at 8 px "a" closes into "s", "=" or "5"
+        ("So, | went to = fair and grest food. Art's been s way to heal",
+         "So, I went to a fair and great food. Art's been a way to heal", None),
+        ("Wow, Melanie, whats beautiful moment! t's 5 win", "Wow, Melanie, what a beautiful moment! It's a win", None),
+        # a lost one-letter word, found because the layout says the line is longer
+        ("Thanks for the support, it really means lot.", "Thanks for the support, it really means a lot.", 46),
+    ],
+)  # fmt: skip
+def test_glyph_confusions_and_lost_letters_are_corrected_exactly(corrector, reading, truth, length):
+    fix = corrector.correct([reading], linecheck.digest(truth), length=length)
+    assert fix.verified
+    assert linecheck.line_words(fix.text) == linecheck.line_words(truth)
+
+
+def test_a_lost_word_is_only_looked_for_where_the_line_reads_short(corrector):
+    truth = "Thanks for the support, it really means a lot."
+    reading = "Thanks for the support, it really means lot."
+    assert not corrector.correct([reading], linecheck.digest(truth), length=len(reading)).verified
+
+
+def test_an_apostrophe_tail_is_not_taken_for_a_glyph(corrector):
+    truth = "That's the one he's got"
+    fix = corrector.correct([truth.replace("one", "onc")], linecheck.digest(truth))
+    assert fix.verified and fix.text == truth
+
+
 def test_the_other_engines_reading_is_used_where_it_agrees(corrector):
     truth = "and it was nice to be reminded why I'm passionate"
     fix = corrector.correct(

@@ -409,7 +409,7 @@ def test_ocr_failure_is_raised_on_recall_and_never_loses_data(db_path, caplog):
     ids = s.add_turns(chat_turns(8))
     s.compress(flush=True)
     mem.wait(timeout=30)  # the background failure is logged, not raised into the caller
-    assert "background decode of pages" in caplog.text
+    assert "background decode of page 1 failed" in caplog.text
     with pytest.raises(BackendError, match="test double asked to fail"):
         s.recall(s.pages()[0].id)
     assert [t.id for t in s.turns()] == ids and s.pages()

@@ -117,6 +117,10 @@ class Backend:
             raise NotImplementedError(f"{type(self).__name__} must override decode or decode_many")
         return [self.decode(p) for p in pages]
 
+    def warm_up(self) -> None:
+        """Load engines and models now rather than on the first page (services call it before
+        they report ready). Default: nothing to load."""
+
     def close(self) -> None:
         """Release engines and worker processes."""
 

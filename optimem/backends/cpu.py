@@ -218,6 +218,10 @@ class CpuBackend(Backend):
             decoded.text, decoded.confidence, self.name, decoded.seconds, decoded.lines, decoded.extra
         )
 
+    def warm_up(self) -> None:
+        self.latin.warm_up()
+        self.cjk.warm_up()
+
     def close(self) -> None:
         self.latin.close()
         self.cjk.close()

@@ -106,6 +106,12 @@ class RapidOCRBackend(Backend):
                     ) from exc
             return self._engines
 
+    def warm_up(self) -> None:
+        """Load the models and run each engine once (onnxruntime optimises a graph on first use)."""
+        blank = np.full((48, 96, 3), 255, dtype=np.uint8)
+        for k in range(len(self._engine_list())):
+            self._recognise(k, [blank])
+
     def _executor(self):
         from concurrent.futures import ThreadPoolExecutor
 

@@ -164,6 +164,18 @@ class TesseractBackend(Backend):
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="optimem-tess")
             return self._pool
 
+    def warm_up(self) -> None:
+        """Make each worker thread's English line reader now (its first use loads the data)."""
+        barrier = threading.Barrier(self.workers)
+
+        def make() -> None:
+            self._api("eng", 7)
+            barrier.wait(timeout=30)  # holds the thread, so that every worker makes its own
+
+        pool = self._executor()
+        for future in [pool.submit(make) for _ in range(self.workers)]:
+            future.result()
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None

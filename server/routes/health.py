@@ -23,7 +23,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Ready,
-    summary="Readiness: the database answers and the OCR backend is loaded",
+    summary="Readiness: the database answers and the OCR engines are loaded and warmed up",
     responses=responses(503),
 )
 async def readyz(request: Request, memory: MemoryDep) -> Ready | JSONResponse:
@@ -33,7 +33,12 @@ async def readyz(request: Request, memory: MemoryDep) -> Ready | JSONResponse:
         await asyncio.to_thread(memory.has_session, "readyz/probe")
     except Exception as exc:
         return JSONResponse(error_body("not_ready", f"database unusable: {exc}"), status_code=503)
-    return Ready(backend=memory.backend.name, decode_queue=memory.pending_decodes())
+    return Ready(
+        backend=memory.backend.name,
+        decode_queue=memory.pending_decodes(),
+        warm_up_s=round(getattr(request.app.state, "warm_up_s", 0.0), 3),
+        failed_pages=len(memory.decoder.failed_pages()),
+    )
 
 
 @router.get(
