@@ -164,7 +164,7 @@ def test_bad_input_gives_tool_errors_in_the_rest_services_words(tmp_path):
                     "remember",
                     {"turns": [{"role": "robot", "content": "x"}]},
                     "validation_error",
-                    "turns.0.role",
+                    "turns[0].role",
                 ),
                 ("remember", {"turns": []}, "validation_error", "turns: List should have at least 1 item"),
                 (
@@ -183,7 +183,7 @@ def test_bad_input_gives_tool_errors_in_the_rest_services_words(tmp_path):
                 ("recall", {"page_ids": [999]}, "page_not_found", "no page 999 in session 'default'"),
                 ("recall", {"page_ids": [1], "session": "nope"}, "session_not_found", "no session 'nope'"),
                 ("recall", {"page_ids": list(range(1, 22))}, "too_many_pages", "the limit is 20"),
-                ("recall", {"page_ids": ["one"]}, "validation_error", "page_ids.0"),
+                ("recall", {"page_ids": ["one"]}, "validation_error", "page_ids[0]"),
                 ("search", {"query": ""}, "validation_error", "query"),
                 ("search", {"query": "hello", "limit": 51}, "too_many_hits", "over the 50 allowed"),
                 ("context", {"budget_tokens": 0}, "validation_error", "budget_tokens"),
