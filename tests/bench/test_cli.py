@@ -66,6 +66,7 @@ def test_bench_bad_input_is_one_clean_line(tmp_path):
     assert result.exit_code == 1 and "unknown mode 'huge'" in result.output
 
 
+@pytest.mark.slow
 def test_demo_runs_the_default_chat(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(

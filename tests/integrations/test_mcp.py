@@ -85,6 +85,7 @@ async def stdio_session(db: Path, *args: str) -> AsyncIterator[ClientSession]:
             yield s
 
 
+@pytest.mark.slow
 def test_stdio_remembers_a_long_chat_and_recalls_exact_turns(tmp_path):
     turns = chat()
 
@@ -154,6 +155,7 @@ def test_stdio_remembers_a_long_chat_and_recalls_exact_turns(tmp_path):
     asyncio.run(run())
 
 
+@pytest.mark.slow
 def test_bad_input_gives_tool_errors_in_the_rest_services_words(tmp_path):
     async def run() -> None:
         async with stdio_session(tmp_path / "m.db", "--decode", "lazy") as s:
@@ -281,6 +283,7 @@ async def http_session(url: str, key: str | None) -> AsyncIterator[ClientSession
         yield s
 
 
+@pytest.mark.slow
 def test_http_keeps_tenants_apart(http_server):
     url = http_server["url"]
 
@@ -323,6 +326,7 @@ def test_http_keeps_tenants_apart(http_server):
         assert httpx2.post(url, json=init, headers=headers).status_code == 401
 
 
+@pytest.mark.slow
 def test_http_on_loopback_without_keys_is_one_rate_limited_tenant(tmp_path):
     async def run() -> None:
         with http_mcp(tmp_path, "--rate-per-minute", "3", "--tenant", "team") as url:
