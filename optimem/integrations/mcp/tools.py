@@ -131,6 +131,20 @@ def build(tenancy: "Tenancy", config: "McpConfig") -> list[Tool]:
         return compact({"session": session, "pages": out})
 
     @guard
+    async def recall_turns(
+        turn_ids: Annotated[
+            list[Annotated[int, Field(ge=1)]],
+            Field(min_length=1, max_length=200, description="Turn ids (a page's caption names its turns)."),
+        ],
+        session: Session = config.session,
+    ) -> str:
+        """Read turns back whole and as typed, stitched over the pages that hold them. verified
+        is false where a line of the turn did not pass its stored check: distrust it."""
+        s = await tenancy.sessions().existing(session)
+        turns = await s.arecall_turns(turn_ids)
+        return compact({"session": session, "turns": [t.to_dict() for t in turns]})
+
+    @guard
     async def search(
         query: Annotated[str, Field(min_length=1, max_length=2000, description="Words to look for.")],
         session: Session = config.session,
@@ -188,6 +202,7 @@ def build(tenancy: "Tenancy", config: "McpConfig") -> list[Tool]:
         tool(remember, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
         tool(compress, WRITES),
         tool(recall, READ_ONLY),
+        tool(recall_turns, READ_ONLY),
         tool(search, READ_ONLY),
         tool(context, READ_ONLY),
         tool(stats, READ_ONLY),
