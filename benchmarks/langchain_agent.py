@@ -7,7 +7,7 @@ the agent's checkpoint with and without the middleware. No LLM exists here: the 
 optimem's `RecordingChatModel`, which answers with the conversation's own next turn, so the
 replay is exactly the recorded chat.
 
-    python benchmarks/langchain_agent.py --chat /work/shared/data/locomo/41.json --turns 500
+    python benchmarks/langchain_agent.py --chat ../shared/data/locomo/41.json --turns 500
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from optimem.integrations.langchain import OpticalMemoryMiddleware, PageTokenCou
 from optimem.integrations.langchain.counting import block_mode
 from optimem.integrations.langchain.testing import RecordingChatModel
 
+#: The LoCoMo sample beside the checkout (`../shared/data/locomo`).
+LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo"
 MACHINE = "2 vCPUs of an AMD EPYC, 24 GiB, no GPU"
 
 
@@ -227,7 +229,7 @@ def table(r: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--chat", default="/work/shared/data/locomo/41.json")
+    p.add_argument("--chat", default=str(LOCOMO / "41.json"))
     p.add_argument("--turns", type=int, default=500)
     p.add_argument("--budget", type=int, default=2000)
     p.add_argument("--trigger", type=int, default=1000, help="page out when messages reach N tokens")

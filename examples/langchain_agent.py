@@ -1,7 +1,8 @@
 """A LangChain agent whose older turns become optical memory pages; prints what the model gets.
 
-    python examples/langchain_agent.py              # a recording fake model (no LLM needed)
-    OPENAI_API_KEY=... python examples/langchain_agent.py      # or ANTHROPIC_API_KEY=...
+    bash scripts/install.sh langchain,server        # once: the extras this example needs
+    .venv/bin/python examples/langchain_agent.py    # a recording fake model (no LLM needed)
+    OPENAI_API_KEY=... .venv/bin/python examples/langchain_agent.py      # or ANTHROPIC_API_KEY=...
 
 It replays the user turns of the chat that ships with optimem through `create_agent` with
 `OpticalMemoryMiddleware` and prints, per model call, the conversation's text tokens so far

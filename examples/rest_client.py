@@ -1,7 +1,8 @@
 """Use optimem over HTTP with plain httpx: add turns, compress, fetch the context, recall by query.
 
-optimem serve --db memory.db                       # in another terminal
-python examples/rest_client.py [--url http://127.0.0.1:8421] [--key om_...]
+bash scripts/install.sh langchain,server            # once: the extras this example needs
+.venv/bin/optimem serve --db memory.db               # in another terminal
+.venv/bin/python examples/rest_client.py [--url http://127.0.0.1:8421] [--key om_...]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # optimem over HTTP with curl: add turns, compress, fetch the context, recall by query.
-#   optimem serve --db memory.db &        # then:
+#   .venv/bin/optimem serve --db memory.db &        # then:
 #   bash examples/rest_client.sh          # OPTIMEM_URL, OPTIMEM_KEY and SESSION are optional
 set -euo pipefail
 URL="${OPTIMEM_URL:-http://127.0.0.1:8421}"

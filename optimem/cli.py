@@ -58,28 +58,60 @@ def main() -> None:
     show_default=True,
     help="budget:N, budget:N:salient, turns, clock or none.",
 )
-@click.option("--keep-recent", default=6, show_default=True, help="Newest turns kept as text.")
-@click.option("--flush/--no-flush", default=True, show_default=True, help="Page the newest turns too.")
+@click.option(
+    "--keep-recent",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Keep the newest N turns as text (implies --no-flush).  [default: page every turn]",
+)
+@click.option(
+    "--flush/--no-flush",
+    default=None,
+    help="Page the newest turns too.  [default: --flush, or --no-flush with --keep-recent]",
+)
 @_clean_errors
 def compress(
-    chat_file: Path, db: str, session: str, backend: str, policy: str, keep_recent: int, flush: bool
+    chat_file: Path,
+    db: str,
+    session: str,
+    backend: str,
+    policy: str,
+    keep_recent: int | None,
+    flush: bool | None,
 ) -> None:
-    """Add the turns of CHAT_FILE to a session and compress them into pages."""
+    """Add the turns of CHAT_FILE to a session and compress them into pages, then read each page
+    once with the OCR backend (so later recalls read the cache)."""
+    if flush is None:
+        flush = keep_recent is None
     turns = load_chat(chat_file)
-    with _memory(db, backend, policy, keep_recent_turns=keep_recent, decode="now") as mem:
+    keep = 6 if keep_recent is None else keep_recent
+    with _memory(db, backend, policy, keep_recent_turns=keep, decode="lazy") as mem:
         s = mem.session(session)
         ids = s.add_turns(turns, skip_existing=True)
         result = s.compress(flush=flush)
-        st = s.stats()
         click.echo(
             f"added {len(ids)} turns; {len(result.created)} pages created, {len(result.aged)} aged; "
             f"context {result.tokens_before} → {result.tokens_after} tokens"
         )
+        _read_pages(s, backend)
+        st = s.stats()
         _print_pages(s)
         click.echo(
             f"text tokens {st.text_tokens}, model sees {st.context_tokens} "
             f"({st.savings:.1f}x fewer); pages compress {st.compression:.1f}x"
         )
+
+
+def _read_pages(s, backend: str) -> None:
+    """Read every page once, showing progress: OCR takes seconds a page on a CPU."""
+    from tqdm import tqdm
+
+    pages = s.pages()
+    if not pages:
+        return
+    click.echo(f"reading {len(pages)} pages with {backend} (OCR, seconds a page on a CPU)…", err=True)
+    for p in tqdm(pages, desc="pages read", unit="page", file=sys.stderr, disable=None, leave=False):
+        s.recall_page(p.id)
 
 
 def _print_pages(s) -> None:
@@ -104,10 +136,15 @@ def recall(
     page_id: int | None, query: str | None, limit: int, as_json: bool, db: str, session: str, backend: str
 ) -> None:
     """Print the recalled text of PAGE_ID, or search pages with --query."""
-    if (page_id is None) == (query is None):
+    if page_id is None and query is None:
+        raise click.UsageError(
+            "say what to recall: a PAGE_ID (optimem recall 3) or --query TEXT (optimem recall -q 'cutover')"
+        )
+    if page_id is not None and query is not None:
         raise click.UsageError("give a PAGE_ID or --query, not both")
+    _must_exist(db)
     with _memory(db, backend, decode="lazy") as mem:
-        s = mem.session(session)
+        s = _existing(mem, session)
         if query is not None:
             hits = s.search(query, limit=limit, wait=True)  # one-shot: decode what is missing now
             if as_json:
@@ -135,6 +172,7 @@ def stats(db: str, session: str, backend: str, as_json: bool) -> None:
 
     Pages are priced by BACKEND's model (its positions); nothing is decoded or loaded.
     """
+    _must_exist(db)
     with _memory(db, backend) as mem:
         s = _existing(mem, session)
         st = s.stats()
@@ -145,6 +183,17 @@ def stats(db: str, session: str, backend: str, as_json: bool) -> None:
         click.echo(
             f"{st.turns} turns, {st.text_tokens} text tokens; model sees {st.context_tokens} "
             f"({st.savings:.1f}x fewer)"
+        )
+
+
+def _must_exist(db: str) -> None:
+    """Reading commands never create a database: a mistyped or missing --db is an error."""
+    if "://" in db or db == ":memory:":
+        return
+    path = Path(db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db)
+    if not path.exists():
+        raise click.ClickException(
+            f"no database at {db} (give --db FILE or set ${DB_ENV}; `optimem compress` creates one)"
         )
 
 
@@ -159,10 +208,12 @@ def _existing(mem, session: str):
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @db_option
 @session_option
+@backend_option
 @_clean_errors
-def page_png(page_id: int, out: Path, db: str, session: str) -> None:
-    """Write the image of PAGE_ID at its current mode as PNG."""
-    with _memory(db, DEFAULT_BACKEND) as mem:  # the backend is never loaded: no decode here
+def page_png(page_id: int, out: Path, db: str, session: str, backend: str) -> None:
+    """Write the image of PAGE_ID at its current mode as PNG (nothing is decoded)."""
+    _must_exist(db)
+    with _memory(db, backend) as mem:  # the backend is named, never loaded: no decode here
         out.write_bytes(_existing(mem, session).page_png(page_id))
         click.echo(f"wrote {out}")
 

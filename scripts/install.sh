@@ -3,6 +3,8 @@
 #   bash scripts/install.sh            # core + CPU OCR (tesseract, rapidocr)
 #   bash scripts/install.sh dev,gpu    # + test tools, torch (CPU build here) and transformers
 #   bash scripts/install.sh postgres   # + psycopg, pgqueuer, and the PostgreSQL server (apt) when missing
+#   bash scripts/install.sh langchain,server   # what examples/langchain_agent.py and examples/rest_client.py need
+#   bash scripts/install.sh docs       # + MkDocs Material and mkdocstrings (.venv/bin/mkdocs serve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"

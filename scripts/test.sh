@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install optimem with every extra the tests need, then lint, type-check and run the whole suite.
+# Install optimem with every extra the tests need, then lint, type-check, build the docs and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev,gpu,langchain,server,postgres,mcp
+bash scripts/install.sh dev,gpu,langchain,server,postgres,mcp,docs
 code=(optimem server tests benchmarks scripts examples)
 .venv/bin/ruff check "${code[@]}"
 .venv/bin/ruff format --check "${code[@]}"
 .venv/bin/mypy optimem server
+# the documentation site, built outside the checkout: a dead link or a renamed API name fails here
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$site"
+rm -rf "$site"
 .venv/bin/python -m pytest -q "$@"

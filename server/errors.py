@@ -74,6 +74,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "No such session or page for this tenant.",
         409: "An external_id given twice or already stored.",
         413: "Request body or batch over its limit.",
+        415: "A body that is not sent as application/json.",
         422: "Bad input (the library's or the schema's message).",
         429: "Too many requests for this key; see Retry-After.",
         502: "The OCR decoder failed.",
@@ -130,17 +131,73 @@ async def _library_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def validation_message(errors: Sequence[Any]) -> str:
-    """A `validation_error`'s message: ``where: what`` for the first five of pydantic's errors."""
-    parts = []
-    for err in errors[:5]:
-        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+    """A `validation_error`'s message: one ``where: what`` sentence per error (the first five),
+    for the body shape the caller meant."""
+    messages = list(dict.fromkeys(_message(err) for err in _intended(list(errors))))
+    return "; ".join(messages[:5]) or "invalid request"
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _json(422, "validation_error", validation_message(exc.errors()))
+    errors = list(exc.errors())
+    if _not_json(request, errors):
+        return _json(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON, sent with Content-Type: application/json "
+            f"(got {request.headers.get('content-type') or 'no Content-Type'})",
+        )
+    return _json(422, "validation_error", validation_message(errors))
+
+
+#: Content types whose body FastAPI parses as JSON.
+JSON_TYPES = ("application/json",)
+
+
+def _not_json(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A body was expected, and it did not come as JSON."""
+    if not any(err.get("loc", ())[:1] == ("body",) for err in errors):
+        return False
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return not (media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json")))
+
+
+def _intended(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The errors of the one body shape the caller meant, where a body may take several.
+
+    A body that is one turn or a batch fails against both shapes; the shape with the fewest
+    missing top-level fields (then the fewest errors) is the one meant, and only its errors
+    are told, so a bad role is one sentence, not two about two shapes.
+    """
+    members: dict[str, list[dict[str, Any]]] = {}
+    for err in errors:
+        loc = err.get("loc", ())
+        if len(loc) >= 2 and loc[0] == "body" and isinstance(loc[1], str) and loc[1][:1].isupper():
+            members.setdefault(loc[1], []).append(err)
+    if len(members) < 2:
+        return errors
+
+    def mismatch(member_errors: list[dict[str, Any]]) -> tuple[int, int]:
+        missing = sum(1 for e in member_errors if e.get("type") == "missing" and len(e["loc"]) == 3)
+        return missing, len(member_errors)
+
+    meant = min(members.values(), key=mismatch)
+    return [{**err, "loc": ("body", *err["loc"][2:])} for err in meant]
+
+
+def _message(err: dict[str, Any]) -> str:
+    """One sentence for one error: where (``turns[0].role``), then what is wrong."""
+    where = ""
+    for part in err.get("loc", ()):
+        if part == "body" and not where:
+            continue
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    kind, msg = err.get("type", ""), err.get("msg", "invalid")
+    if kind == "json_invalid":
+        return f"the body is not valid JSON ({err.get('ctx', {}).get('error', msg)})"
+    if kind.endswith("_type") and "valid dictionary" in msg:
+        msg = "expected a JSON object"
+    return f"{where or 'body'}: {msg}"
 
 
 def _allowed_methods(request: Request) -> str:

@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from optimem import OpticalMemory, __version__
 
-from . import errors
+from . import apidocs, errors
 from .auth import KeysFile
 from .limits import BodyLimit, RateLimiter
 from .metrics import Metrics, RequestMetrics
@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
         version=__version__,
         summary="Optical memory for chat agents: old turns become page images, read back by OCR.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by server/apidocs.py
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.memory = memory
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
     for router in ROUTERS:  # the viewer (server/ui/, issue 13) mounts its router here too
         app.include_router(router)
     install_viewer(app)  # the memory viewer at /ui
+    apidocs.install(app)  # /docs and /redoc without a CDN
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 
 import pytest
+
+
+def pytest_configure(config):
+    """hypothesis (under schemathesis) keeps caches in ./.hypothesis: keep them out of the checkout."""
+    try:
+        from hypothesis import configuration
+    except ImportError:  # the dev extra is not installed
+        return
+    configuration.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="optimem-hypothesis-"))
 
 
 @pytest.fixture(autouse=True)

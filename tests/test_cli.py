@@ -56,8 +56,27 @@ def test_compress_recall_stats_through_tesseract(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _chat(tmp_path, n: int = 10):
+    chat = tmp_path / "chat.json"
+    turns = [
+        {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": f"{i}. The cutover ticket is OPS-{4800 + i}.",
+        }
+        for i in range(n)
+    ]
+    chat.write_text(json.dumps({"turns": turns}))
+    return chat
+
+
 def test_library_errors_become_one_clean_line(tmp_path):
     db = str(tmp_path / "m.db")
+    assert (
+        CliRunner()
+        .invoke(main, ["compress", str(_chat(tmp_path)), "--db", db, "-b", "test-double"])
+        .exit_code
+        == 0
+    )
     out = CliRunner().invoke(main, ["recall", "99", "--db", db])
     assert out.exit_code == 1
     assert out.output.strip() == "Error: no page 99 in session 'default'"
@@ -115,3 +134,53 @@ def test_compress_takes_the_salient_policy_string(tmp_path):
         main, ["compress", str(chat), "--db", str(tmp_path / "x.db"), "--policy", "budget:9:loud"]
     )
     assert out.exit_code == 1 and "unknown budget option" in out.output
+
+
+def test_recall_without_arguments_says_what_to_give(tmp_path):
+    out = CliRunner().invoke(main, ["recall", "--db", str(tmp_path / "m.db")])
+    assert out.exit_code == 2
+    assert "say what to recall: a PAGE_ID" in out.output and "--query" in out.output
+    out = CliRunner().invoke(main, ["recall", "3", "-q", "x", "--db", str(tmp_path / "m.db")])
+    assert out.exit_code == 2 and "not both" in out.output
+
+
+def test_reading_commands_never_create_a_database(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPTIMEM_DB")
+    for args in (["stats"], ["recall", "1"], ["page", "1", "-o", "p.png"]):
+        out = CliRunner().invoke(main, args)
+        assert out.exit_code == 1, (args, out.output)
+        assert "no database at optimem.db" in out.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_recent_keeps_turns_as_text_and_flush_pages_all(tmp_path):
+    chat = _chat(tmp_path, 20)
+    runner = CliRunner()
+
+    def unpaged(*options: str) -> int:
+        db = str(tmp_path / f"{len(options)}{'-'.join(options)}.db")
+        out = runner.invoke(main, ["compress", str(chat), "--db", db, "-b", "test-double", *options])
+        assert out.exit_code == 0, out.output
+        if "0 pages created" not in out.output:  # progress while OCR runs
+            assert "pages with test-double (OCR" in out.output
+        stats = json.loads(runner.invoke(main, ["stats", "--db", db, "-b", "test-double", "--json"]).output)
+        return stats["unpaged_tokens"]
+
+    assert unpaged() == 0  # the default pages every turn
+    assert unpaged("--keep-recent", "4") > 0  # --keep-recent implies --no-flush
+    assert unpaged("--keep-recent", "4", "--flush") == 0
+
+
+def test_page_takes_a_backend(tmp_path):
+    db = str(tmp_path / "m.db")
+    assert (
+        CliRunner()
+        .invoke(main, ["compress", str(_chat(tmp_path)), "--db", db, "-b", "test-double"])
+        .exit_code
+        == 0
+    )
+    png = tmp_path / "p.png"
+    out = CliRunner().invoke(main, ["page", "1", "-o", str(png), "--db", db, "--backend", "test-double"])
+    assert out.exit_code == 0, out.output
+    assert png.read_bytes()[:4] == b"\x89PNG"

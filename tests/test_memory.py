@@ -171,6 +171,7 @@ def mem_integrity(path):
     return Store(path).integrity_problems()
 
 
+@pytest.mark.slow
 def test_odd_but_valid_text_round_trips(db_path):
     s = memory(db_path, keep_recent_turns=0).session("a")
     odd = [
@@ -229,6 +230,7 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_during_compress_loses_nothing(db_path):
     committed = 0
     for delay in (0.0, 0.3, 0.7, 1.2):
@@ -278,6 +280,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_database(db_path):
     memory(db_path).session("shared")  # create the schema first
     procs = [

@@ -31,7 +31,7 @@ from optimem.records import CompressResult
 from .conftest import chat_turns
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def db_path(request, tmp_path):
     """Every seam runs on both engines: a SQLite file, and a fresh database on a real PostgreSQL."""
     if request.param == "sqlite":

@@ -32,7 +32,11 @@ def page_text(mem, page_id):
     return "\n".join(line.text for line in lines)
 
 
-@pytest.mark.parametrize("mode", LADDER, ids=[m.value for m in LADDER])
+@pytest.mark.parametrize(
+    "mode",
+    [m if m in (Mode.SMALL, Mode.TINY) else pytest.param(m, marks=pytest.mark.slow) for m in LADDER],
+    ids=[m.value for m in LADDER],
+)
 def test_round_trip_at_every_mode(tmp_path, mode):
     mem = ocr_memory(tmp_path / "m.db", mode)
     s = mem.session("a")
@@ -51,6 +55,7 @@ def test_round_trip_at_every_mode(tmp_path, mode):
     mem.close()
 
 
+@pytest.mark.slow
 def test_aging_blurs_and_is_measured(tmp_path):
     mem = ocr_memory(tmp_path / "m.db", Mode.BASE, policy="budget:100")
     s = mem.session("a")
@@ -82,6 +87,7 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_pages_and_decoded_text_persist_across_processes(tmp_path):
     db = tmp_path / "m.db"
     out = subprocess.run(

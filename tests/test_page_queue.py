@@ -137,6 +137,7 @@ class SlowDouble(TestDoubleBackend):
         return super().decode(page)
 
 
+@pytest.mark.slow
 def test_a_recall_reads_its_page_ahead_of_the_background_queue(db_path):
     backend = SlowDouble(0.3)
     mem, s = _paged_memory(db_path, backend)

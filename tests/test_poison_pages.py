@@ -52,6 +52,7 @@ def memory(tmp_path_factory):
 _count = iter(range(10**6))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=10,
     deadline=None,

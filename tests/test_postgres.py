@@ -66,6 +66,7 @@ def test_pg_migrations_mirror_sqlites_and_are_recorded_once(postgres_url):
         open_store(postgres_url)
 
 
+@pytest.mark.slow
 def test_every_row_carries_its_tenant(postgres_url):
     mem = memory(postgres_url, decode="now")
     paged_session(mem, "acme/t1")
@@ -78,6 +79,7 @@ def test_every_row_carries_its_tenant(postgres_url):
     mem.close()
 
 
+@pytest.mark.slow
 def test_two_replicas_compressing_one_session_serialise(postgres_url):
     replicas = [memory(postgres_url, decode="lazy") for _ in range(2)]
     sessions = [r.session("acme/shared") for r in replicas]
@@ -106,6 +108,7 @@ def test_two_replicas_compressing_one_session_serialise(postgres_url):
         r.close()
 
 
+@pytest.mark.slow
 def test_replicas_reconnect_after_a_postgres_restart(postgres_server, postgres_url):
     mem = memory(postgres_url, decode="now")
     s, created = paged_session(mem, turns=20)
@@ -122,6 +125,7 @@ def test_queue_mode_needs_postgresql(db_path):
         OpticalMemory(db_path, decode="queue")
 
 
+@pytest.mark.slow
 def test_without_a_live_worker_recall_decodes_inline_and_says_so(postgres_url):
     mem = memory(postgres_url, decode="queue")
     s, created = paged_session(mem)
@@ -154,6 +158,7 @@ def test_worker_claims_batches_and_never_decodes_a_page_twice(postgres_url):
     mem.close()
 
 
+@pytest.mark.slow
 def test_a_page_the_workers_cannot_decode_is_decoded_inline_by_recall(postgres_url):
     mem = memory(postgres_url, decode="queue")
     s, created = paged_session(mem, turns=20)
@@ -179,6 +184,7 @@ def test_a_page_the_workers_cannot_decode_is_decoded_inline_by_recall(postgres_u
     mem.close()
 
 
+@pytest.mark.slow
 def test_a_dead_workers_jobs_are_claimed_again_after_the_lease(postgres_url):
     import psycopg
 
@@ -204,6 +210,7 @@ def test_a_dead_workers_jobs_are_claimed_again_after_the_lease(postgres_url):
     mem.close()
 
 
+@pytest.mark.slow
 def test_recall_waits_for_a_real_cpu_worker(postgres_url):
     mem = memory(postgres_url, backend="cpu", decode="queue")
     s = mem.session("acme/cpu")
@@ -237,6 +244,7 @@ def test_recall_waits_for_a_real_cpu_worker(postgres_url):
     mem.close()
 
 
+@pytest.mark.slow
 def test_search_finds_ocr_garbled_words_through_pg_trgm(postgresql_store):
     from optimem.layout import LineBox, Span
     from optimem.modes import Mode

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from optimem import Mode, OpticalMemory, linecheck
 from optimem.modes import BudgetPolicy
 
@@ -38,6 +40,7 @@ def word_errors(recalled: dict[int, str], truth: list[str]) -> int:
     return len(want) - sum(b.size for b in matcher.get_matching_blocks())
 
 
+@pytest.mark.slow
 def test_aids_make_aged_lines_exact_and_say_how_many(tmp_path):
     truth = [text for _, text in TURNS]
     plain_mem, plain, page = aged_page(tmp_path / "plain.db", reading_aids=False)

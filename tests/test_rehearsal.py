@@ -124,6 +124,7 @@ PROSE = (
 )
 
 
+@pytest.mark.slow
 def test_rehearsal_through_real_ocr_restores_the_creation_image(tmp_path):
     mem = OpticalMemory(tmp_path / "m.db", backend="cpu", decode="now", keep_recent_turns=0, policy=NoAging(),
                         rehearse=True)  # fmt: skip

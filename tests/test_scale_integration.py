@@ -87,6 +87,7 @@ class Client(threading.Thread):
             self.http.close()
 
 
+@pytest.mark.slow
 def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(
     postgres_server, postgres_url, tmp_path
 ):

@@ -61,6 +61,7 @@ def test_glued_words_split_into_the_likeliest_known_words():
     assert s.segment("xqzv") == ["xqzv"]  # no split into known words: the run itself
 
 
+@pytest.mark.slow
 def test_the_index_is_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIMEM_CACHE_DIR", str(tmp_path))
     speller_module._speller_for.cache_clear()
@@ -78,6 +79,7 @@ def test_the_index_is_built_once_then_loaded_from_the_cache(tmp_path, monkeypatc
         speller_module._speller_for.cache_clear()
 
 
+@pytest.mark.slow
 def test_an_unwritable_cache_still_gives_a_speller(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -13,7 +13,8 @@ from optimem.store import DecodedRecord, NewPage, SQLiteStore, Store, open_store
 from optimem.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from optimem.verbatim import VerbatimItem
 
-STORES = ["sqlite", "postgresql"]
+#: PostgreSQL starts a real server: its runs are left to the full suite (and tests/test_postgres.py).
+STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(params=STORES)

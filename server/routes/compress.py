@@ -13,7 +13,10 @@ router = APIRouter(prefix="/v1", tags=["compress"], responses=responses(*AUTHED,
 
 
 @router.post(
-    "/compress", response_model=CompressOut, summary="Page old turns and age pages (one transaction each)"
+    "/compress",
+    response_model=CompressOut,
+    summary="Page old turns and age pages (one transaction each)",
+    responses=responses(415),
 )
 async def compress(request: Request, body: CompressIn, sessions: SessionsDep) -> CompressOut:
     session = await sessions.existing(body.session)

@@ -21,7 +21,12 @@ from ._common import AUTHED
 router = APIRouter(prefix="/v1", tags=["recall"], responses=responses(*AUTHED, 404, 502, 503))
 
 
-@router.post("/recall", response_model=RecallOut, summary="Read pages back (page_ids) or search them (query)")
+@router.post(
+    "/recall",
+    response_model=RecallOut,
+    summary="Read pages back (page_ids) or search them (query)",
+    responses=responses(415),
+)
 async def recall(request: Request, body: RecallByIds | RecallByQuery, sessions: SessionsDep) -> RecallOut:
     settings = request.app.state.settings
     session = await sessions.existing(body.session)

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/sessions/{session}/turns", tags=["turns"], respon
     response_model=TurnsAdded,
     status_code=201,
     summary="Add one turn or a batch (all or nothing); creates the session",
-    responses=responses(409),
+    responses=responses(409, 415),
 )
 async def add_turns(request: Request, session: NewOrExistingSession, body: TurnIn | TurnsIn) -> TurnsAdded:
     batch = body.turns if isinstance(body, TurnsIn) else [body]

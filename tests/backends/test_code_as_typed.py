@@ -26,7 +26,7 @@ def _recalled(backend: str) -> dict[int, str]:
     return turn_texts(rows)
 
 
-@pytest.mark.parametrize("backend", ["rapidocr", "cpu"])
+@pytest.mark.parametrize("backend", [pytest.param("rapidocr", marks=pytest.mark.slow), "cpu"])
 def test_tab_separated_output_and_indented_code_come_back_as_typed(backend):
     got = _recalled(backend)
     tool = got[1].split("\n")
@@ -44,6 +44,7 @@ def test_tab_separated_output_and_indented_code_come_back_as_typed(backend):
         assert read.split() == want.split()
 
 
+@pytest.mark.slow
 def test_recall_through_the_memory_gives_tool_output_back_with_its_tabs(tmp_path):
     mem = OpticalMemory(tmp_path / "m.db", backend="cpu", decode="now", keep_recent_turns=0, policy=NoAging())
     s = mem.session("t")

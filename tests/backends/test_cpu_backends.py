@@ -60,6 +60,7 @@ def _input(page, mode: Mode, lines=None, font_px=None) -> PageInput:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", LADDER, ids=lambda m: m.value)
 def test_round_trip_every_mode(backend, mode):
     page = _page(LATIN, mode.canvas, 10)
@@ -90,6 +91,7 @@ def test_lines_stay_aligned_with_blank_lines(backend):
     assert "Last line" in decoded.lines[len(page.lines) - 1]
 
 
+@pytest.mark.slow
 def test_cjk_round_trip(backend):
     page = _page(CJK, Mode.SMALL.canvas, 12, 16)
     assert page.has_cjk
@@ -109,6 +111,7 @@ def test_aged_page_keeps_line_alignment(backend):
     assert fidelity(decoded.text, page.text) >= 0.95, decoded.text
 
 
+@pytest.mark.slow
 def test_full_page_fallback_reads_in_order(backend):
     turns = [
         TurnText(i, "user", f"{word} is line number {i} of the fallback test.")
@@ -122,6 +125,7 @@ def test_full_page_fallback_reads_in_order(backend):
     assert all(p >= 0 for p in positions) and positions == sorted(positions), decoded.text
 
 
+@pytest.mark.slow
 def test_full_page_detection_can_still_align_lines(backend):
     cls = type(backend)
     detector = cls(use_layout=False)
@@ -134,6 +138,7 @@ def test_full_page_detection_can_still_align_lines(backend):
         detector.close()
 
 
+@pytest.mark.slow
 def test_concurrent_decodes_agree(backend):
     pages = [_page(LATIN, Mode.SMALL.canvas, px) for px in (10, 11)]
     expected = [backend.decode(_input(p, Mode.SMALL)).text for p in pages]

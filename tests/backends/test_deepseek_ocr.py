@@ -81,6 +81,7 @@ def test_vision_tokens_fill_every_placeholder(mode):
     assert newlines == rows
 
 
+@pytest.mark.slow
 def test_prompt_layout(tiny_ocr2):
     import threading
 

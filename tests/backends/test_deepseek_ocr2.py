@@ -80,6 +80,7 @@ def test_prompt_ids_match_processor(tiny_ocr2, make_page):
         assert b.prompt_ids(image_positions(mode)) == inputs["input_ids"][0].tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [Mode.BASE, Mode.SMALL])
 def test_stored_embeddings_decode_equals_pixels(tiny_ocr2, make_page, mode):
     static, hf = backend(tiny_ocr2), backend(tiny_ocr2, engine="hf")
@@ -106,6 +107,7 @@ def _prompt(b: DeepseekOcr2Backend, page: PageInput):
     return x
 
 
+@pytest.mark.slow
 def test_gundam_tiles_and_mixed_batch(tiny_ocr2, make_page):
     b = backend(tiny_ocr2)
     pages = [
@@ -122,6 +124,7 @@ def test_gundam_tiles_and_mixed_batch(tiny_ocr2, make_page):
     assert batched[0].text == b.tokenizer.decode(pixels_reference(tiny_ocr2, pages[0], b)).strip()
 
 
+@pytest.mark.slow
 def test_blob_round_trip_bit_exact(tiny_ocr2, make_page):
     b = backend(tiny_ocr2)
     page = make_page("round trip", Mode.SMALL)
@@ -138,6 +141,7 @@ def test_blob_round_trip_bit_exact(tiny_ocr2, make_page):
         assert torch.equal(back.view(torch.uint8), t.contiguous().view(torch.uint8))
 
 
+@pytest.mark.slow
 def test_fingerprint_mismatch_reencodes(tiny_ocr2, tiny_ocr2_other, make_page, caplog):
     mine, other = backend(tiny_ocr2), backend(tiny_ocr2_other)
     assert mine.fingerprint() != other.fingerprint()
@@ -167,6 +171,7 @@ def _deepseek_guard(ids: list[int], n: int, window: int, whitelist=()) -> set[in
     return banned - set(whitelist)
 
 
+@pytest.mark.slow
 def test_repetition_guard_matches_deepseek_rule(tiny_ocr2, make_page):
     n, window = 2, 16
     b = backend(tiny_ocr2, ngram_size=n, ngram_window=window, max_new_tokens=40)
@@ -212,6 +217,7 @@ def test_missing_weights_name_the_fix(tmp_path, monkeypatch):
     assert "allow_download" in message
 
 
+@pytest.mark.slow
 def test_loads_a_local_directory(tiny_ocr2, tmp_path, monkeypatch, make_page):
     model, processor = tiny_ocr2
     model.save_pretrained(tmp_path)

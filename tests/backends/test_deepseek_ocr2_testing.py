@@ -50,6 +50,7 @@ def test_batch_buckets():
     assert list(BATCH_BUCKETS) == sorted(BATCH_BUCKETS)
 
 
+@pytest.mark.slow
 def test_guard_settings_do_not_depend_on_the_token_count(tiny_ocr2, make_page):
     # What the compiled head sees (window, index sizes) is the same for 8 and 16 new tokens,
     # and the shorter call's tokens are a prefix of the longer one's.

@@ -21,6 +21,7 @@ def _backend(tiny, **kw):
     return DeepseekOcr2Backend.from_model(model, processor, max_new_tokens=12, **kw)
 
 
+@pytest.mark.slow
 def test_pages_store_embeddings_and_recall_decodes_from_them(tiny_ocr2, tmp_path):
     backend = _backend(tiny_ocr2)
     mem = OpticalMemory(
@@ -51,6 +52,7 @@ def test_pages_store_embeddings_and_recall_decodes_from_them(tiny_ocr2, tmp_path
     assert s.stats().positions == 257 * len(pages)
 
 
+@pytest.mark.slow
 def test_aging_reencodes_and_budget_counts_deepseek2_positions(tiny_ocr2, tmp_path):
     backend = _backend(tiny_ocr2)
     mem = OpticalMemory(

@@ -54,9 +54,10 @@ def config(**kw) -> runner.BenchConfig:
     return runner.BenchConfig(**base)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bench_doc(tmp_path_factory):
-    """One test-double run over two tiny chats, shared by a module's tests."""
+    """One test-double run over two tiny chats, shared by the bench tests (read only: a test
+    that changes it works on a deep copy)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPTIMEM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         return runner.run([tiny_chat(), tiny_chat(18, 60, "tinier")], config())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from optimem.bench import report
@@ -28,6 +29,7 @@ def test_bench_refuses_the_test_double_without_the_flag(tmp_path):
     assert "allow-test-double" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_bench_writes_everything(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(
@@ -44,6 +46,7 @@ def test_bench_writes_everything(tmp_path):
     assert doc["chats"][0]["format"] == "plain"
 
 
+@pytest.mark.slow
 def test_bench_json_to_stdout(tmp_path):
     result = CliRunner().invoke(
         bench_command,
@@ -63,6 +66,7 @@ def test_bench_bad_input_is_one_clean_line(tmp_path):
     assert result.exit_code == 1 and "unknown mode 'huge'" in result.output
 
 
+@pytest.mark.slow
 def test_demo_runs_the_default_chat(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(

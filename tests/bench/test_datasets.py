@@ -10,7 +10,8 @@ import pytest
 from optimem.bench import datasets
 from optimem.errors import InputError
 
-LOCOMO_DIR = Path("/work/shared/data/locomo")
+#: The LoCoMo sample beside the checkout (`../shared/data/locomo`), where the project keeps it.
+LOCOMO_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo"
 
 LOCOMO_MINI = {
     "speaker_a": "Caroline",
@@ -52,7 +53,9 @@ def test_locomo_loader_maps_speakers_captions_times_and_questions(tmp_path):
     assert not q[3].answerable  # evidence id that names no turn
 
 
-@pytest.mark.skipif(not LOCOMO_DIR.exists(), reason="LoCoMo sample not present (/work/shared/data/locomo)")
+@pytest.mark.skipif(
+    not LOCOMO_DIR.exists(), reason="LoCoMo sample not present (../shared/data/locomo beside the checkout)"
+)
 def test_real_locomo_files_load_with_the_readme_turn_counts():
     counts = {"26": 419, "30": 369, "41": 663, "42": 629, "43": 680}
     for stem, n in counts.items():

@@ -50,14 +50,18 @@ def test_savings_is_text_over_seen(bench_doc):
 
 
 def test_fidelity_is_within_0_and_1_and_names_its_decoder(bench_doc):
+    seen = {"fidelity objects": 0, "fidelity figures": 0}
+
     def walk(node):
         if isinstance(node, dict):
             if "decoder" in node and "mean" in node:
+                seen["fidelity objects"] += 1
                 assert node["decoder"] == "test-double"
                 for k in ("mean", "min", "mean_with_verbatim"):
                     assert node[k] is None or 0.0 <= node[k] <= 1.0
             for k, v in node.items():
                 if k.startswith("fidelity") and isinstance(v, float):
+                    seen["fidelity figures"] += 1
                     assert 0.0 <= v <= 1.0
                 walk(v)
         elif isinstance(node, list):
@@ -65,6 +69,8 @@ def test_fidelity_is_within_0_and_1_and_names_its_decoder(bench_doc):
                 walk(v)
 
     walk(bench_doc)
+    # the budget run, every fixed mode and the pooled figures each hold one: the walk found them
+    assert seen["fidelity objects"] >= 1 + len(bench_doc["chats"][0]["modes"]), seen
 
 
 def test_sliding_window_loses_answers_in_dropped_turns_and_archive_keeps_all(bench_doc):
@@ -128,6 +134,7 @@ def test_sample_pages_spreads_evenly():
     assert runner.sample_pages(pages, 20) == pages
 
 
+@pytest.mark.slow
 def test_end_to_end_through_the_cpu_ocr_gives_real_figures():
     """The default `cpu` decoder (tesseract + rapidocr) on a 14-turn chat of exact codes.
 

@@ -32,6 +32,7 @@ from optimem.integrations.langchain import (
     OpticalMemoryMiddleware,
     PageTokenCounter,
 )
+from optimem.integrations.langchain.presenting import memory_messages
 from optimem.integrations.langchain.testing import RecordingChatModel
 from optimem.metrics import fidelity
 from tests.conftest import chat_turns
@@ -357,6 +358,7 @@ def test_chat_history_under_runnable_with_message_history(memory):
         assert not memory.has_session("h") and histories["h"].messages == []
 
 
+@pytest.mark.slow
 def test_provider_converters_accept_the_page_blocks(memory):
     from langchain_anthropic.chat_models import _format_messages
     from langchain_openai.chat_models.base import _convert_message_to_dict
@@ -391,6 +393,7 @@ def test_options_are_checked(memory):
     assert mw.should_page(few) and not mw.should_page(few[:2])
 
 
+@pytest.mark.slow
 def test_end_to_end_through_the_cpu_ocr(tmp_path):
     mem = OpticalMemory(tmp_path / "cpu.db", backend="cpu", policy="budget:400", keep_recent_turns=0)
     agent, model, _ = make_agent(mem, present="text", budget_tokens=2500)
@@ -426,6 +429,7 @@ def test_a_run_without_a_thread_id_is_refused_with_the_fix(memory):
         agent.invoke({"messages": [HumanMessage("hello")]})
 
 
+@pytest.mark.slow
 def test_the_example_runs_as_is(tmp_path):
     import os
     from pathlib import Path
@@ -444,3 +448,81 @@ def test_the_example_runs_as_is(tmp_path):
     assert "using RecordingChatModel" in out
     assert "(1 page images)" in out
     assert "memory page 1 (turns 1-" in out and "read by cpu" in out
+
+
+def _no_tools_model():
+    import itertools
+
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    return GenericFakeChatModel(messages=itertools.repeat(AIMessage("ok")))
+
+
+def test_a_model_without_tool_calling_is_told_in_one_line(memory):
+    agent = create_agent(_no_tools_model(), middleware=[OpticalMemoryMiddleware(memory=memory)])
+    with pytest.raises(NotImplementedError) as raised:
+        agent.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": "nt"}})
+    message = str(raised.value)
+    assert "\n" not in message and "GenericFakeChatModel cannot call tools" in message
+    assert "recall_tool=False" in message
+    with pytest.raises(ValueError, match="recall_tool=False"):  # told at construction when it can be
+        OpticalMemoryMiddleware(memory=memory, model=_no_tools_model())
+    with pytest.raises(ValueError, match="recall_tool=True"):
+        OpticalMemoryMiddleware(memory=memory, present="tool", recall_tool=False)
+
+
+def test_without_the_recall_tool_nothing_shown_names_it(memory):
+    session = memory.session("quiet")
+    session.add_turns([("user", text) for text in TEXTS[:12]])
+    assert session.compress().created
+    # each presentation, with a budget that shows the pages and one that leaves some out
+    omitted = 0
+    for present in ("images", "text"):
+        for budget in (1200, 250):
+            shown, info = memory_messages(session, budget, present=present, with_tool=False)
+            text = json.dumps([m.content for m in shown])
+            assert "recall_memory" not in text, (present, budget)
+            omitted += info.get("omitted_pages", 0)
+    assert omitted, "the small budget left pages out, so the omitted note was checked too"
+    shown, _ = memory_messages(session, 1200, present="images", with_tool=True)
+    assert "recall_memory" in json.dumps([m.content for m in shown])  # and named where the model has it
+
+
+def test_the_recall_tool_is_named_to_a_model_that_has_it(memory):
+    agent, model, _ = make_agent(memory)
+    chat(agent, "loud", TEXTS[:12])
+    assert "recall_memory" in json.dumps([m.content for m in model.calls[-1]])
+    agent, model, _ = make_agent(memory, recall_tool=False)
+    chat(agent, "quiet2", TEXTS[:12])
+    assert image_blocks(model.calls[-1]) and "recall_memory" not in json.dumps(
+        [m.content for m in model.calls[-1]]
+    )
+
+
+def test_the_recommended_setting_comes_from_the_budget(tmp_path):
+    from optimem.integrations.langchain.middleware import recommended_settings
+
+    assert recommended_settings(4000) == {
+        "trigger": ("tokens", 2000),
+        "keep": ("messages", 6),
+        "policy": "budget:1900",
+    }
+    assert recommended_settings(2000)["policy"] == "budget:900"
+    assert recommended_settings(8000)["policy"] == "budget:3800"
+    with pytest.raises(ValueError, match="at least 1000"):
+        recommended_settings(500)
+    mw = OpticalMemoryMiddleware.for_budget(2000, memory=tmp_path / "m.db", backend="test-double")
+    assert (
+        mw.budget_tokens == 2000 and mw.trigger_clauses == [{"tokens": 1000}] and mw.keep == ("messages", 6)
+    )
+    assert mw.memory.policy.budget == 900
+    mw.memory.close()
+    # what the model sees stays within the budget over a long thread
+    mw = OpticalMemoryMiddleware.for_budget(2000, memory=tmp_path / "n.db", backend="test-double")
+    model = RecordingChatModel()
+    agent = create_agent(model, middleware=[mw], checkpointer=InMemorySaver())
+    chat(agent, "long", TEXTS)
+    counter = PageTokenCounter(mw.memory)
+    assert all(counter(call) <= 2000 for call in model.calls)
+    assert image_blocks(model.calls[-1])
+    mw.memory.close()

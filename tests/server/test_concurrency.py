@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 import httpx
+import pytest
 
 from server.process import Server
 
@@ -39,6 +40,7 @@ async def _client(url: str, key: str, n: int) -> tuple[list[int], list[int]]:
         return statuses, created
 
 
+@pytest.mark.slow
 def test_fifty_clients(server, keys):
     async def run():
         return await asyncio.gather(*(_client(server.url, keys["acme"], n) for n in range(CLIENTS)))
@@ -60,6 +62,7 @@ def test_fifty_clients(server, keys):
         assert said == sorted(f"client {n} round {k} says OPS-{n}" for n in range(CLIENTS) for k in range(2))
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_database(tmp_path):
     srv = Server(tmp_path / "memory.db", "--workers", "2", "--decode", "now").start()
     try:

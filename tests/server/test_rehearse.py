@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from server.process import Server
 
 from .conftest import words_turns
 
 
+@pytest.mark.slow
 def test_serve_rehearse_sharpens_a_recalled_page(tmp_path):
     srv = Server(tmp_path / "m.db", "--rehearse", "--policy", "budget:680", "--decode", "now").start()
     try:

@@ -34,6 +34,7 @@ def ocr_server(tmp_path_factory):
     srv.stop()
 
 
+@pytest.mark.slow
 def test_a_page_read_by_real_ocr_shows_fidelity_reads_again_and_is_found_by_its_ocr_text(browser, ocr_server):
     srv, pid = ocr_server
     page = browser.new_page()

@@ -14,6 +14,9 @@ import pytest
 
 from .conftest import Console, keep_screenshot, sign_in
 
+#: Every test here drives Chromium against a real server: the fast subset has tests/ui/test_routes.py.
+pytestmark = pytest.mark.slow
+
 
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -63,6 +63,7 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
             present=self.present,
             consumer=self.consumer,
             on_recall_error=self.on_recall_error,
+            with_tool=self.present == "tool",  # images and text never name a tool it may not have
         )
         return list(shown)
 

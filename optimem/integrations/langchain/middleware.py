@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -69,13 +70,21 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
             instead of the backend's positions.
         namespace: Key or attribute of the runtime context (or a function of it) that
             prefixes the session id, e.g. ``"user_id"`` gives ``"<user_id>/<thread_id>"``.
-        recall_tool: Register the `recall_memory` tool (``middleware.tools``).
+        recall_tool: Register the `recall_memory` tool (``middleware.tools``). A model without
+            tool calling (no ``bind_tools``, e.g. ``GenericFakeChatModel``) needs
+            ``recall_tool=False``; the memory header then names no tool.
         on_recall_error: When OCR cannot read a page for ``present="text"`` or the tool:
             ``"raise"``, or ``"log"`` (logged, archived source text shown instead).
             Background decoding failures never break a turn: they are logged by the memory
             and surface on recall.
         max_input_tokens: The model's context size, for ``("fraction", f)``.
-        model: A chat model whose profile gives `max_input_tokens`.
+        model: A chat model whose profile gives `max_input_tokens`; also checked for tool
+            calling when `recall_tool` is on.
+
+    Between pagings the state grows from `keep` back to `trigger` (with the defaults, from 6
+    messages to about 2,000 tokens of them) and the memory gets what the messages leave of
+    `budget_tokens`. `OpticalMemoryMiddleware.for_budget(budget_tokens, memory=path)` sets
+    trigger, keep and the memory's policy from the budget alone (`recommended_settings`).
     """
 
     state_schema = OpticalMemoryState
@@ -102,6 +111,10 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
             raise ValueError(f"on_recall_error must be 'raise' or 'log', got {on_recall_error!r}")
         if not isinstance(budget_tokens, int) or budget_tokens <= 0:
             raise ValueError(f"budget_tokens must be a positive integer, got {budget_tokens!r}")
+        if present == "tool" and not recall_tool:
+            raise ValueError("present='tool' shows only an index of pages: it needs recall_tool=True")
+        if recall_tool and model is not None and not supports_tools(model):
+            raise ValueError(no_tools_message(model))
         if max_input_tokens is None and model is not None:
             profile = getattr(model, "profile", None) or {}
             max_input_tokens = profile.get("max_input_tokens")
@@ -121,6 +134,33 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
             else []
         )
 
+    @classmethod
+    def for_budget(
+        cls,
+        budget_tokens: int,
+        *,
+        memory: str | os.PathLike[str] | OpticalMemory,
+        backend: str = "cpu",
+        **options: Any,
+    ) -> OpticalMemoryMiddleware:
+        """The recommended setting for a model that may see `budget_tokens` in all.
+
+        `memory` is a path or URL (the memory is opened with the recommended policy) or an
+        OpticalMemory whose policy you chose yourself. `options` go to the constructor
+        (``present``, ``consumer``, ``recall_tool``, ``namespace`` …). See
+        `recommended_settings` for the numbers.
+        """
+        settings = recommended_settings(budget_tokens)
+        if not isinstance(memory, OpticalMemory):
+            memory = OpticalMemory(memory, backend=backend, policy=settings["policy"])
+        return cls(
+            memory=memory,
+            trigger=settings["trigger"],
+            keep=settings["keep"],
+            budget_tokens=budget_tokens,
+            **options,
+        )
+
     # -- hooks ------------------------------------------------------------------------------
 
     def before_model(self, state: OpticalMemoryState, runtime: Runtime[Any]) -> dict[str, Any] | None:
@@ -133,6 +173,7 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any]:
+        self.check_tools(request)
         return handler(self.with_memory(request, self.session_id(request.runtime)))
 
     async def awrap_model_call(
@@ -140,6 +181,7 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any]:
+        self.check_tools(request)
         sid = self.session_id(request.runtime)
         return await handler(await asyncio.to_thread(self.with_memory, request, sid))
 
@@ -213,6 +255,16 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
             "optical_memory": record,
         }
 
+    def offers_recall(self, request: ModelRequest[Any]) -> bool:
+        """Whether this model call offers the memory's recall tool (another middleware may drop it)."""
+        names = {t.name for t in self.tools}
+        return any(getattr(t, "name", None) in names for t in request.tools or ())
+
+    def check_tools(self, request: ModelRequest[Any]) -> None:
+        """Fail in one clear line, before the call, when the model cannot take the recall tool."""
+        if self.offers_recall(request) and not supports_tools(request.model):
+            raise NotImplementedError(no_tools_message(request.model))
+
     def with_memory(self, request: ModelRequest[Any], session_id: str) -> ModelRequest[Any]:
         """The request with the thread's memory put before its messages, within budget."""
         if not self.memory.has_session(session_id):
@@ -226,10 +278,39 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
             present=self.present,
             consumer=self.consumer,
             on_recall_error=self.on_recall_error,
+            with_tool=self.offers_recall(request),
         )
         if not shown:
             return request
         return request.override(messages=[*shown, *request.messages])
+
+
+def recommended_settings(budget_tokens: int) -> dict[str, Any]:
+    """Trigger, keep and memory policy for a model that may see `budget_tokens` in all.
+
+    Half the budget for recent messages (paging starts when they reach it, six stay), the
+    rest for the memory's pages, less a margin (a fortieth of the budget, at least 100
+    tokens) for the header and captions: 4,000 gives ``("tokens", 2000)`` and
+    ``"budget:1900"``; 2,000 gives ``("tokens", 1000)`` and ``"budget:900"``.
+    """
+    if not isinstance(budget_tokens, int) or budget_tokens < 1000:
+        raise ValueError(f"budget_tokens must be an integer of at least 1000, got {budget_tokens!r}")
+    trigger = budget_tokens // 2
+    policy = budget_tokens - trigger - max(100, budget_tokens // 40)
+    return {"trigger": ("tokens", trigger), "keep": ("messages", 6), "policy": f"budget:{policy}"}
+
+
+def supports_tools(model: Any) -> bool:
+    """Whether a chat model implements tool calling (BaseChatModel's bind_tools only raises)."""
+    bind = getattr(type(model), "bind_tools", None)
+    return bind is not None and bind is not BaseChatModel.bind_tools
+
+
+def no_tools_message(model: Any) -> str:
+    return (
+        f"{type(model).__name__} cannot call tools (no bind_tools), and OpticalMemoryMiddleware "
+        "offers it the recall_memory tool: pass recall_tool=False, or use a model with tool calling"
+    )
 
 
 def safe_cutoff(messages: Sequence[AnyMessage], cut: int) -> int:

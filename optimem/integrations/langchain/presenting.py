@@ -23,19 +23,25 @@ OnRecallError = Literal["raise", "log"]
 PRESENTS: tuple[str, ...] = ("images", "text", "tool")
 
 HEADER = {
-    "images": "Earlier conversation, kept as page images (oldest first). "
-    "The recall_memory tool reads a page back as text.",
+    "images": "Earlier conversation, kept as page images (oldest first).",
     "text": "Earlier conversation, read back from memory pages (oldest first; OCR may blur words).",
     "tool": "Earlier conversation is archived in memory pages; read one with the recall_memory "
     "tool (page_id) or search them (query). Pages:",
 }
+#: Said after the header only where the model really has the recall_memory tool.
+TOOL_HINT = "The recall_memory tool reads a page back as text."
 
 
-def omitted_note(pages: int, turns: int) -> str:
-    return (
-        f"({pages} older memory pages and {turns} older turns did not fit in context; "
-        "recall_memory(query=...) searches them.)"
-    )
+def header(present: Present, with_tool: bool = True) -> str:
+    """The line that introduces the memory; it names the recall tool only when the model has it."""
+    if present == "images" and with_tool:
+        return f"{HEADER[present]} {TOOL_HINT}"
+    return HEADER[present]
+
+
+def omitted_note(pages: int, turns: int, with_tool: bool = True) -> str:
+    note = f"({pages} older memory pages and {turns} older turns did not fit in context"
+    return note + ("; recall_memory(query=...) searches them.)" if with_tool else ".)")
 
 
 def memory_messages(
@@ -45,29 +51,34 @@ def memory_messages(
     present: Present = "images",
     consumer: str | None = None,
     on_recall_error: OnRecallError = "raise",
+    with_tool: bool = True,
 ) -> tuple[list[AnyMessage], dict]:
     """Messages that show `session`'s memory within `budget` tokens, oldest first.
 
-    Returns the messages (tagged as optimem's own) and a small summary of what was shown
+    `with_tool` says whether the model has the recall_memory tool: without it, nothing shown
+    mentions the tool. Returns the messages (tagged as optimem's own) and a small summary of what was shown
     (page ids, tokens, omitted counts) for the graph state.
     """
     from ...pricing import Pricing
 
     pricing = Pricing(session.memory.backend, consumer, session.memory.encoding)
-    header = HEADER[present]
-    left = budget - pricing.text(header) - pricing.text(omitted_note(99, 99))
+    if present == "tool" and not with_tool:
+        raise ValueError("present='tool' shows only an index of pages: it needs the recall_memory tool")
+    head = header(present, with_tool)
+    left = budget - pricing.text(head) - pricing.text(omitted_note(99, 99, with_tool))
     if left <= 0:
         return [], {"pages_shown": [], "tokens": 0}
     if present == "images":
         ctx = session.context(budget_tokens=left, consumer=consumer)
-        messages, shown = _from_context(ctx, header)
+        messages, shown = _from_context(ctx, head)
         omitted = (len(ctx.omitted_page_ids), len(ctx.omitted_turn_ids))
         tokens = ctx.tokens
     else:
-        messages, shown, omitted, tokens = _as_text(session, left, present, pricing, on_recall_error)
+        messages, shown, omitted, tokens = _as_text(session, left, present, pricing, on_recall_error, head)
+    note = omitted_note(*omitted, with_tool=with_tool)
     if any(omitted):
-        messages.insert(1 if messages else 0, mark(HumanMessage(content=omitted_note(*omitted))))
-    tokens += pricing.text(header) + (pricing.text(omitted_note(*omitted)) if any(omitted) else 0)
+        messages.insert(1 if messages else 0, mark(HumanMessage(content=note)))
+    tokens += pricing.text(head) + (pricing.text(note) if any(omitted) else 0)
     info = {"pages_shown": shown, "tokens": tokens, "omitted_pages": omitted[0], "omitted_turns": omitted[1]}
     return messages, info
 
@@ -95,7 +106,7 @@ def _from_context(ctx: Context, header: str) -> tuple[list[AnyMessage], list[int
 
 
 def _as_text(
-    session: Session, left: int, present: Present, pricing, on_recall_error: OnRecallError
+    session: Session, left: int, present: Present, pricing, on_recall_error: OnRecallError, head: str
 ) -> tuple[list[AnyMessage], list[int], tuple[int, int], int]:
     """Newest first within `left`: unpaged turns as text, then pages as recalled text or
     as one index line each."""
@@ -125,7 +136,7 @@ def _as_text(
     pages_in.reverse()
     out: list[AnyMessage] = []
     if pages_in:
-        body = "\n\n".join([HEADER[present], *(text for _, text in pages_in)])
+        body = "\n\n".join([head, *(text for _, text in pages_in)])
         out.append(mark(HumanMessage(content=body)))
     turns = [dict_to_message(_turn_dict(t)) for t in reversed(turns_in)]
     out += [mark(m) for m in pair_tool_calls(turns)]
