@@ -161,7 +161,7 @@ def child(args: argparse.Namespace) -> None:
 # -- the parent: the pages, the runs, the table ------------------------------------------------
 
 
-def build(db: str) -> dict[str, tuple[str, int, int]]:
+def build(db: str, chat: Path = LOCOMO) -> dict[str, tuple[str, int, int]]:
     """The memory and, per kind, (session, page to read, page to warm up with)."""
     from optimem import OpticalMemory
     from optimem.bench.datasets import load, load_default
@@ -171,7 +171,7 @@ def build(db: str) -> dict[str, tuple[str, int, int]]:
     mem = OpticalMemory(db, backend="cpu", decode="lazy", policy="none")
     cases: dict[str, tuple[str, int, int]] = {}
     prose = mem.session("prose")
-    prose.add_turns([(t.role, t.content) for t in load(str(LOCOMO)).turns[:260]])
+    prose.add_turns([(t.role, t.content) for t in load(str(chat)).turns[:260]])
     prose.compress(flush=True)
     ids = [p.id for p in prose.pages()][:-1]  # full pages (the last one holds what was left)
     with mem.store.transaction():
@@ -195,9 +195,19 @@ def build(db: str) -> dict[str, tuple[str, int, int]]:
         kind: {"session": s, "page": p, "mode": mem.store.page(s, p).mode.value}
         for kind, (s, p, _) in cases.items()
     }
-    print("pages:", json.dumps(described))
+    print("pages:", json.dumps(described), file=sys.stderr)
     mem.close()
     return cases
+
+
+def build_under(tree: Path, db: str, chat: Path) -> dict[str, tuple[str, int, int]]:
+    """`build` run by another checkout (its own layout format), in a child process."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--build", db, "--chat", str(chat)]
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if done.returncode != 0:
+        raise SystemExit(f"building the pages failed under {tree}:\n{done.stderr[-3000:]}")
+    return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
 def run_child(tree: Path, db: str, case: tuple[str, int, int], warm: bool, profile: bool) -> dict:
@@ -238,6 +248,7 @@ def summarise(runs: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--build", help=argparse.SUPPRESS)
     ap.add_argument("--db")
     ap.add_argument("--session")
     ap.add_argument("--page", type=int)
@@ -245,12 +256,16 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", type=Path, help="another checkout of optimem to run side by side")
+    ap.add_argument("--chat", type=Path, default=LOCOMO, help="LoCoMo conversation for the prose pages")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.child:
         child(args)
+        return
+    if args.build:
+        print(json.dumps(build(args.build, args.chat)))
         return
     sys.path.insert(0, str(HERE.parent / "scripts"))
     from calibrate import _cores, _cpu_name
@@ -259,8 +274,12 @@ def main() -> None:
     rows = []
     cold_profile = ""
     with tempfile.TemporaryDirectory() as tmp:
-        db = str(Path(tmp) / "pages.db")
-        cases = build(db)
+        # each tree reads pages it typeset itself (the same turns, so the same pages and ids)
+        dbs = {label: str(Path(tmp) / f"pages-{label}.db") for label in trees}
+        made = {label: build_under(tree, dbs[label], args.chat) for label, tree in trees.items()}
+        cases = made["now"]
+        if any(m != cases for m in made.values()):
+            raise SystemExit(f"the trees typeset different pages: {made}")
         print(f"{'tree':8} {'page':6} {'when':5} {'recall s':>8} {'process s':>9} {'plain s':>7} {'ratio':>5} "
               f"{'lines exact':>11} {'fidelity':>8}  stages (s)")  # fmt: skip
         for kind in args.kinds.split(","):
@@ -269,7 +288,7 @@ def main() -> None:
                     runs = []
                     for k in range(args.repeat):
                         profile = kind == "small" and not warm and label == "now" and k == 0
-                        runs.append(run_child(tree, db, cases[kind], warm, profile))
+                        runs.append(run_child(tree, dbs[label], cases[kind], warm, profile))
                         if profile:
                             cold_profile = runs[-1].pop("profile", "")
                     row = {"tree": label, "page": kind, "when": "warm" if warm else "cold"} | summarise(runs)

@@ -7,6 +7,7 @@ for background decoding and counted as `unsearched`.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -110,6 +111,8 @@ def repair_checked(
         fixed = repair(line, mine) if mine else line
         if fixed != line and linecheck.verified(fixed, check):
             line, passes = fixed, True
+        if passes:
+            line = _restore_same_words(line, mine, check)
         out.append(line)
         ok.append(passes)
     return tuple(out), tuple(ok)
@@ -254,3 +257,29 @@ def _with_breaks(read: str, breaks: Sequence[int]) -> tuple[str, int]:
 def _without_label(read: str, label: str) -> str:
     """A turn's first row without the speaker label it starts with (as typeset or misread)."""
     return _with_label(read, label)[len(label) :].lstrip()
+
+
+def _restore_same_words(line: str, items: Sequence[VerbatimItem], check: bytes) -> str:
+    """A verified line with each kept string typeset on it put back where the line holds its
+    words (case and punctuation aside): the check confirms the words, the side channel the
+    characters."""
+    for item in items:
+        if item.value in line:
+            continue
+        want = linecheck.line_words(item.value)
+        spans = [(m.start(), m.end(), linecheck.fold(m.group())) for m in linecheck.WORD.finditer(line)]
+        for i in range(len(spans) - len(want) + 1):
+            if [w for _, _, w in spans[i : i + len(want)]] != want or not want:
+                continue
+            start, end = spans[i][0], spans[i + len(want) - 1][1]
+            lead = len(item.value) - len(re.sub(r"^\W+", "", item.value))
+            trail = len(item.value) - len(re.sub(r"\W+$", "", item.value))
+            while lead and start > 0 and not line[start - 1].isalnum() and not line[start - 1].isspace():
+                start, lead = start - 1, lead - 1
+            while trail and end < len(line) and not line[end].isalnum() and not line[end].isspace():
+                end, trail = end + 1, trail - 1
+            fixed = line[:start] + item.value + line[end:]
+            if linecheck.verified(fixed, check):
+                line = fixed
+            break
+    return line

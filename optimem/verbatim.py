@@ -22,7 +22,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
     ),
     ("code", re.compile(r"`([^`\n]{2,80})`")),
-    ("hex", re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}\b")),
+    ("hex", re.compile(r"(?<![\w-])(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}\b")),
     # digit-first identifiers: 443/tcp, 2024-05-01, 02:00, 10.0.0.1, 1.2.3, 3rd-party (kept when
     # they hold a letter, a / : - separator or two dots; 3.14 and 1,250 stay numbers)
     ("identifier", re.compile(r"(?<![\w.,$€£¥-])\d\w*(?:[./:-]\w+)+")),
@@ -36,6 +36,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|(?=[A-Za-z]*\d)[A-Za-z0-9]{3,}(?<![0-9]))\b"  # v2, ab12cd
         ),
     ),
+    # names and words with accented letters, with a capitalised neighbour: Zoë Brontë, Müller
+    ("word", re.compile(r"\b(?:[A-Z][\w]*\s)?\w*[\u00c0-\u024f]\w*(?:\s[A-Z\u00c0-\u024f][\w]*)?\b")),
     ("number", re.compile(r"(?<![\w.])[-+]?[$€£¥]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:%|[kKmMbB]\b)?")),
 )
 
