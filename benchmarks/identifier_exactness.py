@@ -151,7 +151,7 @@ def _lines_of(recall, layout_len: int) -> tuple[list[str], list[bool | None], bo
     """Recalled lines and their flags, and whether this tree gives per-line flags at all."""
     lines = getattr(recall, "lines", None)
     flags = getattr(recall, "verified", None)
-    if lines is None or flags is None:
+    if not lines or flags is None or len(flags) != len(lines):
         return recall.text.split("\n"), [None] * layout_len, False
     return list(lines), list(flags), True
 

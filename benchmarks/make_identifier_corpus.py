@@ -166,7 +166,7 @@ def fill(template: str, fam: Families) -> tuple[str, list[dict[str, str]]]:
     return "".join(out), ids
 
 
-def build(turns: int = 84) -> dict:
+def build(turns: int = 96) -> dict:
     rng = random.Random(SEED)
     fam = Families(rng)
     chat = []
@@ -174,7 +174,7 @@ def build(turns: int = 84) -> dict:
         user = i % 2 == 0
         opener = rng.choice(OPENERS_USER if user else OPENERS_ASSISTANT)
         parts, ids = [opener], []
-        for _ in range(rng.choice((1, 1, 2))):
+        for _ in range(rng.choice((1, 2, 2))):
             text, got = fill(rng.choice(USER_TEMPLATES if user else ASSISTANT_TEMPLATES), fam)
             parts.append(text)
             ids.extend(got)
