@@ -314,7 +314,9 @@ def _contractions() -> dict[str, str]:
 def _with_label(reading: str, label: str) -> str:
     """`reading` with the stretch that best matches the known speaker label replaced by it."""
     n = len(label)
-    ends = range(max(0, n - 4), min(len(reading), n + 4) + 1)
+    # around the label's length; a reading shorter than that (a long name, a short turn) is
+    # tried at every length it has
+    ends = range(max(0, min(n - 4, len(reading))), min(len(reading), n + 4) + 1)
     end = min(ends, key=lambda k: (Levenshtein.normalized_distance(reading[:k].rstrip(), label), abs(k - n)))
     rest = reading[end:].lstrip()
     return f"{label} {rest}" if rest else label

@@ -9,6 +9,7 @@ queue in the database instead of a thread (see `optimem.store.pgqueue`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import logging
@@ -22,8 +23,9 @@ from PIL import Image
 
 from . import proofread as pr
 from .backends import Backend, PageInput
-from .errors import PageNotFound
+from .errors import BackendUnavailable, DecodeError, PageNotFound, RepresentationMismatch
 from .layout import restore_placeholders
+from .linecheck import WORD
 from .page_queue import BACKGROUND, PageQueue
 from .render import TurnText
 from .store import DecodedRecord, PageRecord, Store
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("optimem")
 
 DecodeWhen = Literal["background", "now", "lazy", "queue"]
+#: Seconds background decoding waits before trying a failed page again, after the first and
+#: second failure; after the third it leaves the page to recalls (which raise DecodeError).
+RETRY_AFTER_S = (30.0, 300.0)
 #: How long a recall waits for a worker to decode its page before decoding it inline.
 QUEUE_WAIT_S = 300.0
 
@@ -56,6 +61,7 @@ class Decoder:
         self.when: DecodeWhen = when
         self.workers = workers
         self._pages: PageQueue | None = None
+        self._failures: dict[int, tuple[int, float]] = {}  # page id -> (failures, next try)
         self._lock = threading.Lock()
         # queue mode: the backend is named without loading it (workers load it)
         self._backend_name = backend_name or (lambda: self.backend.name)
@@ -84,7 +90,9 @@ class Decoder:
         if self.when == "now" and not force_background:
             self.decode(page_ids)
             return
-        self._background().submit(page_ids, BACKGROUND)
+        page_ids = [pid for pid in page_ids if self._may_try(pid)]  # failed pages back off
+        if page_ids:
+            self._background().submit(page_ids, BACKGROUND)
 
     def _background(self) -> PageQueue:
         with self._lock:
@@ -99,8 +107,31 @@ class Decoder:
         except PageNotFound:
             pass  # its session was deleted, or it was unpaged, while it waited
         except Exception as exc:
-            log.warning("background decode of page %s failed (recall will retry): %s", page_id, exc)
+            tries = self._failed(page_id)
+            again = (
+                f"background retry in {RETRY_AFTER_S[tries - 1]:.0f} s"
+                if tries <= len(RETRY_AFTER_S)
+                else "no more background retries; a recall still tries"
+            )
+            log.warning("background decode of page %s failed (%s): %s", page_id, again, exc)
             raise
+
+    def _failed(self, page_id: int) -> int:
+        with self._lock:
+            tries = self._failures.get(page_id, (0, 0.0))[0] + 1
+            wait = RETRY_AFTER_S[tries - 1] if tries <= len(RETRY_AFTER_S) else float("inf")
+            self._failures[page_id] = (tries, time.monotonic() + wait)
+            return tries
+
+    def _may_try(self, page_id: int) -> bool:
+        with self._lock:
+            tries, after = self._failures.get(page_id, (0, 0.0))
+        return tries == 0 or time.monotonic() >= after
+
+    def failed_pages(self) -> set[int]:
+        """Pages background decoding gave up on (a recall still tries them)."""
+        with self._lock:
+            return {pid for pid, (tries, _) in self._failures.items() if tries > len(RETRY_AFTER_S)}
 
     def forget(self, page_ids: Sequence[int]) -> int:
         """Drop these pages from the background queue (their session is being deleted)."""
@@ -161,7 +192,8 @@ class Decoder:
         image = Image.open(io.BytesIO(png))
         image.load()
         aids = pr.ReadingAids()
-        rows = [v for v in self.store.verbatim(page.id) if v.kind in AID_KINDS]
+        kept = self.store.verbatim(page.id)
+        rows = [v for v in kept if v.kind in AID_KINDS]
         if rows:
             by_turn = labels()
             by_line = {
@@ -171,6 +203,11 @@ class Decoder:
                 if b.start == 0 and b.turn_id in by_turn and (i == 0 or layout[i - 1].turn_id != b.turn_id)
             }
             aids = pr.ReadingAids.from_rows(rows, by_line)
+            # the words of the page's verbatim strings are as good as its rare words for snapping
+            # a misread back (an identifier's pieces are rarely in the dictionary)
+            words = [w for v in kept if v.kind not in AID_KINDS for w in WORD.findall(v.value) if len(w) > 1]
+            if words:
+                aids = dataclasses.replace(aids, lexicon=tuple(dict.fromkeys((*aids.lexicon, *words))))
         factor = page.canvas / page.creation_canvas
         page_in = PageInput(
             image=image,
@@ -255,12 +292,23 @@ class Decoder:
 
         prepared = [self._prepare(p, functools.partial(session_labels, p.session_id)) for p in todo]
         inputs = [page_in for page_in, _ in prepared]
-        results = backend.decode_many(inputs)
+        try:
+            results = backend.decode_many(inputs)
+        except (BackendUnavailable, RepresentationMismatch):
+            raise
+        except Exception as exc:
+            ids = [p.id for p in todo]
+            name = f"page {ids[0]}" if len(ids) == 1 else f"pages {ids}"
+            raise DecodeError(f"{backend.name} could not read {name}: {exc}", page_id=ids[0]) from exc
         for page, (page_in, aid), result in zip(todo, prepared, results, strict=True):
             text, lines = result.text, result.lines
-            checked = pr.proofread(
-                page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
-            )
+            try:
+                checked = pr.proofread(
+                    page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
+                )
+            except Exception:  # the reading stands, unverified: proofreading never costs a page
+                log.exception("proofreading page %s failed; keeping what the OCR read", page.id)
+                checked = None
             if checked is not None:
                 lines = checked.lines
                 text = "\n".join(lines)
@@ -277,6 +325,8 @@ class Decoder:
             verbatim = " ".join(v.value for v in self.store.verbatim(page.id) if v.kind not in AID_KINDS)
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
+            with self._lock:
+                self._failures.pop(page.id, None)
         return out
 
     # -- queue mode ------------------------------------------------------------------------

@@ -11,7 +11,8 @@ OptimemError
 └── BackendError          an OCR decoder failed
     ├── UnknownBackend    no backend of that name
     ├── BackendUnavailable  its extra, engine or weights are missing
-    └── RepresentationMismatch  stored embeddings came from another model
+    ├── RepresentationMismatch  stored embeddings came from another model
+    └── DecodeError       a page could not be read back (names the page)
 """
 
 from __future__ import annotations
@@ -72,3 +73,12 @@ class BackendUnavailable(BackendError):
 
 class RepresentationMismatch(BackendError):
     """A stored representation was made by a different model than the one loaded."""
+
+
+class DecodeError(BackendError):
+    """A page could not be read back; `page_id` names it. A failure on one line never raises
+    this (that line keeps its raw reading, unverified): only a failure of the whole page."""
+
+    def __init__(self, message: str, *, page_id: int | None = None) -> None:
+        super().__init__(message)
+        self.page_id = page_id

@@ -8,6 +8,7 @@ background thread by default) and recall reads the cached text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -459,7 +460,12 @@ class Session:
 
     def stats(self, *, consumer: str | None = None) -> Stats:
         """Token accounting, priced exactly as `context()` and the budget price it."""
-        return build_stats(self.store, self.id, self._pricing(consumer))
+        stats = build_stats(self.store, self.id, self._pricing(consumer))
+        failed = self.memory.decoder.failed_pages()
+        if failed:
+            mine = tuple(p.id for p in self.store.pages(self.id) if p.id in failed)
+            stats = dataclasses.replace(stats, failed_pages=mine)
+        return stats
 
     def drop_archive(self) -> int:
         """Forget the source text of paged turns; pages and verbatim strings remain."""

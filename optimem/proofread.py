@@ -11,6 +11,7 @@ passes the check is exact in its words; one that does not keeps the cheapest cor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from .backends import Backend, Decoded, PageInput
 from .correction import SEARCH_LIMIT, STEPS, Corrector
 from .layout import is_cjk
 from .verbatim import VerbatimItem
+
+log = logging.getLogger("optimem")
 
 #: Appended to the backend's fingerprint for the cached text: proofread text is not raw text.
 FINGERPRINT_TAG = "+proofread1"
@@ -121,7 +124,11 @@ def proofread(
         label = aids.labels.get(i)
         box = page.lines[i]
         length = box.end - box.start + (len(label) + 1 if label else 0)
-        fix = corrector.correct(readings, aids.checks[i], label=label, prose=prose[i], length=length)
+        try:
+            fix = corrector.correct(readings, aids.checks[i], label=label, prose=prose[i], length=length)
+        except Exception:  # one line's trouble never costs the page: it keeps its reading
+            log.exception("correcting line %d failed; it keeps its reading, unverified", i)
+            return
         exact[i] = fix.verified
         if fix.verified or (prose[i] and aids.complete_lexicon):
             out[i] = fix.text
@@ -131,7 +138,11 @@ def proofread(
             correct(i, [lines[i]])
     pending = [i for i in range(len(lines)) if not exact[i]]
     if pending and reread is not None:
-        others = reread(pending, [lines[i] for i in pending])
+        try:
+            others = reread(pending, [lines[i] for i in pending])
+        except Exception:  # the second engine failing leaves the first reading, unverified
+            log.exception("re-reading %d lines failed; they keep their first reading", len(pending))
+            others = {}
         for i in pending:
             if others.get(i):
                 correct(i, [lines[i], *others[i]])

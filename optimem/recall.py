@@ -15,10 +15,10 @@ from rapidfuzz import fuzz
 from . import linecheck
 from .decoding import Decoder
 from .errors import BackendError, InputError
-from .layout import turn_texts
+from .layout import LineBox, turn_texts
 from .records import Hits, Page, Recall, RecallHit
 from .store import Store
-from .verbatim import AID_KINDS, repair
+from .verbatim import AID_KINDS, VerbatimItem, repair
 
 #: Hits below this mean partial-ratio score are not matches.
 MIN_SCORE = 0.6
@@ -52,18 +52,23 @@ def recall_page(
     rows = store.verbatim(page.id)
     items = [v for v in rows if v.kind not in AID_KINDS]
     checks = next((linecheck.unpack(v.value) for v in rows if v.kind == linecheck.KIND), [])
-    exact = 0
-    if record.lines is not None and len(checks) == len(record.lines):
-        exact = sum(linecheck.verified(line, c) for line, c in zip(record.lines, checks, strict=True))
+    layout = store.page_blobs(page.id)[1] if record.lines is not None else []
     turns: dict[int, str] = {}
-    if record.lines is not None:
-        _, layout, _, _ = store.page_blobs(page.id)
-        if len(layout) == len(record.lines):
+    verified: tuple[bool | None, ...]
+    if record.lines is not None and checks and len(checks) == len(record.lines) == len(layout):
+        lines, verified = repair_checked(record.lines, checks, layout, items)
+        text = "\n".join(lines)
+        turns = turn_texts(list(zip(layout, lines, strict=True)))
+    else:  # no checks to hold a repair to: near misses of kept strings are put back as before
+        text = repair(record.text, items)
+        lines = tuple(text.split("\n"))
+        verified = (None,) * len(lines)
+        if record.lines is not None and len(layout) == len(record.lines):
             turns = turn_texts(list(zip(layout, record.lines, strict=True)))
             turns = {tid: repair(t, [v for v in items if v.turn_id == tid]) for tid, t in turns.items()}
     return Recall(
         page_id=page.id,
-        text=repair(record.text, items),
+        text=text,
         raw_text=record.text,
         mode=page.mode,
         backend=record.backend,
@@ -73,10 +78,35 @@ def recall_page(
         turns=turns,
         verbatim=items,
         note=decoder.take_note(page.id),
-        lines_checked=len(checks),
-        lines_exact=exact,
+        lines_checked=len(checks) if any(v is not None for v in verified) else 0,
+        lines_exact=sum(v is True for v in verified),
         side_channel_bytes=sum(len(v.value.encode()) for v in rows),
+        lines=lines,
+        verified=verified,
     )
+
+
+def repair_checked(
+    lines: Sequence[str], checks: Sequence[bytes], layout: Sequence[LineBox], items: Sequence[VerbatimItem]
+) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """Each line with the kept strings typeset on it put back, where that makes (or keeps) the
+    line passing its check, and whether it passes.
+
+    A repair that the check does not confirm is not applied: near-duplicate identifiers
+    (`pay-10` and `pay-1010`, `FL-304` and `FL-204`) are as close to each other as to their
+    misreads, so a repair the words do not confirm could put the wrong one in; such a line
+    keeps what was read and says it is unverified.
+    """
+    out, ok = [], []
+    for line, check, box in zip(lines, checks, layout, strict=True):
+        mine = [v for v in items if v.turn_id == box.turn_id and box.start <= v.offset < box.end]
+        passes = linecheck.verified(line, check)
+        fixed = repair(line, mine) if mine else line
+        if fixed != line and linecheck.verified(fixed, check):
+            line, passes = fixed, True
+        out.append(line)
+        ok.append(passes)
+    return tuple(out), tuple(ok)
 
 
 def query_terms(query: str) -> list[str]:

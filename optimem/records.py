@@ -87,6 +87,12 @@ class Record:
         return _from_json(cls, data)
 
 
+#: Starts a recalled line whose words did not pass their check, in text shown to a model.
+UNVERIFIED_MARK = "[?] "
+#: Tells a model what the mark means (said once wherever marked text is shown).
+UNVERIFIED_NOTE = "Lines starting with [?] were not read back exactly: distrust their words and numbers."
+
+
 @dataclass(frozen=True)
 class Turn(Record):
     """A chat message as optimem keeps it."""
@@ -173,6 +179,28 @@ class Recall(Record):
     """Of those, lines whose recalled words pass their check: exact in every word."""
     side_channel_bytes: int = 0
     """Bytes kept beside the page's image: verbatim strings, line checks and rare words."""
+    lines: tuple[str, ...] = ()
+    """The recalled text line by line, in page order (one per typeset line when the decoder
+    read line by line; `text` is these joined with line breaks)."""
+    verified: tuple[bool | None, ...] = ()
+    """Per line of `lines`: True when its words pass the line's check (exact in every word),
+    False when they do not (unverified: distrust it), None where the page keeps no check."""
+
+    @property
+    def unverified_lines(self) -> list[int]:
+        """Indices of `lines` whose words did not pass their check."""
+        return [i for i, ok in enumerate(self.verified) if ok is False]
+
+    @property
+    def marked_text(self) -> str:
+        """`text` for a model to read: each unverified line starts with `UNVERIFIED_MARK`, so
+        it knows which words to distrust (see `UNVERIFIED_NOTE`)."""
+        if not self.unverified_lines:
+            return self.text
+        return "\n".join(
+            f"{UNVERIFIED_MARK}{line}" if ok is False else line
+            for line, ok in zip(self.lines, self.verified, strict=True)
+        )
 
 
 @dataclass(frozen=True)
@@ -307,6 +335,9 @@ class Stats(Record):
     page_tokens: int = 0
     """What the pages cost in context: each at the cheaper of its image + caption and its text."""
     consumer: str | None = None
+    failed_pages: tuple[int, ...] = ()
+    """Pages background OCR failed to read (it stopped retrying them); a recall still tries and
+    raises `DecodeError` naming the page."""
 
     @property
     def context_tokens(self) -> int:

@@ -307,6 +307,14 @@ class RecalledPage(_Out):
     side_channel_bytes: int = Field(
         default=0, description="Bytes kept beside the image: verbatim strings, line checks, rare words."
     )
+    lines: list[str] = Field(
+        default_factory=list, description="The recalled text line by line, in page order."
+    )
+    verified: list[bool | None] = Field(
+        default_factory=list,
+        description="Per line: true when its words pass the line's stored check, false when they do "
+        "not (unverified: distrust it), null where the page keeps no check.",
+    )
 
 
 class Hit(_Out):
@@ -406,3 +414,5 @@ class Ready(BaseModel):
     """Pages waiting for (or in) background OCR."""
     warm_up_s: float = 0.0
     """Seconds the start spent loading the OCR engines and the spelling index (ready only after)."""
+    failed_pages: int = 0
+    """Pages background OCR gave up on after its retries (a recall still tries them)."""

@@ -183,3 +183,35 @@ def test_decode_workers_must_be_a_positive_integer(db_path):
 
     with pytest.raises(InputError, match="decode_workers"):
         OpticalMemory(db_path, backend="test-double", decode_workers=0)
+
+
+def test_background_retries_of_a_failing_page_back_off_then_stop(db_path, monkeypatch, caplog):
+    from optimem import decoding
+    from optimem.errors import DecodeError
+
+    monkeypatch.setattr(decoding, "RETRY_AFTER_S", (0.0, 60.0))
+    backend = TestDoubleBackend(fail=True)
+    mem = OpticalMemory(db_path, backend=backend, decode="background", keep_recent_turns=0, policy="none")
+    s = mem.session("t/fail")
+    s.add_turns([("user", "the ticket is OPS-4821"), ("assistant", "noted")])
+    s.compress(flush=True)
+    (page,) = s.pages()
+    assert mem.wait(10) and backend.calls == 1
+    mem.decoder.schedule([page.id])  # first retry: due at once
+    assert mem.wait(10) and backend.calls == 2
+    mem.decoder.schedule([page.id])  # second retry: not due for a minute
+    assert mem.wait(10) and backend.calls == 2 and s.stats().failed_pages == ()
+    assert "background retry in 60 s" in caplog.text
+    with pytest.raises(DecodeError, match=f"page {page.id}") as err:
+        s.recall_page(page.id)  # a recall still tries, and names the page
+    assert err.value.page_id == page.id
+    mem.decoder._failures[page.id] = (2, 0.0)  # the minute has passed
+    mem.decoder.schedule([page.id])
+    assert mem.wait(10) and backend.calls == 4
+    assert s.stats().failed_pages == (page.id,)
+    mem.decoder.schedule([page.id])  # given up: no more background tries
+    assert mem.wait(10) and backend.calls == 4
+    backend.fail = False
+    assert s.recall_page(page.id).text  # a recall that works clears the failure
+    assert s.stats().failed_pages == ()
+    mem.close()

@@ -119,3 +119,58 @@ def test_digit_first_identifiers_of_tab_separated_tool_output_are_kept():
         and "\t0/1\t" in fixed
         and fixed.count("\t") == out.count("\t")
     )
+
+
+def _boxes(lines, turn_id=1):
+    from optimem.layout import LineBox
+
+    out, pos = [], 0
+    for i, text in enumerate(lines):
+        out.append(LineBox(0, 10 * i, 100, 10 * i + 9, text, turn_id, pos, pos + len(text)))
+        pos += len(text) + 1
+    return out
+
+
+def test_a_repair_is_applied_only_where_the_line_check_confirms_it():
+    from optimem import linecheck
+    from optimem.recall import repair_checked
+    from optimem.verbatim import extract
+
+    source = ["see https://grafana.example.com/d/pay-10 now", "and FL-304 departs at 09:40 today"]
+    layout = _boxes(source)
+    items = extract("\n".join(source), 1)
+    checks = [linecheck.digest(x) for x in source]
+    read = [
+        "see https://grafana.example.com/d/pay-1O now",  # only the identifier is off: repaired
+        "and FL-3O4 departs at O9:40 todey",  # another word is off too: kept, unverified
+    ]
+    lines, verified = repair_checked(read, checks, layout, items)
+    assert lines[0] == source[0] and verified[0] is True
+    assert lines[1] == read[1] and verified[1] is False
+
+
+def test_a_repair_never_puts_a_neighbouring_identifier_in():
+    from optimem import linecheck
+    from optimem.recall import repair_checked
+    from optimem.verbatim import extract
+
+    source = ["runs pay-10 and pay-11 failed", "then pay-15 and pay-16 recovered"]
+    layout = _boxes(source)
+    items = extract("\n".join(source), 1)
+    checks = [linecheck.digest(x) for x in source]
+    for misread in ("then pay-1515 and pay-16 recovered", "then pay-14 and pay-16 recovered"):
+        lines, verified = repair_checked(["runs pay-10 and pay-11 failed", misread], checks, layout, items)
+        assert lines[0] == source[0] and verified[0] is True
+        # either the check confirms the repair, or the line keeps its reading and says so
+        assert (lines[1], verified[1]) in ((source[1], True), (misread, False))
+
+
+def test_marked_text_flags_unverified_lines_for_a_model():
+    from optimem.records import UNVERIFIED_MARK, Recall
+
+    r = Recall(
+        1, "a\nb", "a\nb", "small", "cpu", 1.0, True, 0.0, {}, [], lines=("a", "b"), verified=(True, False)
+    )
+    assert r.marked_text == f"a\n{UNVERIFIED_MARK}b" and r.unverified_lines == [1]
+    clean = Recall(1, "a", "a", "small", "cpu", 1.0, True, 0.0, {}, [], lines=("a",), verified=(True,))
+    assert clean.marked_text == "a"

@@ -37,6 +37,7 @@ async def readyz(request: Request, memory: MemoryDep) -> Ready | JSONResponse:
         backend=memory.backend.name,
         decode_queue=memory.pending_decodes(),
         warm_up_s=round(getattr(request.app.state, "warm_up_s", 0.0), 3),
+        failed_pages=len(memory.decoder.failed_pages()),
     )
 
 

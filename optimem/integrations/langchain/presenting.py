@@ -10,7 +10,7 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from ...errors import BackendError
 from ...memory import Session
 from ...pricing import page_caption
-from ...records import Context, Page, Turn
+from ...records import UNVERIFIED_NOTE, Context, Page, Turn
 from .convert import dict_to_message, mark, pair_tool_calls
 from .counting import page_block_id
 from .sessions import archived_text
@@ -144,7 +144,8 @@ def _page_text(session: Session, page: Page, present: Present, on_recall_error: 
             raise
         log.warning("page %s could not be read back by OCR; showing its archived text: %s", page.id, exc)
         return f"{page_caption(page)} (from the archive)\n{fallback}"
-    return f"{page_caption(page)}\n{recall.text}"
+    note = f"\n{UNVERIFIED_NOTE}" if recall.unverified_lines else ""
+    return f"{page_caption(page)}{note}\n{recall.marked_text}"
 
 
 def _turn_dict(t: Turn) -> dict:

@@ -9,6 +9,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from ...errors import BackendError, InputError, PageNotFound
 from ...memory import OpticalMemory, Session
+from ...records import UNVERIFIED_NOTE
 from .presenting import OnRecallError
 from .sessions import Namespace, archived_text, session_id_for, thread_id_of
 
@@ -85,7 +86,8 @@ def read_page(session: Session, page_id: int, on_recall_error: OnRecallError = "
             raise
         log.warning("page %s could not be read back by OCR; returning its archived text: %s", page_id, exc)
         return f"{head}, from the archive):\n{fallback}"
-    return f"{head}, read by {recall.backend}):\n{recall.text}"
+    note = f"\n{UNVERIFIED_NOTE}" if recall.unverified_lines else ""
+    return f"{head}, read by {recall.backend}){note}:\n{recall.marked_text}"
 
 
 def search(session: Session, query: str, limit: int, on_recall_error: OnRecallError = "raise") -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from mcp_types import ImageContent, TextContent
 
 from ...pricing import page_caption, turn_label
-from ...records import Context, Hits, Page, Recall
+from ...records import UNVERIFIED_NOTE, Context, Hits, Page, Recall
 
 Block = TextContent | ImageContent
 
@@ -35,7 +35,9 @@ def recalled(page: Page, recall: Recall, *, split_turns: bool) -> dict[str, Any]
     if split_turns and recall.turns:
         out["turn_texts"] = {str(tid): text for tid, text in recall.turns.items()}
     else:
-        out["text"] = recall.text
+        out["text"] = recall.marked_text
+        if recall.unverified_lines:
+            out["unverified"] = UNVERIFIED_NOTE
     out |= {
         "mode": recall.mode.value,
         "lines_exact": recall.lines_exact,
