@@ -21,7 +21,11 @@ lines (`Recall.lines`, joined with nothing or a space when the occurrence wraps)
   `Recall` has no per-line flags at all (`Recall.lines` absent: the text is split at line
   breaks and every line counts as unflagged).
 
-An occurrence over several lines counts as verified only when every one of them is.
+An occurrence over several lines counts as verified only when every one of them is. The JSON
+lists every wrong occurrence (and a few of the others) with its recalled line(s) and whether its
+words are right apart from case and punctuation (`same_words`: what a case-folded,
+punctuation-blind line check cannot see); the table's "wrong" column gives that count in
+brackets.
 
 `--baseline TREE` runs the same measurement in the same invocation under another checkout
 (`git worktree add /tmp/base <commit>`), each tree in its own process with PYTHONPATH=TREE,
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -108,6 +113,18 @@ def combine(flags: list[bool | None]) -> bool | None:
     if not flags or any(f is None for f in flags):
         return None
     return all(flags)
+
+
+def _words(text: str) -> list[str]:
+    """Words as a case-folded, punctuation-blind comparison sees them (NFKC, casefold)."""
+    return [unicodedata.normalize("NFKC", w).casefold() for w in re.findall(r"\w+", text)]
+
+
+def same_words(value: str, recalled: list[str]) -> bool:
+    """True when the recalled line(s) hold `value`'s words in a row, case and punctuation aside:
+    a miss that only a check blind to case and punctuation would let through."""
+    want, have = _words(value), _words(" ".join(recalled))
+    return bool(want) and any(have[i : i + len(want)] == want for i in range(len(have) - len(want) + 1))
 
 
 def classify(value: str, source: str, recalled: list[str], verified: bool | None) -> str:
@@ -216,9 +233,13 @@ def measure(corpus: Path) -> dict:
                     source, flag = occ.value, None
                 outcome = classify(occ.value, source, recalled, flag)
                 judged.append((occ, outcome, flag))
-                if outcome in examples and len(examples[outcome]) < 12:
-                    examples[outcome].append({"value": occ.value, "kind": occ.kind, "recalled": recalled})
+                if outcome == "wrong" or (outcome in examples and len(examples[outcome]) < 12):
+                    examples[outcome].append(
+                        {"value": occ.value, "kind": occ.kind, "recalled": recalled}
+                        | {"same_words": same_words(occ.value, recalled)}
+                    )
             doc["modes"][mode.value] = summarise(judged) | {
+                "wrong_same_words": sum(e["same_words"] for e in examples["wrong"]),
                 "pages_with_line_flags": flagged,
                 "pages_misaligned": misaligned,
                 "seconds_per_page": round(sum(seconds) / len(seconds), 2),
@@ -242,7 +263,7 @@ def run_tree(tree: Path, corpus: Path) -> dict:
 
 def table(results: dict[str, dict]) -> str:
     head = (
-        f"{'tree':9} {'mode':5} {'ids':>4} {'exact':>13} {'wrong':>5} {'unverified':>10} "
+        f"{'tree':9} {'mode':5} {'ids':>4} {'exact':>13} {'wrong':>8} {'unverified':>10} "
         f"{'unflagged':>9} {'on verified':>11} {'exact there':>11}  s/page"
     )
     out = [head]
@@ -253,7 +274,7 @@ def table(results: dict[str, dict]) -> str:
             )
             out.append(
                 f"{label:9} {mode:5} {m['occurrences']:>4} {m['exact']:>5} ({100 * m['shares']['exact']:5.1f}%) "
-                f"{m['wrong']:>5} {m['unverified']:>10} {m['unflagged']:>9} {m['on_verified_lines']:>11} "
+                f"{m['wrong']:>4} ({m.get('wrong_same_words', 0)}) {m['unverified']:>10} {m['unflagged']:>9} {m['on_verified_lines']:>11} "
                 f"{exact_v:>11}  {m['seconds_per_page']}"
             )
         if not any(m["pages_with_line_flags"] for m in doc["modes"].values()):

@@ -79,3 +79,12 @@ def test_the_corpus_is_committed_as_generated_and_big_enough():
     for turn in turns:  # every planted identifier stands in its turn
         for item in turn["ids"]:
             assert item["value"] in turn["content"]
+
+
+def test_a_miss_in_case_or_punctuation_only_keeps_its_words():
+    assert ie.same_words("i-0c32f9525acc10a6c", ["Instance I-0c32f9525acc10a6c backs"])
+    assert ie.same_words("https://grafana.example.com/d/pay-16", ["at https/grafana.example com/d/pay-16 ("])
+    assert not ie.same_words(
+        "https://grafana.example.com/d/pay-10", ["at https://grafana.example.com/d/pay-1010"]
+    )
+    assert not ie.same_words("FL-304", ["on FL-204 today"])
