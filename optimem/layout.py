@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CJK_CHAR = re.compile(
     r"[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3200-\u4dbf\u4e00-\u9fff"
@@ -75,6 +75,10 @@ class LineBox:
     em: float = 0.0
     """Pixels per em of this line's font on this canvas when it has its own size (code
     lines); 0 means the page's font size."""
+    breaks: tuple[int, ...] = ()
+    """Where the turn had its own line breaks on this prose row (prose flows, so they are not
+    drawn): the number of words before each, 0 when the row starts after one. Recall puts
+    them back (`Session.recall_turns`)."""
 
     def scaled(self, factor: float) -> LineBox:
         """This box on a canvas `factor` times the size (aging resizes pages)."""
@@ -90,6 +94,7 @@ class LineBox:
             self.kind,
             self.tabs,
             self.em * factor,
+            self.breaks,
         )
 
     def to_json(self) -> list:
@@ -105,12 +110,14 @@ class LineBox:
             self.kind,
             self.tabs,
             self.em,
+            list(self.breaks),
         ]
 
     @classmethod
     def from_json(cls, row: Sequence) -> LineBox:
-        """A box from `to_json`'s row; rows stored before `tabs` and `em` existed load too."""
-        return cls(*row)
+        """A box from `to_json`'s row; rows stored before `tabs`, `em` and `breaks` existed load too."""
+        box = cls(*row[:11])
+        return replace(box, breaks=tuple(row[11])) if len(row) > 11 and row[11] else box
 
 
 def turn_texts(rows: Sequence[tuple[LineBox, str]]) -> dict[int, str]:

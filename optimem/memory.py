@@ -26,8 +26,8 @@ from .modes import AgingPolicy, BudgetPolicy, Mode, parse_policy
 from .paging import Pager
 from .pricing import Pricing
 from .proofread import warm_up as proofread_warm_up
-from .recall import recall_page, search
-from .records import CompressResult, Context, Deleted, Hits, Page, Recall, Stats, Turn
+from .recall import recall_page, recall_turns, search
+from .records import CompressResult, Context, Deleted, Hits, Page, Recall, RecalledTurn, Stats, Turn
 from .store import PageRecord, Store, TurnRecord, open_store
 from .tokens import DEFAULT_ENCODING, count_tokens
 from .turns import coerce_turns
@@ -411,6 +411,21 @@ class Session:
             self.rehearse(page_id)
         return recall
 
+    def recall_turns(self, turn_ids: Iterable[int]) -> list[RecalledTurn]:
+        """Turns read back whole and as typed, in the order asked: each stitched over the pages
+        that hold it (a turn longer than a page spans several), wraps removed and its own line
+        breaks kept, with whether every line of it passed its check (`RecalledTurn.verified`).
+        A turn not paged yet comes back as stored.
+
+        Raises InputError for a turn id not in this session.
+        """
+        ids = list(turn_ids)
+        if any(isinstance(t, bool) or not isinstance(t, int) for t in ids):
+            raise InputError("turn ids must be integers")
+        return recall_turns(
+            self.store, self.memory.decoder, self.id, ids, self.memory.decoder.turn_labels(self.id)
+        )
+
     def rehearse(self, page_id: int) -> Mode | None:
         """Refresh a page one rung sharper from the archive, as remembering does; returns its
         new mode, or None where it was not sharpened.
@@ -489,6 +504,9 @@ class Session:
         self, page_id: int, *, refresh: bool = False, rehearse: bool | None = None
     ) -> Recall:
         return await asyncio.to_thread(self.recall_page, page_id, refresh=refresh, rehearse=rehearse)
+
+    async def arecall_turns(self, turn_ids: Iterable[int]) -> list[RecalledTurn]:
+        return await asyncio.to_thread(self.recall_turns, list(turn_ids))
 
     async def arehearse(self, page_id: int) -> Mode | None:
         return await asyncio.to_thread(self.rehearse, page_id)

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from rapidfuzz import fuzz
 
 from . import linecheck
+from .correction import _with_label
 from .decoding import Decoder
 from .errors import BackendError, InputError
 from .layout import LineBox, turn_texts
-from .records import Hits, Page, Recall, RecallHit
+from .records import Hits, Page, Recall, RecalledTurn, RecallHit
 from .store import Store
 from .verbatim import AID_KINDS, VerbatimItem, repair
 
@@ -54,11 +55,14 @@ def recall_page(
     checks = next((linecheck.unpack(v.value) for v in rows if v.kind == linecheck.KIND), [])
     layout = store.page_blobs(page.id)[1] if record.lines is not None else []
     turns: dict[int, str] = {}
+    turns_verified: dict[int, bool | None] = {}
     verified: tuple[bool | None, ...]
     if record.lines is not None and checks and len(checks) == len(record.lines) == len(layout):
         lines, verified = repair_checked(record.lines, checks, layout, items)
         text = "\n".join(lines)
         turns = turn_texts(list(zip(layout, lines, strict=True)))
+        for box, ok in zip(layout, verified, strict=True):
+            turns_verified[box.turn_id] = turns_verified.get(box.turn_id, True) and ok
     else:  # no checks to hold a repair to: near misses of kept strings are put back as before
         text = repair(record.text, items)
         lines = tuple(text.split("\n"))
@@ -66,6 +70,7 @@ def recall_page(
         if record.lines is not None and len(layout) == len(record.lines):
             turns = turn_texts(list(zip(layout, record.lines, strict=True)))
             turns = {tid: repair(t, [v for v in items if v.turn_id == tid]) for tid, t in turns.items()}
+            turns_verified = dict.fromkeys(turns)
     return Recall(
         page_id=page.id,
         text=text,
@@ -83,6 +88,7 @@ def recall_page(
         side_channel_bytes=sum(len(v.value.encode()) for v in rows),
         lines=lines,
         verified=verified,
+        turns_verified=turns_verified,
     )
 
 
@@ -154,3 +160,97 @@ def snippet(text: str, terms: Sequence[str], width: int = 160) -> str:
     centre = align.dest_start if align else 0
     start = max(0, centre - width // 2)
     return " ".join(text[start : start + width].split())
+
+
+def recall_turns(
+    store: Store, decoder: Decoder, session_id: str, turn_ids: Sequence[int], labels: dict[int, str]
+) -> list[RecalledTurn]:
+    """Turns read back whole: each stitched from every page that holds a part of it, in order.
+
+    Prose rows join with a space (the typesetter's wraps), or with nothing where a word was
+    split across rows, and the turn's own line breaks (kept in the layout, `LineBox.breaks`)
+    come back where they were; monospace rows keep the source's breaks (`turn_texts`). The
+    speaker label the first row starts with is left out. A turn is verified when every one of
+    its lines passed its check.
+    """
+    wanted = list(dict.fromkeys(turn_ids))
+    if not wanted:
+        return []
+    by_id = {t.id: t for t in store.turns(session_id)}
+    missing = [tid for tid in wanted if tid not in by_id]
+    if missing:
+        raise InputError(f"no turn {missing[0]} in session {session_id!r}")
+    rows: dict[int, list[tuple[LineBox, str, bool | None]]] = {tid: [] for tid in wanted}
+    pages: dict[int, list[int]] = {tid: [] for tid in wanted}
+    for page in store.pages(session_id):
+        mine = [tid for tid in page.turn_ids if tid in rows]
+        if not mine:
+            continue
+        recall = recall_page(store, decoder, session_id, page.id)
+        assert recall is not None
+        layout = store.page_blobs(page.id)[1]
+        if len(layout) != len(recall.lines):
+            raise BackendError(f"page {page.id} was not read line by line; recall it whole instead")
+        for box, line, ok in zip(layout, recall.lines, recall.verified, strict=True):
+            if box.turn_id in rows:
+                rows[box.turn_id].append((box, line, ok))
+                if page.id not in pages[box.turn_id]:
+                    pages[box.turn_id].append(page.id)
+    out = []
+    for tid in wanted:
+        turn = by_id[tid]
+        if not rows[tid]:  # not paged yet: the turn is still kept as text
+            out.append(RecalledTurn(tid, turn.role, turn.name, turn.content or "", None, ()))
+            continue
+        flags = [ok for _, _, ok in rows[tid]]
+        verified = None if all(f is None for f in flags) else all(f is True for f in flags)
+        text = stitch([(box, line) for box, line, _ in rows[tid]], labels.get(tid))
+        out.append(RecalledTurn(tid, turn.role, turn.name, text, verified, tuple(pages[tid])))
+    return out
+
+
+def stitch(rows: Sequence[tuple[LineBox, str]], label: str | None = None) -> str:
+    """One turn's rows as read, joined back into the turn as typed (see `recall_turns`)."""
+    out = ""
+    prev: LineBox | None = None
+    prev_read = ""
+    for box, read in rows:
+        breaks = box.breaks
+        if prev is None and label:
+            read = _without_label(read, label)
+            n = len(label.split())  # the label's words were counted on the row
+            breaks = tuple(k - n for k in breaks if k >= n)
+        if box.kind == "code":
+            # as `turn_texts`: a row that starts where the last ended continues it (a wrap)
+            gap = max(0, box.start - prev.end) if prev is not None and prev.kind == "code" else 1
+            out = read if prev is None else out + "\n" * gap + read
+        else:
+            text, lead = _with_breaks(read, breaks)
+            if prev is None:
+                out = text
+            elif lead:
+                out = out.rstrip(" ") + "\n" * lead + text
+            elif prev.kind == "code" or out.endswith("\n"):
+                out += ("" if out.endswith("\n") else "\n") + text
+            else:  # a wrap: the space it ate, or nothing where it split a word wider than a row
+                split = box.start == prev.end and len(prev_read.split()) == 1
+                out += ("" if split else " ") + text
+        prev, prev_read = box, read
+    return out
+
+
+def _with_breaks(read: str, breaks: Sequence[int]) -> tuple[str, int]:
+    """A prose row's words with the turn's line breaks put back before the words they preceded;
+    and how many breaks came before the row's first word."""
+    words = read.split()
+    text = ""
+    for k, word in enumerate(words):
+        if k:
+            text += "\n" * breaks.count(k) or " "
+        text += word
+    return text + "\n" * sum(k >= len(words) > 0 for k in breaks), breaks.count(0)
+
+
+def _without_label(read: str, label: str) -> str:
+    """A turn's first row without the speaker label it starts with (as typeset or misread)."""
+    return _with_label(read, label)[len(label) :].lstrip()

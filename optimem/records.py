@@ -185,6 +185,9 @@ class Recall(Record):
     verified: tuple[bool | None, ...] = ()
     """Per line of `lines`: True when its words pass the line's check (exact in every word),
     False when they do not (unverified: distrust it), None where the page keeps no check."""
+    turns_verified: dict[int, bool | None] = field(default_factory=dict)
+    """Per turn id of `turns`: True when every line of it on this page passed its check, False
+    when one did not, None when the page keeps no checks."""
 
     @property
     def unverified_lines(self) -> list[int]:
@@ -201,6 +204,22 @@ class Recall(Record):
             f"{UNVERIFIED_MARK}{line}" if ok is False else line
             for line, ok in zip(self.lines, self.verified, strict=True)
         )
+
+
+@dataclass(frozen=True)
+class RecalledTurn(Record):
+    """One turn read back whole, stitched over the pages that hold it (`Session.recall_turns`)."""
+
+    turn_id: int
+    role: str
+    name: str | None
+    text: str
+    """The turn as typed: wraps removed, its own line breaks kept, the speaker label left out."""
+    verified: bool | None
+    """True when every line of it passed its check (exact in every word), False when some did
+    not, None when its pages keep no checks (or it is not paged: `text` is the turn itself)."""
+    pages: tuple[int, ...]
+    """The pages it was read from, in order (empty while it is still kept as text)."""
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ class _Run:
     src_start: int
     src_end: int
     breakable_after: bool = False  # a space or a CJK character: a line may end here
+    hard: int = 0  # line breaks of the source this space stands for (prose flows; recall restores them)
 
 
 @dataclass
@@ -274,6 +275,7 @@ def _blocks(content: str, ts: _Typesetter, pre: bool = False) -> Iterator[tuple[
     normalised whitespace), while each preformatted line (fenced code, tool output with
     `pre`, a line with tabs) keeps its own row in monospace, tabs expanded to tab stops."""
     prose: list[_Run] = []
+    last_end = 0  # where the last prose paragraph drawn ended
     for offset, text, kind in _paragraphs(content, pre):
         if kind == "code":
             if prose:
@@ -285,9 +287,10 @@ def _blocks(content: str, ts: _Typesetter, pre: bool = False) -> Iterator[tuple[
         runs = list(ts.runs(text, offset, "sans"))
         if not runs:
             continue
-        if prose:
-            prose.append(_Run(" ", "sans", offset - 1, offset, breakable_after=True))
+        if prose:  # the line breaks since the last paragraph (blank lines too) flow as one space
+            prose.append(_Run(" ", "sans", offset - 1, offset, breakable_after=True, hard=offset - last_end))
         prose.extend(runs)
+        last_end = offset + len(text)
     if prose:
         yield prose, "text", False
 
@@ -316,6 +319,7 @@ def _wrap(
     (a row that starts where the last one ended is a wrap, not a line break)."""
     line = _Line(width=first_indent, kind=kind, tabs=tabs)
     pending: list[_Run] = []  # the current unbreakable group (a word and its trailing space)
+    hard_break: _Run | None = None  # a source line break dropped at a wrap: the next row starts after it
     for run in runs:
         w = ts.width(run.text, run.font)
         pieces = list(_split_long(run, ts, max_w)) if w > max_w else [run]
@@ -323,18 +327,33 @@ def _wrap(
             pw = ts.width(piece.text, piece.font)
             if line.width + pw > max_w and line.runs:
                 if piece.text == " " and kind != "code":
+                    if piece.hard:  # not drawn, but remembered (no offsets: it is on neither row)
+                        hard_break = _Run("", piece.font, piece.src_end, piece.src_end, hard=piece.hard)
                     continue  # a space at a break is not drawn
                 yield line
                 line = _Line(kind=kind, tabs=tabs)
+                if hard_break is not None:
+                    line.runs.append(hard_break)
+                    hard_break = None
             if not line.runs and piece.text == " " and kind != "code":
                 # keep offsets honest: an eaten leading space still belongs to this line
-                line.runs.append(_Run("", piece.font, piece.src_start, piece.src_end))
+                line.runs.append(_Run("", piece.font, piece.src_start, piece.src_end, hard=piece.hard))
                 continue
             line.runs.append(piece)
             line.width += pw
     del pending
     if line.runs:
         yield line
+
+
+def _breaks(line: _Line) -> tuple[int, ...]:
+    """Where the source had line breaks on this prose row: the count of words drawn before
+    each (0: the row starts after one), once per break (a blank line is two)."""
+    out, words = [], 0
+    for run in line.runs:
+        out += [words] * run.hard
+        words += len(run.text.split())
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,6 +450,7 @@ def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: Render
                 line.kind,
                 line.tabs,
                 float(options.code_px) if line.kind == "code" else 0.0,
+                _breaks(line),
             )
         )
         if end > start or turn_id not in spans:

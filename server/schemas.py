@@ -242,6 +242,35 @@ class CompressOut(BaseModel):
 # -- recall ----------------------------------------------------------------------------------
 
 
+class RecallTurnsIn(BaseModel):
+    """Read turns back whole by id, stitched over the pages that hold them."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"session": "thread-42", "turn_ids": [3, 4]}]}
+    )
+
+    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    turn_ids: list[Annotated[int, Interval(ge=1, le=MAX_ID), BeforeValidator(_json_int)]] = Field(
+        min_length=1, max_length=200, description="Turn ids of the session, at most 200."
+    )
+
+
+class RecalledTurnOut(_Out):
+    turn_id: int
+    role: str
+    name: str | None = None
+    text: str = Field(description="The turn as typed: wraps removed, its own line breaks kept.")
+    verified: bool | None = Field(
+        description="True when every line of it passed its check; false: distrust it; null: not checked."
+    )
+    pages: list[int] = Field(description="Pages it was read from (empty while it is kept as text).")
+
+
+class RecallTurnsOut(_Out):
+    session: str
+    turns: list[RecalledTurnOut]
+
+
 class RecallByIds(BaseModel):
     """Read pages back by id."""
 
@@ -309,6 +338,10 @@ class RecalledPage(_Out):
     )
     lines: list[str] = Field(
         default_factory=list, description="The recalled text line by line, in page order."
+    )
+    turns_verified: dict[str, bool | None] = Field(
+        default_factory=dict,
+        description="Per turn id on the page: true when every line of it passed its check.",
     )
     verified: list[bool | None] = Field(
         default_factory=list,

@@ -6,7 +6,16 @@ from fastapi import APIRouter, Request
 
 from ..deps import SessionsDep
 from ..errors import ApiError, responses
-from ..schemas import Hit, RecallByIds, RecallByQuery, RecalledPage, RecallOut
+from ..schemas import (
+    Hit,
+    RecallByIds,
+    RecallByQuery,
+    RecalledPage,
+    RecalledTurnOut,
+    RecallOut,
+    RecallTurnsIn,
+    RecallTurnsOut,
+)
 from ._common import AUTHED
 
 router = APIRouter(prefix="/v1", tags=["recall"], responses=responses(*AUTHED, 404, 502, 503))
@@ -40,4 +49,20 @@ async def recall(request: Request, body: RecallByIds | RecallByQuery, sessions: 
         session=body.session,
         hits=[Hit.model_validate(h) for h in found["hits"]],
         unsearched=found["unsearched"],
+    )
+
+
+@router.post(
+    "/recall/turns",
+    response_model=RecallTurnsOut,
+    summary="Read turns back whole, stitched over the pages that hold them",
+    responses=responses(404, 422, 502, 503),
+)
+async def recall_turns(request: Request, body: RecallTurnsIn, sessions: SessionsDep) -> RecallTurnsOut:
+    session = await sessions.existing(body.session)
+    metrics = request.app.state.metrics
+    with metrics.timed(metrics.recall, kind="turns"):
+        turns = await session.arecall_turns(body.turn_ids)
+    return RecallTurnsOut(
+        session=body.session, turns=[RecalledTurnOut.model_validate(t.to_dict()) for t in turns]
     )

@@ -156,6 +156,10 @@ def test_recall_tool_reads_a_page_and_answers_a_query(memory):
             return AIMessage(
                 "", tool_calls=[{"name": "recall_memory", "args": {"query": "OPS-4801"}, "id": "r2"}]
             )
+        if last.text == "recall turns":
+            return AIMessage(
+                "", tool_calls=[{"name": "recall_memory", "args": {"turn_ids": asked["turns"]}, "id": "r3"}]
+            )
         return "ok"
 
     agent, model, mw = make_agent(memory, RecordingChatModel(reply=reply), tools=[])
@@ -165,9 +169,12 @@ def test_recall_tool_reads_a_page_and_answers_a_query(memory):
     memory.wait()
     page = memory.session("r").pages()[0]
     asked["page"] = page.id
-    chat(agent, "r", ["recall page", "recall query"])
-    by_page, by_query = asked["results"]
+    asked["turns"] = list(page.turn_ids[:2])
+    chat(agent, "r", ["recall page", "recall query", "recall turns"])
+    by_page, by_query, by_turns = asked["results"]
     source = {t.id: t.content for t in memory.session("r").turns()}
+    for tid in page.turn_ids[:2]:  # whole turns, as typed (the test double reads the layout)
+        assert f"turn {tid}, " in by_turns and source[tid] in by_turns
     first_turn = source[page.turn_ids[0]]
     assert (
         f"memory page {page.id} (turns {page.turn_ids[0]}-{page.turn_ids[-1]}, {page.mode.value}" in by_page

@@ -51,6 +51,15 @@ def test_turns_compress_recall_context_stats_delete(server, keys):
         page = read["pages"][0]
         assert "OPS-4821" in page["text"] and page["backend"] == "test-double"
         assert any(v["value"] == "OPS-4821" for v in page["verbatim"])
+        assert page["verified"] == [True] * len(page["lines"]) and "\n".join(page["lines"]) == page["text"]
+        ids = [one.json()["turn_ids"][0], batch.json()["turn_ids"][0]]
+        whole = c.post("/v1/recall/turns", json={"session": "flow", "turn_ids": ids})
+        assert whole.status_code == 200, whole.text
+        first, second = whole.json()["turns"]
+        assert first["text"] == "The cutover ticket is OPS-4821 for Zanzibar." and first["verified"] is True
+        assert second["text"].startswith("Turn 0:") and second["pages"] == [created[0]]
+        missing = c.post("/v1/recall/turns", json={"session": "flow", "turn_ids": [99999]})
+        assert missing.status_code == 422 and "no turn 99999" in missing.json()["error"]["message"]
         hits = c.post("/v1/recall", json={"session": "flow", "query": "Zanzibar", "limit": 3}).json()["hits"]
         assert hits and hits[0]["page_id"] == created[0]
 

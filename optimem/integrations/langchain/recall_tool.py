@@ -1,4 +1,4 @@
-"""The `recall_memory` tool: read a memory page back as text, by page id or by query."""
+"""The `recall_memory` tool: read memory back as text, by page id, by turn ids or by query."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ log = logging.getLogger("optimem.langchain")
 
 DESCRIPTION = (
     "Read back earlier conversation kept in optical memory. Pass page_id to read one memory "
-    "page as text (identifiers exact), or query to search every page and read the best match. "
-    "Use it when a page image is too blurred to read or an older detail is needed."
+    "page as text, turn_ids to get those turns back whole (a page caption names its turns), or "
+    "query to search every page and read the best match. Lines marked [?] were not read back "
+    "exactly. Use it when a page image is too blurred to read or an older detail is needed."
 )
 
 
@@ -49,12 +50,22 @@ def make_recall_tool(
         sid = session_id or session_id_for(thread_id_of(runtime.config), runtime.context, namespace)
         return memory.session(sid)
 
-    def recall_memory(runtime: ToolRuntime, page_id: int | None = None, query: str | None = None) -> str:
+    def recall_memory(
+        runtime: ToolRuntime,
+        page_id: int | None = None,
+        query: str | None = None,
+        turn_ids: list[int] | None = None,
+    ) -> str:
         session = session_of(runtime)
-        if (page_id is None) == (not query):
-            return "Pass either page_id or query."
+        if sum(x is not None and x != "" and x != [] for x in (page_id, query, turn_ids)) != 1:
+            return "Pass one of page_id, turn_ids or query."
         if not session.exists():
             return "This conversation has no memory pages yet."
+        if turn_ids:
+            try:
+                return read_turns(session, [int(t) for t in turn_ids])
+            except InputError as exc:
+                return str(exc)
         if page_id is not None:
             try:
                 return read_page(session, int(page_id), on_recall_error)
@@ -63,15 +74,28 @@ def make_recall_tool(
         return search(session, str(query), limit, on_recall_error)
 
     async def arecall_memory(
-        runtime: ToolRuntime, page_id: int | None = None, query: str | None = None
+        runtime: ToolRuntime,
+        page_id: int | None = None,
+        query: str | None = None,
+        turn_ids: list[int] | None = None,
     ) -> str:
         import asyncio
 
-        return await asyncio.to_thread(recall_memory, runtime, page_id, query)
+        return await asyncio.to_thread(recall_memory, runtime, page_id, query, turn_ids)
 
     return StructuredTool.from_function(
         func=recall_memory, coroutine=arecall_memory, name=name, description=DESCRIPTION
     )
+
+
+def read_turns(session: Session, turn_ids: list[int]) -> str:
+    """Turns back whole, each headed by its id and speaker; unverified ones marked."""
+    parts = []
+    for t in session.recall_turns(turn_ids):
+        who = f"{t.role} ({t.name})" if t.name else t.role
+        mark = " [?] not read back exactly" if t.verified is False else ""
+        parts.append(f"turn {t.turn_id}, {who}{mark}:\n{t.text}")
+    return "\n\n".join(parts)
 
 
 def read_page(session: Session, page_id: int, on_recall_error: OnRecallError = "raise") -> str:

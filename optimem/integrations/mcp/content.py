@@ -34,6 +34,9 @@ def recalled(page: Page, recall: Recall, *, split_turns: bool) -> dict[str, Any]
     out: dict[str, Any] = {"page_id": recall.page_id, "turns": span(page.turn_ids)}
     if split_turns and recall.turns:
         out["turn_texts"] = {str(tid): text for tid, text in recall.turns.items()}
+        doubtful = [tid for tid, ok in recall.turns_verified.items() if ok is False]
+        if doubtful:
+            out["unverified_turns"] = doubtful
     else:
         out["text"] = recall.marked_text
         if recall.unverified_lines:

@@ -32,6 +32,7 @@ def register(server: MCPServer, tenancy: Tenancy) -> None:
     @server.resource(TEXT_URI, name="page_text", mime_type="text/plain")
     @guard
     async def page_text(session: str, page: str) -> str:
-        """A memory page read back as text (OCR on first read; identifiers restored exactly)."""
+        """A memory page read back as text (OCR on first read); lines that did not pass their
+        stored check start with [?]."""
         s = await tenancy.sessions().existing(session)
-        return (await s.arecall_page(page_number(page))).text
+        return (await s.arecall_page(page_number(page))).marked_text
