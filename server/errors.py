@@ -99,9 +99,9 @@ def error_type(exc: OptimemError) -> str:
     return _snake(type(exc).__name__)
 
 
-def without_tenant(message: str, tenant: str | None) -> str:
-    """`message` with the caller's own tenant prefix taken out of session ids."""
-    return message.replace(f"{tenant}/", "") if tenant else message
+def without_tenant(message: str, prefix: str | None) -> str:
+    """`message` with the caller's own tenant prefix (``"acme/"``) taken out of session ids."""
+    return message.replace(prefix, "") if prefix else message
 
 
 def library_status(exc: OptimemError) -> int:
@@ -113,7 +113,7 @@ def library_status(exc: OptimemError) -> int:
 
 def _strip_tenant(request: Request, message: str) -> str:
     tenant = getattr(request.state, "tenant", None)
-    return without_tenant(message, tenant.name if tenant is not None else None)
+    return without_tenant(message, tenant.prefix if tenant is not None else None)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:

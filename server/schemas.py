@@ -24,6 +24,14 @@ from pydantic import (
 MAX_ID = 2**53 - 1  # exact as a JSON number in every client
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 SESSION_RULE = "1-128 characters: letters, digits and . _ : @ - (starting with a letter or digit)"
+#: What a path or body may name: a tenant's session name, or (a service without keys, whose one
+#: local caller sees every session of the database) a full library id such as ``acme/thread-42``.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*(?:/[A-Za-z0-9][A-Za-z0-9._:@-]*)*$"
+SESSION_ID_MAX = 256
+SESSION_ID_RULE = (
+    f"with API keys, {SESSION_RULE}; without keys, the session's full id: such names joined by '/',"
+    f" at most {SESSION_ID_MAX} characters"
+)
 Role = Literal["user", "assistant", "system", "tool"]
 ModeName = Literal["gundam", "large", "base", "small", "tiny"]
 
@@ -203,7 +211,9 @@ class PagesOut(BaseModel):
 class CompressIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"session": "thread-42", "flush": False}]})
 
-    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    session: str = Field(
+        pattern=SESSION_ID_PATTERN, max_length=SESSION_ID_MAX, description=f"Session id: {SESSION_ID_RULE}."
+    )
     flush: StrictBool = Field(
         default=False, description="Also page the newest turns and a partly filled last page."
     )
@@ -249,7 +259,9 @@ class RecallByIds(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"session": "thread-42", "page_ids": [1, 2]}]}
     )
 
-    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    session: str = Field(
+        pattern=SESSION_ID_PATTERN, max_length=SESSION_ID_MAX, description=f"Session id: {SESSION_ID_RULE}."
+    )
     page_ids: list[Annotated[int, Interval(ge=1, le=MAX_ID), BeforeValidator(_json_int)]] = Field(
         min_length=1, description="At most the service's pages-per-recall limit (maxItems here)."
     )
@@ -263,7 +275,9 @@ class RecallByQuery(BaseModel):
         json_schema_extra={"examples": [{"session": "thread-42", "query": "cutover ticket", "limit": 3}]},
     )
 
-    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    session: str = Field(
+        pattern=SESSION_ID_PATTERN, max_length=SESSION_ID_MAX, description=f"Session id: {SESSION_ID_RULE}."
+    )
     query: str = Field(max_length=2000, json_schema_extra={"minLength": 1, "pattern": NOT_BLANK})
     limit: JsonInt = Field(default=5, ge=1, description="Hits to return (at most the service's limit).")
     wait: StrictBool = Field(

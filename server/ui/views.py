@@ -12,7 +12,7 @@ from typing import Any
 
 from optimem import OpticalMemory, Page, Session
 
-from ..deps import TenantSessions
+from ..deps import TenantSession, TenantSessions
 from . import chart, diff
 
 #: Turns still kept as text shown under the timeline (the newest ones).
@@ -20,7 +20,7 @@ RECENT_TURNS = 20
 
 
 def public_id(session: Session) -> str:
-    return session.id.split("/", 1)[1]
+    return session.public_id if isinstance(session, TenantSession) else session.id
 
 
 def session_summary(session: Session) -> dict[str, Any]:

@@ -156,5 +156,5 @@ def test_sigterm_finishes_the_background_decode_queue_first(tmp_path):
     assert created and queued >= 1  # OCR of the new pages is still under way
     assert srv.stop() in (0, -signal.SIGTERM)
     with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
-        session = mem.session("public/q")
+        session = mem.session("q")
         assert all(session.recall_page(pid).cached for pid in created)
