@@ -157,7 +157,8 @@ class TurnsAdded(BaseModel):
 
 
 class TurnOut(_Out):
-    id: int
+    id: int = Field(description="The turn's id, global to the database (what the API takes).")
+    number: int = Field(description="The turn's number in its session (1, 2, …), what a person reads.")
     seq: int
     role: str
     content: str | None = Field(description="None once the session's archive was dropped.")
@@ -179,10 +180,16 @@ class TurnsOut(BaseModel):
 
 
 class PageOut(_Out):
-    id: int
+    id: int = Field(description="The page's id, global to the database (what the API takes).")
+    number: int = Field(description="The page's number in its session (1, 2, …), what a person reads.")
     mode: ModeName
     creation_mode: ModeName
     turn_ids: list[int]
+    turn_numbers: list[int] = Field(
+        description="Numbers in the session of the first and last turn on the page.",
+        min_length=2,
+        max_length=2,
+    )
     text_tokens: int = Field(description="Text tokens (o200k_base) of the turn content on the page.")
     positions: int = Field(description="Decoder positions the page costs at its current mode.")
     compression: float = Field(description="text_tokens ÷ positions.")
@@ -197,6 +204,9 @@ class PageOut(_Out):
     def _compression(cls, data: Any) -> Any:
         if isinstance(data, dict) and "compression" not in data and data.get("positions"):
             data = {**data, "compression": data["text_tokens"] / data["positions"]}
+        if isinstance(data, dict) and "turn_numbers" not in data and data.get("turn_ids"):
+            last = data.get("last_turn_seq", 0)  # a page's turns are consecutive in its session
+            data = {**data, "turn_numbers": [last - len(data["turn_ids"]) + 1, last]}
         return data
 
 

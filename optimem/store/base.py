@@ -80,6 +80,12 @@ class PageRecord:
     def turn_ids(self) -> tuple[int, ...]:
         return tuple(s.turn_id for s in self.spans)
 
+    @property
+    def number(self) -> int:
+        """The page's number in its session (1, 2, …): `seq`, which only the last page ever gives
+        back (paging retypesets a half-empty last page), so the numbers stay 1..n."""
+        return self.seq
+
 
 @dataclass(frozen=True)
 class NewPage:

@@ -175,7 +175,10 @@ def build(tenancy: "Tenancy", config: "McpConfig") -> list[Tool]:
         pages = await s.apages()
         data = st.to_dict() | {
             "session": session,
-            "pages": [{"page_id": p.id, "turns": span(p.turn_ids), "mode": p.mode.value} for p in pages],
+            "pages": [
+                {"page_id": p.id, "number": p.number, "turns": span(p.turn_ids), "mode": p.mode.value}
+                for p in pages
+            ],
         }
         return compact(data)
 
