@@ -71,6 +71,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "A body that is not JSON text.",
         401: "Missing, invalid or revoked API key.",
+        403: "Refused: metrics are off where the service has keys but no metrics key.",
         404: "No such session or page for this tenant.",
         409: "An external_id given twice or already stored.",
         413: "Request body or batch over its limit.",

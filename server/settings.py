@@ -33,6 +33,10 @@ class Settings:
     workers: int = 1
     keys: str | None = None
     """Keys file (hashed API keys → tenants). Without one there is no auth: loopback only."""
+    metrics_key: str | None = None
+    """With keys: the bearer key `GET /metrics` needs (set it in `OPTIMEM_METRICS_KEY`; a command
+    line is visible to other users). With keys and no metrics key, `/metrics` answers 403.
+    Without keys (loopback) `/metrics` is open, as the whole service is."""
     insecure_no_auth: bool = False
     """Allow serving a non-loopback address without keys (every caller is tenant `public`)."""
     max_body_bytes: int = 8 * 1024 * 1024
@@ -83,6 +87,8 @@ class Settings:
                 f"refusing to serve {self.host} without API keys: pass --keys FILE "
                 "(create keys with `optimem keys add TENANT`) or --insecure-no-auth"
             )
+        if self.metrics_key is not None and len(self.metrics_key) < 16:
+            raise ValueError("metrics_key must be at least 16 characters (e.g. `openssl rand -hex 24`)")
         if self.workers < 1:
             raise ValueError("workers must be ≥ 1")
         if self.decode not in ("background", "now", "lazy", "queue"):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from server.process import ROOT
 
-from .conftest import auth, words_turns
+from .conftest import METRICS_KEY, auth, words_turns
 
 
 def test_turns_compress_recall_context_stats_delete(server, keys):
@@ -146,8 +146,15 @@ def test_health_ready_metrics_and_openapi(server, keys):
         c.post("/v1/sessions/m/turns", json={"turns": words_turns(12)})
         c.post("/v1/compress", json={"session": "m", "flush": True})
         c.post("/v1/recall", json={"session": "m", "query": "cutover"})
-    text = httpx.get(server.url + "/metrics").text
+    assert httpx.get(server.url + "/metrics").status_code == 401  # keys: metrics need their own key
+    assert (
+        httpx.get(server.url + "/metrics", headers=auth(keys["acme"])).status_code == 401
+    )  # a tenant's won't do
+    text = httpx.get(server.url + "/metrics", headers=auth(METRICS_KEY)).text
     assert 'optimem_http_requests_total{method="POST",route="/v1/compress",status="200"}' in text
+    # labels are route templates, methods, statuses and modes: no tenant, session or key shows
+    for secret in ("acme", "globex", '"m"', "/v1/sessions/m/", keys["acme"]):
+        assert secret not in text, secret
     assert 'route="/v1/sessions/{session}/turns"' in text  # templates, never raw paths
     assert "optimem_compress_seconds_count" in text and 'optimem_recall_seconds_count{kind="query"}' in text
     assert 'optimem_pages{mode="small"}' in text and "optimem_decode_queue" in text

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from server import Settings, create_app
 from server.process import Server
 
-from .conftest import auth
+from .conftest import METRICS_KEY, auth
 
 EXAMPLES = int(os.environ.get("OPTIMEM_FUZZ_EXAMPLES", "200"))
 
@@ -23,7 +23,16 @@ EXAMPLES = int(os.environ.get("OPTIMEM_FUZZ_EXAMPLES", "200"))
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory, keys):
     db = tmp_path_factory.mktemp("fuzz") / "memory.db"
-    srv = Server(db, "--keys", keys["file"], "--rate-per-minute", "0", "--decode", "now").start()
+    srv = Server(
+        db,
+        "--keys",
+        keys["file"],
+        "--rate-per-minute",
+        "0",
+        "--decode",
+        "now",
+        env={"OPTIMEM_METRICS_KEY": METRICS_KEY},
+    ).start()
     with httpx.Client(base_url=srv.url, headers=auth(keys["acme"]), timeout=60) as c:
         # the session the examples name, with pages, so generated requests reach real data
         c.post(
@@ -75,7 +84,7 @@ def test_openapi_contract(case, fuzzed, keys):
 
 def test_the_fuzzing_reached_the_handlers(fuzzed):
     """Runs after the fuzzing: it was not all 401s and 422s."""
-    text = httpx.get(fuzzed.url + "/metrics").text
+    text = httpx.get(fuzzed.url + "/metrics", headers=auth(METRICS_KEY)).text
     for route, status in (
         ("/v1/sessions/{session}/turns", "201"),
         ("/v1/compress", "200"),
