@@ -71,7 +71,7 @@ def serve_command(**options: object) -> None:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"auth: {n} active key(s) in {settings.keys}", err=True)
     else:
-        click.echo("auth: off (no keys file); every caller is tenant 'public'", err=True)
+        click.echo("auth: off (no keys file); every caller sees every session (docs/tenancy.md)", err=True)
     os.environ.update(settings.to_env())  # worker processes read their settings from here
     uvicorn.run(
         "server.main:app_from_env",

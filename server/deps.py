@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from optimem import OpticalMemory, Session
 
@@ -142,6 +143,26 @@ def get_sessions(memory: MemoryDep, tenant: TenantDep) -> TenantSessions:
 
 SessionsDep = Annotated[TenantSessions, Depends(get_sessions)]
 
+#: Path words after a session id (`…/{session}/turns`): no later segment of an id in a path may
+#: be one, so `DELETE /v1/sessions/a/turns` is the turns route's 405, never session "a/turns".
+ROUTE_WORDS = ("turns", "pages", "stats", "context", "search")
+
+
+class SessionConvertor(Convertor[str]):
+    """`{session:session}`: one path segment, or (a full id) several joined by '/', none of the
+    later ones a route word; the name's own rule is checked by validation (422), not routing."""
+
+    regex = "[^/]+(?:/(?!(?:" + "|".join(ROUTE_WORDS) + ")(?:/|$))[^/]+)*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("session", SessionConvertor())
+
 SessionName = Annotated[
     str,
     Path(
@@ -151,7 +172,7 @@ SessionName = Annotated[
         examples=["thread-42"],
     ),
 ]
-"""A path's `{session}`: routes declare it `{session:path}`, since a full id may hold '/'."""
+"""A path's `{session}`: routes declare it `{session:session}`, since a full id may hold '/'."""
 
 
 async def existing_session(session: SessionName, sessions: SessionsDep) -> TenantSession:

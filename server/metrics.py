@@ -112,7 +112,7 @@ class RequestMetrics:
             await self.app(scope, receive, sending)
         finally:
             metrics.in_flight.dec()
-            matched = scope.get("route")  # its template without convertors: {session}, not {session:path}
+            matched = scope.get("route")  # its template without convertors: {session}, not {session:session}
             route = getattr(matched, "path_format", None) or getattr(matched, "path", None) or "unmatched"
             method = scope.get("method", "")
             metrics.requests.labels(route, method, str(status)).inc()

@@ -126,7 +126,7 @@ async def root() -> RedirectResponse:
 
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
-    if not _auth_on(request):  # no keys: everyone is tenant `public`, nothing to sign in to
+    if not _auth_on(request):  # no keys: one local user who sees everything, nothing to sign in to
         return RedirectResponse(safe_next(next), status_code=303)
     data = {"next": safe_next(next), "error": None}
     return render(request, "login.html", data)
@@ -169,7 +169,7 @@ async def sessions_page(request: Request, sessions: ViewerSessions, format: Form
     return render(request, "sessions.html", data)
 
 
-@router.get("/s/{session:path}/search")
+@router.get("/s/{session:session}/search")
 async def search_page(
     request: Request,
     session: SessionName,
@@ -186,14 +186,14 @@ async def search_page(
     return render(request, "search.html", data)
 
 
-@router.get("/s/{session:path}/pages/{page_id}.png")
+@router.get("/s/{session:session}/pages/{page_id}.png")
 async def page_png(session: SessionName, page_id: PageId, sessions: ImageSessions) -> Response:
     found = await sessions.existing(session)
     png = await found.apage_png(page_id)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/s/{session:path}/pages/{page_id}")
+@router.get("/s/{session:session}/pages/{page_id}")
 async def page_page(
     request: Request, session: SessionName, page_id: PageId, sessions: ViewerSessions, format: Format = "html"
 ) -> Response:
@@ -202,7 +202,7 @@ async def page_page(
     return render(request, "page.html", data)
 
 
-@router.post("/s/{session:path}/pages/{page_id}/read")
+@router.post("/s/{session:session}/pages/{page_id}/read")
 async def read_again(
     request: Request,
     session: SessionName,
@@ -220,8 +220,8 @@ async def read_again(
     return render(request, "page.html", data | {"fresh": fresh})
 
 
-# last: `{session:path}` would take any of the longer viewer paths above (a full id may hold "/")
-@router.get("/s/{session:path}")
+# last, beside the longer viewer paths above that a full id (which may hold "/") could resemble
+@router.get("/s/{session:session}")
 async def timeline_page(
     request: Request,
     session: SessionName,

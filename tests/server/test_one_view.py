@@ -49,8 +49,10 @@ def test_without_keys_the_library_sessions_are_listed_and_usable_by_full_id(libr
             missing = c.get("/v1/sessions/acme/never/stats")
             assert missing.status_code == 404
             assert missing.json()["error"]["message"] == "no session 'acme/never'"
-            bad = c.get("/v1/sessions/acme//stats")
-            assert bad.status_code == 422
+            assert c.get("/v1/sessions/acme//stats").status_code == 404  # no route has an empty segment
+            assert c.get("/v1/sessions/acme/x y/stats").status_code == 422  # the name's rule
+            # a route word is never part of a full id: this is the 405 of the turns route
+            assert c.delete("/v1/sessions/thread-42/turns").status_code == 405
             # the viewer lists the same sessions and opens them
             listing = c.get("/ui/", params={"format": "json"}).json()
             assert {row["session"] for row in listing["sessions"]} == {
