@@ -19,7 +19,7 @@ from optimem import OpticalMemory, Session
 
 from .auth import LOCAL_TENANT, KeysFile
 from .errors import ApiError, not_found
-from .limits import RateLimiter
+from .limits import RateLimiter, SharedRateLimiter
 from .schemas import SESSION_ID_MAX, SESSION_ID_PATTERN, SESSION_ID_RULE, SESSION_PATTERN, SESSION_RULE
 from .settings import Settings
 
@@ -82,8 +82,8 @@ async def get_tenant(
             raise _unauthorized("invalid or revoked API key")
         tenant = Tenant(record.tenant, record.id)
     request.state.tenant = tenant
-    limiter: RateLimiter = request.app.state.limiter
-    limiter.hit(tenant.key_id or tenant.name)
+    limiter: RateLimiter | SharedRateLimiter = request.app.state.limiter
+    await limiter.ahit(tenant.key_id or tenant.name)
     return tenant
 
 

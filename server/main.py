@@ -14,7 +14,7 @@ from optimem import OpticalMemory, __version__
 
 from . import errors
 from .auth import KeysFile
-from .limits import BodyLimit, RateLimiter
+from .limits import BodyLimit, RateLimiter, SharedRateLimiter
 from .metrics import Metrics, RequestMetrics
 from .routes import ROUTERS
 from .schemas import SESSION_PATTERN, SESSION_RULE
@@ -81,7 +81,11 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
     app.state.keys = KeysFile(settings.keys) if settings.keys else None
     if app.state.keys is not None:
         app.state.keys.records()  # a broken keys file stops the start, not the first request
-    app.state.limiter = RateLimiter(settings.rate_per_minute)
+    app.state.limiter = (
+        SharedRateLimiter(settings.rate_per_minute, lambda: app.state.memory.store.count_request)
+        if settings.shared_rate_limit
+        else RateLimiter(settings.rate_per_minute)
+    )
     app.state.metrics = Metrics()
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -38,14 +38,15 @@ class Settings:
     line is visible to other users). With keys and no metrics key, `/metrics` answers 403.
     Without keys (loopback) `/metrics` is open, as the whole service is."""
     insecure_no_auth: bool = False
-    """Allow serving a non-loopback address without keys (every caller is tenant `public`)."""
+    """Allow serving a non-loopback address without keys (every caller sees every session)."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body; more is 413."""
     max_turns_per_request: int = 1000
     max_pages_per_recall: int = 20
     max_recall_hits: int = 50
     rate_per_minute: int = 600
-    """Requests per API key (per tenant without auth) per minute and worker process; 0 = off."""
+    """Requests per API key (the local user without auth) per minute; 0 = off. Counted in the
+    process, or in the database where several processes serve (see `shared_rate_limit`)."""
     graceful_timeout: int = 30
     """Seconds shutdown waits for in-flight requests."""
     shutdown_decode_s: float = 5.0
@@ -75,6 +76,15 @@ class Settings:
             if value is not None:
                 out[ENV_PREFIX + f.name.upper()] = str(int(value) if isinstance(value, bool) else value)
         return out
+
+    @property
+    def shared_rate_limit(self) -> bool:
+        """Count requests in the database, which every worker and replica sees: with several
+        workers or on PostgreSQL (where replicas share it). One SQLite process counts in memory,
+        so a request never waits on the file's write lock for its count."""
+        return self.rate_per_minute > 0 and (
+            self.workers > 1 or self.db.startswith(("postgresql://", "postgres://"))
+        )
 
     @property
     def auth_enabled(self) -> bool:
