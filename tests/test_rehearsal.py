@@ -9,7 +9,7 @@ from optimem.modes import BudgetPolicy, NoAging
 
 from .conftest import chat_turns
 
-BUDGET = 600  # four pages of the 60 test turns: one Small page fits beside three Tiny ones
+BUDGET = 630  # four pages of the 60 test turns: one Tiny page fits beside three Small ones (captions included)
 
 
 def memory(path, **kw):
