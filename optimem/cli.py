@@ -115,11 +115,16 @@ def _read_pages(s, backend: str) -> None:
 
 
 def _print_pages(s) -> None:
-    click.echo(f"{'page':>5} {'mode':<7} {'turns':>9} {'text tok':>8} {'positions':>9} {'ratio':>6}")
+    """The session's pages: page and turn numbers in the session, and the page id commands take."""
+    click.echo(
+        f"{'page':>5} {'id':>7} {'mode':<7} {'turns':>11} {'text tok':>8} {'positions':>9} {'ratio':>6}"
+    )
     for p in s.pages():
-        span = f"{p.turn_ids[0]}-{p.turn_ids[-1]}"
+        first, last = p.turn_numbers
+        span = f"{first}-{last}"
         click.echo(
-            f"{p.id:>5} {p.mode.value:<7} {span:>9} {p.text_tokens:>8} {p.positions:>9} {p.compression:>5.1f}x"
+            f"{p.number:>5} {p.id:>7} {p.mode.value:<7} {span:>11} {p.text_tokens:>8} {p.positions:>9}"
+            f" {p.compression:>5.1f}x"
         )
 
 
@@ -149,8 +154,12 @@ def recall(
             hits = s.search(query, limit=limit, wait=True)  # one-shot: decode what is missing now
             if as_json:
                 click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+            numbers = {p.id: p.number for p in s.pages()} if hits and not as_json else {}
             for h in hits if not as_json else []:
-                click.echo(f"page {h.page_id} ({h.mode.value}, score {h.score:.2f}): {h.snippet}")
+                click.echo(
+                    f"page {numbers.get(h.page_id, '?')} (id {h.page_id}, {h.mode.value}, score {h.score:.2f}):"
+                    f" {h.snippet}"
+                )
             if not hits and not as_json:
                 click.echo("no page matches")
             return
@@ -214,8 +223,10 @@ def page_png(page_id: int, out: Path, db: str, session: str, backend: str) -> No
     """Write the image of PAGE_ID at its current mode as PNG (nothing is decoded)."""
     _must_exist(db)
     with _memory(db, backend) as mem:  # the backend is named, never loaded: no decode here
-        out.write_bytes(_existing(mem, session).page_png(page_id))
-        click.echo(f"wrote {out}")
+        found = _existing(mem, session)
+        out.write_bytes(found.page_png(page_id))
+        page = found.page(page_id)
+        click.echo(f"wrote {out}: page {page.number} of {session!r} (id {page.id}), {page.mode.value}")
 
 
 def _register_bench() -> None:

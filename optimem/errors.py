@@ -6,6 +6,7 @@ OptimemError
 ├── RenderError           text could not be typeset onto a page
 ├── StoreError            the database could not do what was asked
 │   ├── PageNotFound
+│   ├── TurnNotFound
 │   ├── SessionNotFound
 │   └── SchemaError       the database was written by a newer optimem
 └── BackendError          an OCR decoder failed
@@ -47,6 +48,13 @@ class PageNotFound(StoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "page not found"
+
+
+class TurnNotFound(StoreError, KeyError):
+    """No turn with that id in this session."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "turn not found"
 
 
 class SessionNotFound(StoreError, KeyError):

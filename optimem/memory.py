@@ -238,6 +238,7 @@ class OpticalMemory:
             font_px=p.font_px,
             canvas=p.canvas,
             last_turn_seq=p.last_turn_seq,
+            number=p.number,
         )
 
 
@@ -253,6 +254,7 @@ def public_turn(t: TurnRecord) -> Turn:
         text_tokens=t.text_tokens,
         paged=t.paged,
         external_id=t.external_id,
+        number=t.seq,
     )
 
 

@@ -201,16 +201,22 @@ class _PagedLike(Protocol):
     @property
     def id(self) -> int: ...
     @property
+    def number(self) -> int: ...
+    @property
     def turn_ids(self) -> tuple[int, ...]: ...
+    @property
+    def last_turn_seq(self) -> int: ...
     @property
     def mode(self) -> Mode: ...
 
 
 def page_caption(page: _PagedLike) -> str:
-    """The line of text shown with a page image. It names no mode, so its price never changes
-    as the page ages (the policy can treat it as a fixed cost of the page)."""
-    first, last = page.turn_ids[0], page.turn_ids[-1]
-    return f"[memory page {page.id}: turns {first}-{last}]"
+    """The line of text shown with a page image: the page's and its turns' numbers in the
+    session (what a person follows), and the page id the recall tools take. It names no mode,
+    so its price never changes as the page ages (the policy can treat it as a fixed cost)."""
+    first = page.last_turn_seq - len(page.turn_ids) + 1
+    turns = f"turn {first}" if first == page.last_turn_seq else f"turns {first}-{page.last_turn_seq}"
+    return f"[memory page {page.number} (id {page.id}): {turns}]"
 
 
 def turn_label(role: str, name: str | None) -> str:

@@ -16,7 +16,7 @@ from rapidfuzz import fuzz
 from . import linecheck
 from .correction import _with_label
 from .decoding import Decoder
-from .errors import BackendError, InputError
+from .errors import BackendError, InputError, TurnNotFound
 from .layout import LineBox, turn_texts
 from .records import Hits, Page, Recall, RecalledTurn, RecallHit
 from .store import Store
@@ -182,7 +182,7 @@ def recall_turns(
     by_id = {t.id: t for t in store.turns(session_id)}
     missing = [tid for tid in wanted if tid not in by_id]
     if missing:
-        raise InputError(f"no turn {missing[0]} in session {session_id!r}")
+        raise TurnNotFound(f"no turn {missing[0]} in session {session_id!r}")
     rows: dict[int, list[tuple[LineBox, str, bool | None]]] = {tid: [] for tid in wanted}
     pages: dict[int, list[int]] = {tid: [] for tid in wanted}
     for page in store.pages(session_id):

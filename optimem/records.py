@@ -109,6 +109,9 @@ class Turn(Record):
     paged: bool = False
     external_id: str | None = None
     """The caller's own id for the turn (unique in its session), e.g. a LangChain message id."""
+    number: int = 0
+    """The turn's number in its session (1, 2, …), what a person reads; `id` is global to the
+    database (what the API takes)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,15 @@ class Page(Record):
     canvas: int
     last_turn_seq: int = 0
     """Position in the session of the newest turn on this page (ages count from it)."""
+    number: int = 0
+    """The page's number in its session (1, 2, …), what a person reads; `id` is global to the
+    database (what the API takes)."""
+
+    @property
+    def turn_numbers(self) -> tuple[int, int]:
+        """Numbers in the session of the first and last turn on the page (its turns are
+        consecutive, the last one numbered `last_turn_seq`)."""
+        return self.last_turn_seq - len(self.turn_ids) + 1, self.last_turn_seq
 
     @property
     def compression(self) -> float:
@@ -137,7 +149,10 @@ class Page(Record):
         return self.text_tokens / self.positions
 
     def to_dict(self) -> dict[str, Any]:
-        return super().to_dict() | {"compression": round(self.compression, 3)}
+        return super().to_dict() | {
+            "compression": round(self.compression, 3),
+            "turn_numbers": list(self.turn_numbers),
+        }
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 KEY_PREFIX = "om_"
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-#: The tenant every caller is when the service runs without keys (loopback or --insecure-no-auth).
-PUBLIC_TENANT = "public"
+#: Who every caller is when the service runs without keys (loopback or --insecure-no-auth): the
+#: one local user, who sees every session of the database by its full id (docs/tenancy.md).
+LOCAL_TENANT = "local"
 
 
 class KeysFileError(ValueError):

@@ -42,6 +42,11 @@ KEYS_ENV = "OPTIMEM_KEYS"
 @click.option(
     "--insecure-no-auth", is_flag=True, default=None, help="Serve a non-loopback address without keys."
 )
+@click.option(
+    "--metrics-key",
+    default=None,
+    help="With --keys: the bearer key GET /metrics needs [$OPTIMEM_METRICS_KEY, better: not on a command line].",
+)
 @click.option("--rate-per-minute", type=int, default=None, help="Requests per key per minute (0: off).")
 @click.option("--max-body-bytes", type=int, default=None, help="Largest request body.")
 @click.option("--max-pages-per-recall", type=int, default=None, help="Most page ids in one recall.")
@@ -71,7 +76,7 @@ def serve_command(**options: object) -> None:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"auth: {n} active key(s) in {settings.keys}", err=True)
     else:
-        click.echo("auth: off (no keys file); every caller is tenant 'public'", err=True)
+        click.echo("auth: off (no keys file); every caller sees every session (docs/tenancy.md)", err=True)
     os.environ.update(settings.to_env())  # worker processes read their settings from here
     uvicorn.run(
         "server.main:app_from_env",

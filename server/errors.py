@@ -28,6 +28,7 @@ from optimem.errors import (
     SchemaError,
     SessionNotFound,
     StoreError,
+    TurnNotFound,
     UnknownBackend,
 )
 
@@ -37,6 +38,7 @@ log = logging.getLogger("optimem.server")
 LIBRARY_STATUS: dict[type[OptimemError], int] = {
     SessionNotFound: 404,
     PageNotFound: 404,
+    TurnNotFound: 404,
     DuplicateExternalId: 409,
     InputError: 422,
     BackendUnavailable: 503,
@@ -71,6 +73,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "A body that is not JSON text.",
         401: "Missing, invalid or revoked API key.",
+        403: "Refused: metrics are off where the service has keys but no metrics key.",
         404: "No such session or page for this tenant.",
         409: "An external_id given twice or already stored.",
         413: "Request body or batch over its limit.",
@@ -100,9 +103,9 @@ def error_type(exc: OptimemError) -> str:
     return _snake(type(exc).__name__)
 
 
-def without_tenant(message: str, tenant: str | None) -> str:
-    """`message` with the caller's own tenant prefix taken out of session ids."""
-    return message.replace(f"{tenant}/", "") if tenant else message
+def without_tenant(message: str, prefix: str | None) -> str:
+    """`message` with the caller's own tenant prefix (``"acme/"``) taken out of session ids."""
+    return message.replace(prefix, "") if prefix else message
 
 
 def library_status(exc: OptimemError) -> int:
@@ -114,7 +117,7 @@ def library_status(exc: OptimemError) -> int:
 
 def _strip_tenant(request: Request, message: str) -> str:
     tenant = getattr(request.state, "tenant", None)
-    return without_tenant(message, tenant.name if tenant is not None else None)
+    return without_tenant(message, tenant.prefix if tenant is not None else None)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,11 +1,18 @@
-"""Request limits: body size (413, an ASGI middleware) and requests per key per minute (429)."""
+"""Request limits: body size (413, an ASGI middleware) and requests per key per minute (429).
+
+Requests per key are counted in one process (`RateLimiter`, a token bucket) or, where several
+processes serve (`--workers N`, replicas on one PostgreSQL), in the store they all share
+(`SharedRateLimiter`, a sliding window over per-minute counts).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
@@ -101,9 +108,54 @@ class RateLimiter:
                 bucket.tokens -= 1.0
                 return
             wait = math.ceil((1.0 - bucket.tokens) / rate)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"more than {self.per_minute} requests a minute for this key; retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
+        raise rate_limited(self.per_minute, wait)
+
+    async def ahit(self, key: str) -> None:
+        self.hit(key)
+
+
+def rate_limited(per_minute: int, wait: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"more than {per_minute} requests a minute for this key; retry in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+class SharedRateLimiter:
+    """`per_minute` requests a minute per key, counted in the store every process shares.
+
+    The estimate of the last 60 s is this minute's count plus the previous minute's weighted by
+    the part of it still inside the window (the sliding-window counter): one write per request,
+    no clock shared beyond the minute number.
+
+    Args:
+        per_minute: Requests a minute per key; 0 = no limit.
+        count: `Store.count_request` of the shared store (taken lazily: the app opens its
+            memory in its lifespan).
+    """
+
+    def __init__(self, per_minute: int, count: Callable[[], Callable[[str, int], tuple[int, int]]]) -> None:
+        self.per_minute = per_minute
+        self._count = count
+
+    def hit(self, key: str, now: float | None = None) -> None:
+        """Count one request of `key`, or raise a 429 ApiError with Retry-After."""
+        if self.per_minute <= 0:
+            return
+        now = time.time() if now is None else now
+        minute, into = divmod(now, 60.0)
+        current, previous = self._count()(key, int(minute))
+        fraction = into / 60.0
+        if previous * (1.0 - fraction) + current <= self.per_minute:
+            return
+        # seconds until the estimate falls back under the limit: the previous minute's weight
+        # shrinks as the window slides; past the minute's end only this minute counts
+        room = self.per_minute - current
+        wait = 60.0 * (1.0 - room / previous) - into if previous and room > 0 else 60.0 - into
+        raise rate_limited(self.per_minute, max(1, math.ceil(wait)))
+
+    async def ahit(self, key: str) -> None:
+        if self.per_minute > 0:
+            await asyncio.to_thread(self.hit, key)

@@ -14,9 +14,10 @@ from optimem import OpticalMemory, __version__
 
 from . import apidocs, errors
 from .auth import KeysFile
-from .limits import BodyLimit, RateLimiter
+from .limits import BodyLimit, RateLimiter, SharedRateLimiter
 from .metrics import Metrics, RequestMetrics
 from .routes import ROUTERS
+from .schemas import SESSION_PATTERN, SESSION_RULE
 from .settings import Settings
 from .ui import install as install_viewer
 
@@ -96,7 +97,11 @@ def create_app(settings: Settings | None = None, *, memory: OpticalMemory | None
     app.state.keys = KeysFile(settings.keys) if settings.keys else None
     if app.state.keys is not None:
         app.state.keys.records()  # a broken keys file stops the start, not the first request
-    app.state.limiter = RateLimiter(settings.rate_per_minute)
+    app.state.limiter = (
+        SharedRateLimiter(settings.rate_per_minute, lambda: app.state.memory.store.count_request)
+        if settings.shared_rate_limit
+        else RateLimiter(settings.rate_per_minute)
+    )
     app.state.metrics = Metrics()
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -118,8 +123,24 @@ def _openapi(app: FastAPI) -> dict:
         schemas["TurnsIn"]["properties"]["turns"]["maxItems"] = settings.max_turns_per_request
         schemas["RecallByIds"]["properties"]["page_ids"]["maxItems"] = settings.max_pages_per_recall
         schemas["RecallByQuery"]["properties"]["limit"]["maximum"] = settings.max_recall_hits
+        if settings.auth_enabled:  # a tenant names its sessions without '/' (docs/tenancy.md)
+            _tenant_session_names(doc)
         app.openapi_schema = doc
     return app.openapi_schema
+
+
+def _tenant_session_names(doc: dict) -> None:
+    """Write the tenant's session-name rule where the document allows a full id."""
+    rule = {"type": "string", "pattern": SESSION_PATTERN, "maxLength": 128}
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            for param in operation.get("parameters", []):
+                if param["name"] == "session" and param["in"] == "path":
+                    param["schema"] = {**param["schema"], **rule}
+                    param["description"] = f"Session name: {SESSION_RULE}."
+    for name in ("CompressIn", "RecallByIds", "RecallByQuery"):
+        prop = doc["components"]["schemas"][name]["properties"]["session"]
+        prop.update(rule, description=f"Session name: {SESSION_RULE}.")
 
 
 def app_from_env() -> FastAPI:

@@ -112,7 +112,8 @@ class RequestMetrics:
             await self.app(scope, receive, sending)
         finally:
             metrics.in_flight.dec()
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            matched = scope.get("route")  # its template without convertors: {session}, not {session:session}
+            route = getattr(matched, "path_format", None) or getattr(matched, "path", None) or "unmatched"
             method = scope.get("method", "")
             metrics.requests.labels(route, method, str(status)).inc()
             metrics.latency.labels(route, method).observe(time.perf_counter() - start)

@@ -24,6 +24,14 @@ from pydantic import (
 MAX_ID = 2**53 - 1  # exact as a JSON number in every client
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 SESSION_RULE = "1-128 characters: letters, digits and . _ : @ - (starting with a letter or digit)"
+#: What a path or body may name: a tenant's session name, or (a service without keys, whose one
+#: local caller sees every session of the database) a full library id such as ``acme/thread-42``.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*(?:/[A-Za-z0-9][A-Za-z0-9._:@-]*)*$"
+SESSION_ID_MAX = 256
+SESSION_ID_RULE = (
+    f"with API keys, {SESSION_RULE}; without keys, the session's full id: such names joined by '/',"
+    f" at most {SESSION_ID_MAX} characters"
+)
 Role = Literal["user", "assistant", "system", "tool"]
 ModeName = Literal["gundam", "large", "base", "small", "tiny"]
 
@@ -149,7 +157,8 @@ class TurnsAdded(BaseModel):
 
 
 class TurnOut(_Out):
-    id: int
+    id: int = Field(description="The turn's id, global to the database (what the API takes).")
+    number: int = Field(description="The turn's number in its session (1, 2, …), what a person reads.")
     seq: int
     role: str
     content: str | None = Field(description="None once the session's archive was dropped.")
@@ -171,10 +180,16 @@ class TurnsOut(BaseModel):
 
 
 class PageOut(_Out):
-    id: int
+    id: int = Field(description="The page's id, global to the database (what the API takes).")
+    number: int = Field(description="The page's number in its session (1, 2, …), what a person reads.")
     mode: ModeName
     creation_mode: ModeName
     turn_ids: list[int]
+    turn_numbers: list[int] = Field(
+        description="Numbers in the session of the first and last turn on the page.",
+        min_length=2,
+        max_length=2,
+    )
     text_tokens: int = Field(description="Text tokens (o200k_base) of the turn content on the page.")
     positions: int = Field(description="Decoder positions the page costs at its current mode.")
     compression: float = Field(description="text_tokens ÷ positions.")
@@ -189,6 +204,9 @@ class PageOut(_Out):
     def _compression(cls, data: Any) -> Any:
         if isinstance(data, dict) and "compression" not in data and data.get("positions"):
             data = {**data, "compression": data["text_tokens"] / data["positions"]}
+        if isinstance(data, dict) and "turn_numbers" not in data and data.get("turn_ids"):
+            last = data.get("last_turn_seq", 0)  # a page's turns are consecutive in its session
+            data = {**data, "turn_numbers": [last - len(data["turn_ids"]) + 1, last]}
         return data
 
 
@@ -203,7 +221,9 @@ class PagesOut(BaseModel):
 class CompressIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"session": "thread-42", "flush": False}]})
 
-    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    session: str = Field(
+        pattern=SESSION_ID_PATTERN, max_length=SESSION_ID_MAX, description=f"Session id: {SESSION_ID_RULE}."
+    )
     flush: StrictBool = Field(
         default=False, description="Also page the newest turns and a partly filled last page."
     )
@@ -278,7 +298,9 @@ class RecallByIds(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"session": "thread-42", "page_ids": [1, 2]}]}
     )
 
-    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    session: str = Field(
+        pattern=SESSION_ID_PATTERN, max_length=SESSION_ID_MAX, description=f"Session id: {SESSION_ID_RULE}."
+    )
     page_ids: list[Annotated[int, Interval(ge=1, le=MAX_ID), BeforeValidator(_json_int)]] = Field(
         min_length=1, description="At most the service's pages-per-recall limit (maxItems here)."
     )
@@ -292,7 +314,9 @@ class RecallByQuery(BaseModel):
         json_schema_extra={"examples": [{"session": "thread-42", "query": "cutover ticket", "limit": 3}]},
     )
 
-    session: str = Field(pattern=SESSION_PATTERN, description=f"Session id: {SESSION_RULE}.")
+    session: str = Field(
+        pattern=SESSION_ID_PATTERN, max_length=SESSION_ID_MAX, description=f"Session id: {SESSION_ID_RULE}."
+    )
     query: str = Field(max_length=2000, json_schema_extra={"minLength": 1, "pattern": NOT_BLANK})
     limit: JsonInt = Field(default=5, ge=1, description="Hits to return (at most the service's limit).")
     wait: StrictBool = Field(

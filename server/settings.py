@@ -36,15 +36,20 @@ class Settings:
     workers: int = 1
     keys: str | None = None
     """Keys file (hashed API keys → tenants). Without one there is no auth: loopback only."""
+    metrics_key: str | None = None
+    """With keys: the bearer key `GET /metrics` needs (set it in `OPTIMEM_METRICS_KEY`; a command
+    line is visible to other users). With keys and no metrics key, `/metrics` answers 403.
+    Without keys (loopback) `/metrics` is open, as the whole service is."""
     insecure_no_auth: bool = False
-    """Allow serving a non-loopback address without keys (every caller is tenant `public`)."""
+    """Allow serving a non-loopback address without keys (every caller sees every session)."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body; more is 413."""
     max_turns_per_request: int = 1000
     max_pages_per_recall: int = 20
     max_recall_hits: int = 50
     rate_per_minute: int = 600
-    """Requests per API key (per tenant without auth) per minute and worker process; 0 = off."""
+    """Requests per API key (the local user without auth) per minute; 0 = off. Counted in the
+    process, or in the database where several processes serve (see `shared_rate_limit`)."""
     graceful_timeout: int = 30
     """Seconds shutdown waits for in-flight requests."""
     shutdown_decode_s: float = 5.0
@@ -76,6 +81,15 @@ class Settings:
         return out
 
     @property
+    def shared_rate_limit(self) -> bool:
+        """Count requests in the database, which every worker and replica sees: with several
+        workers or on PostgreSQL (where replicas share it). One SQLite process counts in memory,
+        so a request never waits on the file's write lock for its count."""
+        return self.rate_per_minute > 0 and (
+            self.workers > 1 or self.db.startswith(("postgresql://", "postgres://"))
+        )
+
+    @property
     def auth_enabled(self) -> bool:
         return self.keys is not None
 
@@ -86,6 +100,8 @@ class Settings:
                 f"refusing to serve {self.host} without API keys: pass --keys FILE "
                 "(create keys with `optimem keys add TENANT`) or --insecure-no-auth"
             )
+        if self.metrics_key is not None and len(self.metrics_key) < 16:
+            raise ValueError("metrics_key must be at least 16 characters (e.g. `openssl rand -hex 24`)")
         if self.workers < 1:
             raise ValueError("workers must be ≥ 1")
         if self.decode not in ("background", "now", "lazy", "queue"):

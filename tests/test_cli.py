@@ -122,7 +122,9 @@ def test_compress_takes_the_salient_policy_string(tmp_path):
         )
         assert out.exit_code == 0, out.output
         stats = json.loads(runner.invoke(main, ["stats", "--db", db, "-b", "test-double", "--json"]).output)
-        modes = [line.split()[1] for line in out.output.splitlines() if line.split()[0].isdigit()]
+        modes = [
+            line.split()[2] for line in out.output.splitlines() if line.split()[0].isdigit()
+        ]  # page, id, mode
         return [str(stats["context_tokens"]), *modes]
 
     full, *modes = compress("none")

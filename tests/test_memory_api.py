@@ -149,7 +149,7 @@ def test_a_page_is_shown_as_text_where_that_is_cheaper(db_path):
     assert ctx.to_messages() == [
         {
             "role": "user",
-            "content": f"[memory page {page.id}: turns {page.turn_ids[0]}-{page.turn_ids[-1]}]\nuser: Cutover OPS-4821.\nassistant: Noted.",
+            "content": f"[memory page 1 (id {page.id}): turns 1-2]\nuser: Cutover OPS-4821.\nassistant: Noted.",
         }
     ]
     assert s.stats().context_tokens == ctx.tokens

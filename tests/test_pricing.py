@@ -69,11 +69,13 @@ def test_pricing_uses_the_backends_positions_unless_a_consumer_is_named():
 
 def test_caption_costs_the_same_at_every_mode():
     class P:
-        id = 12
+        id = 523
+        number = 12
         turn_ids = (301, 322)
+        last_turn_seq = 42
         mode = Mode.GUNDAM
 
     p = m.Pricing(get_backend("test-double"))
-    assert m.page_caption(P) == "[memory page 12: turns 301-322]"
+    assert m.page_caption(P) == "[memory page 12 (id 523): turns 41-42]"
     assert p.page(P) == 693 + p.caption(P)
     assert p.page(P, Mode.TINY) == 73 + p.caption(P)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimem import OpticalMemory
-from optimem.errors import InputError
+from optimem.errors import InputError, TurnNotFound
 from optimem.layout import LineBox
 from optimem.recall import stitch
 from optimem.render import RenderOptions, TurnText, paginate
@@ -73,7 +73,7 @@ def test_a_turn_over_two_pages_comes_back_whole_through_the_real_ocr(memory):
 def test_unknown_turn_ids_are_refused(memory):
     s = memory.session("t/none")
     s.add_turns([("user", "hi")])
-    with pytest.raises(InputError, match="no turn 999"):
+    with pytest.raises(TurnNotFound, match="no turn 999"):
         s.recall_turns([999])
     with pytest.raises(InputError):
         s.recall_turns(["1"])  # type: ignore[list-item]

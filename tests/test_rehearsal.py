@@ -9,7 +9,8 @@ from optimem.modes import BudgetPolicy, NoAging
 
 from .conftest import chat_turns
 
-BUDGET = 600  # four pages of the 60 test turns: one Small page fits beside three Tiny ones
+#: Four pages of the 60 test turns: one Tiny page fits beside three Small ones (captions included).
+BUDGET = 630
 
 
 def memory(path, **kw):

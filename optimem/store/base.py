@@ -80,6 +80,12 @@ class PageRecord:
     def turn_ids(self) -> tuple[int, ...]:
         return tuple(s.turn_id for s in self.spans)
 
+    @property
+    def number(self) -> int:
+        """The page's number in its session (1, 2, …): `seq`, which only the last page ever gives
+        back (paging retypesets a half-empty last page), so the numbers stay 1..n."""
+        return self.seq
+
 
 @dataclass(frozen=True)
 class NewPage:
@@ -135,6 +141,12 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Any]: ...
     def close(self) -> None: ...
     def schema_version(self) -> int: ...
+
+    def count_request(self, key: str, minute: int) -> tuple[int, int]:
+        """Count one request of `key` in `minute` (Unix time // 60); returns the requests of
+        this minute so far (this one included) and of the minute before. Older minutes are
+        forgotten. A service's rate limit, shared by all its processes."""
+        ...
 
     # sessions
     def session_ids(self, prefix: str | None = None) -> list[str]: ...

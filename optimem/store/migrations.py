@@ -126,10 +126,27 @@ def m004_rehearsal(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE pages ADD COLUMN rehearsed_seq INTEGER")
 
 
+def m005_request_counts(db: sqlite3.Connection) -> None:
+    """Requests per API key and minute, counted where every worker process and replica of the
+    service sees them (its rate limit)."""
+    _run(
+        db,
+        """
+        CREATE TABLE request_counts (
+            key TEXT NOT NULL,
+            minute INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (key, minute)
+        ) WITHOUT ROWID
+        """,
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial,
     m002_external_ids_and_fingerprints,
     m003_search_index,
     m004_rehearsal,
+    m005_request_counts,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

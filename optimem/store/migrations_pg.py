@@ -149,10 +149,27 @@ def m004_rehearsal(db: Any) -> None:
     _run(db, "ALTER TABLE pages ADD COLUMN rehearsed_seq integer")
 
 
+def m005_request_counts(db: Any) -> None:
+    """Requests per API key and minute, counted where every worker process and replica of the
+    service sees them (its rate limit)."""
+    _run(
+        db,
+        """
+        CREATE TABLE request_counts (
+            key text NOT NULL,
+            minute bigint NOT NULL,
+            n integer NOT NULL,
+            PRIMARY KEY (key, minute)
+        )
+        """,
+    )
+
+
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     m001_initial,
     m002_external_ids_and_fingerprints,
     m003_search_index,
     m004_rehearsal,
+    m005_request_counts,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

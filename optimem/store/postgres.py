@@ -159,6 +159,22 @@ class PostgresStore:
                         (version, migration.__name__, utcnow()),
                     )
 
+    def count_request(self, key: str, minute: int) -> tuple[int, int]:
+        with self.transaction() as db:
+            n = one(
+                db.execute(
+                    "INSERT INTO request_counts (key, minute, n) VALUES (%s, %s, 1)"
+                    " ON CONFLICT (key, minute) DO UPDATE SET n = request_counts.n + 1 RETURNING n",
+                    (key, minute),
+                )
+            )["n"]
+            if n == 1:  # a new minute for this key: forget what no limit looks at any more
+                db.execute("DELETE FROM request_counts WHERE minute < %s", (minute - 1,))
+            rows = db.execute(
+                "SELECT n FROM request_counts WHERE key = %s AND minute = %s", (key, minute - 1)
+            ).fetchall()
+        return int(n), int(rows[0]["n"]) if rows else 0
+
     def schema_version(self) -> int:
         return self._q("SELECT MAX(version) AS v FROM schema_migrations")[0]["v"]
 

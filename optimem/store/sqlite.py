@@ -146,6 +146,20 @@ class SQLiteStore:
                         (version, migration.__name__, utcnow()),
                     )
 
+    def count_request(self, key: str, minute: int) -> tuple[int, int]:
+        with self.transaction() as db:
+            n = db.execute(
+                "INSERT INTO request_counts (key, minute, n) VALUES (?, ?, 1)"
+                " ON CONFLICT (key, minute) DO UPDATE SET n = n + 1 RETURNING n",
+                (key, minute),
+            ).fetchone()[0]
+            if n == 1:  # a new minute for this key: forget what no limit looks at any more
+                db.execute("DELETE FROM request_counts WHERE minute < ?", (minute - 1,))
+            row = db.execute(
+                "SELECT n FROM request_counts WHERE key = ? AND minute = ?", (key, minute - 1)
+            ).fetchone()
+        return int(n), int(row[0]) if row else 0
+
     def schema_version(self) -> int:
         return self.db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
 

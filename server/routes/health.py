@@ -1,15 +1,21 @@
-"""Liveness, readiness and Prometheus metrics: no auth, never touched by slow work."""
+"""Liveness, readiness and Prometheus metrics, never touched by slow work.
+
+Health needs no key. Metrics need the metrics key when the service has keys (`--metrics-key`):
+they count requests for every tenant at once, so no tenant's key reads them; their labels are
+route templates, methods, statuses and modes, never a tenant or session name.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import MemoryDep
-from ..errors import error_body, responses
+from ..deps import MemoryDep, SettingsDep
+from ..errors import ApiError, error_body, responses
 from ..schemas import Health, Ready
 
 router = APIRouter(tags=["health"])
@@ -45,9 +51,30 @@ async def readyz(request: Request, memory: MemoryDep) -> Ready | JSONResponse:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."},
+        **responses(401, 403),
+    },
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    if settings.auth_enabled:
+        _check_metrics_key(request, settings.metrics_key)
     registry = request.app.state.metrics.registry
     body = await asyncio.to_thread(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_metrics_key(request: Request, expected: str | None) -> None:
+    """401 without the metrics key, 403 where the service has keys but no metrics key."""
+    if expected is None:
+        raise ApiError(
+            403, "forbidden", "metrics are off: start the service with a metrics key (--metrics-key)"
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send 'Authorization: Bearer <metrics key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -13,7 +13,9 @@ from ..errors import responses
 from ..schemas import MAX_ID, PageOut, PagesOut
 from ._common import AUTHED, public_id
 
-router = APIRouter(prefix="/v1/sessions/{session}/pages", tags=["pages"], responses=responses(*AUTHED, 404))
+router = APIRouter(
+    prefix="/v1/sessions/{session:session}/pages", tags=["pages"], responses=responses(*AUTHED, 404)
+)
 
 PageId = Annotated[int, Path(ge=1, le=MAX_ID, description="Page id.")]
 

@@ -36,7 +36,7 @@ async def list_sessions(sessions: SessionsDep) -> SessionsOut:
 
 
 @router.get(
-    "/{session}/stats",
+    "/{session:session}/stats",
     response_model=StatsOut,
     summary="Token accounting: text tokens against what the model sees, per mode",
     responses=responses(404),
@@ -50,7 +50,7 @@ async def stats(session: ExistingSession, consumer: Consumer = None) -> StatsOut
 
 
 @router.get(
-    "/{session}/context",
+    "/{session:session}/context",
     response_model=ContextOut,
     summary="What a model should see within a budget, as chat messages with image blocks",
     responses=responses(404),
@@ -69,7 +69,7 @@ async def context(
 
 
 @router.delete(
-    "/{session}",
+    "/{session:session}",
     response_model=DeletedOut,
     summary="Delete a session: turns, pages, archive and caches",
     responses=responses(404),

@@ -14,7 +14,9 @@ from ..errors import ApiError, responses
 from ..schemas import TurnIn, TurnOut, TurnsAdded, TurnsIn, TurnsOut
 from ._common import AUTHED, public_id
 
-router = APIRouter(prefix="/v1/sessions/{session}/turns", tags=["turns"], responses=responses(*AUTHED))
+router = APIRouter(
+    prefix="/v1/sessions/{session:session}/turns", tags=["turns"], responses=responses(*AUTHED)
+)
 
 
 @router.post(

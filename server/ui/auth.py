@@ -13,8 +13,8 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from ..auth import PUBLIC_TENANT, KeysFile
-from ..deps import MemoryDep, SettingsDep, Tenant, TenantSessions, get_tenant
+from ..auth import KeysFile
+from ..deps import LOCAL, MemoryDep, SettingsDep, Tenant, TenantSessions, get_tenant
 from ..errors import ApiError
 
 #: The cookie holding the caller's API key (HttpOnly, SameSite=Strict, path /ui).
@@ -67,7 +67,7 @@ async def viewer_tenant(request: Request, settings: SettingsDep) -> Tenant:
 async def image_tenant(request: Request, settings: SettingsDep) -> Tenant:
     """Like `viewer_tenant` without the rate limit (page images a timeline embeds)."""
     if not settings.auth_enabled:
-        tenant = Tenant(PUBLIC_TENANT)
+        tenant = LOCAL
     else:
         key = presented_key(request)
         keys: KeysFile = request.app.state.keys
@@ -83,7 +83,7 @@ def check_key(request: Request, key: str) -> Tenant | None:
     """The tenant `key` belongs to (None if it is not an active key); no rate limit."""
     keys: KeysFile | None = request.app.state.keys
     if keys is None:
-        return Tenant(PUBLIC_TENANT)
+        return LOCAL
     record = keys.authenticate(key.strip())
     return None if record is None else Tenant(record.tenant, record.id)
 

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from optimem import OptimemError, __version__
 
 from ..deps import MemoryDep, SessionName
-from ..errors import ApiError, library_status
+from ..errors import ApiError, library_status, without_tenant
 from ..schemas import MAX_ID
 from . import chart, views
 from .auth import (
@@ -90,7 +90,7 @@ def error_page(request: Request, exc: Exception) -> Response:
     elif isinstance(exc, OptimemError):
         status = library_status(exc)
         tenant = getattr(request.state, "tenant", None)
-        message = str(exc).replace(f"{tenant.name}/", "") if tenant else str(exc)
+        message = without_tenant(str(exc), tenant.prefix if tenant else None)
     else:
         status, message = 422, "; ".join(str(e.get("msg", "invalid")) for e in exc.errors()[:3])  # type: ignore[attr-defined]
     if status >= 500:
@@ -126,7 +126,7 @@ async def root() -> RedirectResponse:
 
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
-    if not _auth_on(request):  # no keys: everyone is tenant `public`, nothing to sign in to
+    if not _auth_on(request):  # no keys: one local user who sees everything, nothing to sign in to
         return RedirectResponse(safe_next(next), status_code=303)
     data = {"next": safe_next(next), "error": None}
     return render(request, "login.html", data)
@@ -169,22 +169,7 @@ async def sessions_page(request: Request, sessions: ViewerSessions, format: Form
     return render(request, "sessions.html", data)
 
 
-@router.get("/s/{session}")
-async def timeline_page(
-    request: Request,
-    session: SessionName,
-    sessions: ViewerSessions,
-    memory: MemoryDep,
-    format: Format = "html",
-) -> Response:
-    found = await sessions.existing(session)
-    data = await asyncio.to_thread(views.timeline, found, memory)
-    if not wants_json(request):
-        data = data | {"svg": chart.geometry(data["chart"], data["chart"]["budget"])}
-    return render(request, "timeline.html", data)
-
-
-@router.get("/s/{session}/search")
+@router.get("/s/{session:session}/search")
 async def search_page(
     request: Request,
     session: SessionName,
@@ -201,14 +186,14 @@ async def search_page(
     return render(request, "search.html", data)
 
 
-@router.get("/s/{session}/pages/{page_id}.png")
+@router.get("/s/{session:session}/pages/{page_id}.png")
 async def page_png(session: SessionName, page_id: PageId, sessions: ImageSessions) -> Response:
     found = await sessions.existing(session)
     png = await found.apage_png(page_id)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/s/{session}/pages/{page_id}")
+@router.get("/s/{session:session}/pages/{page_id}")
 async def page_page(
     request: Request, session: SessionName, page_id: PageId, sessions: ViewerSessions, format: Format = "html"
 ) -> Response:
@@ -217,7 +202,7 @@ async def page_page(
     return render(request, "page.html", data)
 
 
-@router.post("/s/{session}/pages/{page_id}/read")
+@router.post("/s/{session:session}/pages/{page_id}/read")
 async def read_again(
     request: Request,
     session: SessionName,
@@ -233,3 +218,19 @@ async def read_again(
         return JSONResponse(fresh)
     data = await asyncio.to_thread(views.page_view, found, page_id)
     return render(request, "page.html", data | {"fresh": fresh})
+
+
+# last, beside the longer viewer paths above that a full id (which may hold "/") could resemble
+@router.get("/s/{session:session}")
+async def timeline_page(
+    request: Request,
+    session: SessionName,
+    sessions: ViewerSessions,
+    memory: MemoryDep,
+    format: Format = "html",
+) -> Response:
+    found = await sessions.existing(session)
+    data = await asyncio.to_thread(views.timeline, found, memory)
+    if not wants_json(request):
+        data = data | {"svg": chart.geometry(data["chart"], data["chart"]["budget"])}
+    return render(request, "timeline.html", data)

@@ -12,7 +12,7 @@ from typing import Any
 
 from optimem import OpticalMemory, Page, Session
 
-from ..deps import TenantSessions
+from ..deps import TenantSession, TenantSessions
 from . import chart, diff
 
 #: Turns still kept as text shown under the timeline (the newest ones).
@@ -20,7 +20,7 @@ RECENT_TURNS = 20
 
 
 def public_id(session: Session) -> str:
-    return session.id.split("/", 1)[1]
+    return session.public_id if isinstance(session, TenantSession) else session.id
 
 
 def session_summary(session: Session) -> dict[str, Any]:
@@ -82,16 +82,15 @@ def timeline(session: Session, memory: OpticalMemory) -> dict[str, Any]:
     stats = session.stats()
     pages = session.pages()
     turns = session.turns()
-    seq = {t.id: t.seq for t in turns}
     conf = _confidences(session, pages)
     rows = []
     for page in pages:
-        first, last = min(page.turn_ids), max(page.turn_ids)
+        first, last = page.turn_numbers  # numbers in the session, as the page's number is
         rows.append(
             page.to_dict()
             | {
-                "first_turn": seq.get(first, first),
-                "last_turn": seq.get(last, last),
+                "first_turn": first,
+                "last_turn": last,
                 "confidence": conf.get(page.id),
                 "version": f"{page.mode.value}-{page.chars}-{page.canvas}",
             }
@@ -118,6 +117,7 @@ def page_view(session: Session, page_id: int) -> dict[str, Any]:
     pages = session.pages()
     ids = [p.id for p in pages]
     at = ids.index(page_id)
+    previous, following = (pages[at - 1] if at > 0 else None), (pages[at + 1] if at + 1 < len(ids) else None)
     return {
         "session": public_id(session),
         "page": page.to_dict(),
@@ -126,8 +126,10 @@ def page_view(session: Session, page_id: int) -> dict[str, Any]:
         "source": source,
         "source_diff": None if source is None else diff.source_diff(recall.text, source),
         "fidelity": diff.measured(recall.text, recall.raw_text, source),
-        "previous": ids[at - 1] if at > 0 else None,
-        "next": ids[at + 1] if at + 1 < len(ids) else None,
+        "previous": previous and previous.id,
+        "previous_number": previous and previous.number,
+        "next": following and following.id,
+        "next_number": following and following.number,
     }
 
 
@@ -153,5 +155,8 @@ def read_again(session: Session, page_id: int) -> dict[str, Any]:
 
 
 def search(session: Session, query: str, limit: int) -> dict[str, Any]:
-    hits = session.search(query, limit=limit)
-    return {"session": public_id(session), "query": query} | hits.to_dict()
+    hits = session.search(query, limit=limit).to_dict()
+    numbers = {p.id: p.number for p in session.pages()}
+    for hit in hits["hits"]:
+        hit["number"] = numbers.get(hit["page_id"])
+    return {"session": public_id(session), "query": query} | hits

@@ -120,7 +120,9 @@ def test_stdio_remembers_a_long_chat_and_recalls_exact_turns(tmp_path):
             png = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
             assert png.size == (640, 640)  # a Small page
             texts = [b.text for b in ctx if isinstance(b, TextContent)]
-            assert f"[memory page {page['page_id']}: turns {first_turn}-{last_turn}]" in texts
+            # one session in a fresh database: turn numbers are the turn ids
+            assert page["number"] == 1
+            assert f"[memory page 1 (id {page['page_id']}): turns {first_turn}-{last_turn}]" in texts
             assert f"[turn {ids[-1]}] assistant: {turns[-1]['content']}" in texts
             small = (await s.call_tool("context", {"budget_tokens": 150})).content
             assert json.loads(small[0].text)["omitted_page_ids"] == [p["page_id"] for p in stats["pages"]]

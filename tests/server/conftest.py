@@ -46,9 +46,22 @@ def keys(tmp_path_factory) -> dict[str, str]:
 def server(tmp_path_factory, keys) -> Iterator[Server]:
     """A test-double server with auth (acme, globex) and a generous rate limit."""
     db = tmp_path_factory.mktemp("srv") / "memory.db"
-    srv = Server(db, "--keys", keys["file"], "--rate-per-minute", "100000", "--decode", "now").start()
+    srv = Server(
+        db,
+        "--keys",
+        keys["file"],
+        "--rate-per-minute",
+        "100000",
+        "--decode",
+        "now",
+        env={"OPTIMEM_METRICS_KEY": METRICS_KEY},
+    ).start()
     yield srv
     srv.stop()
+
+
+#: The metrics key of the `server` fixture (GET /metrics needs it where the service has keys).
+METRICS_KEY = "metrics-key-of-the-tests-0123456789"
 
 
 def auth(key: str) -> dict[str, str]:

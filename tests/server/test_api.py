@@ -15,7 +15,7 @@ from PIL import Image
 
 from server.process import ROOT
 
-from .conftest import auth, words_turns
+from .conftest import METRICS_KEY, auth, words_turns
 
 
 def test_turns_compress_recall_context_stats_delete(server, keys):
@@ -59,7 +59,7 @@ def test_turns_compress_recall_context_stats_delete(server, keys):
         assert first["text"] == "The cutover ticket is OPS-4821 for Zanzibar." and first["verified"] is True
         assert second["text"].startswith("Turn 0:") and second["pages"] == [created[0]]
         missing = c.post("/v1/recall/turns", json={"session": "flow", "turn_ids": [99999]})
-        assert missing.status_code == 422 and "no turn 99999" in missing.json()["error"]["message"]
+        assert missing.status_code == 404 and "no turn 99999" in missing.json()["error"]["message"]
         hits = c.post("/v1/recall", json={"session": "flow", "query": "Zanzibar", "limit": 3}).json()["hits"]
         assert hits and hits[0]["page_id"] == created[0]
 
@@ -155,8 +155,15 @@ def test_health_ready_metrics_and_openapi(server, keys):
         c.post("/v1/sessions/m/turns", json={"turns": words_turns(12)})
         c.post("/v1/compress", json={"session": "m", "flush": True})
         c.post("/v1/recall", json={"session": "m", "query": "cutover"})
-    text = httpx.get(server.url + "/metrics").text
+    assert httpx.get(server.url + "/metrics").status_code == 401  # keys: metrics need their own key
+    assert (
+        httpx.get(server.url + "/metrics", headers=auth(keys["acme"])).status_code == 401
+    )  # a tenant's won't do
+    text = httpx.get(server.url + "/metrics", headers=auth(METRICS_KEY)).text
     assert 'optimem_http_requests_total{method="POST",route="/v1/compress",status="200"}' in text
+    # labels are route templates, methods, statuses and modes: no tenant, session or key shows
+    for secret in ("acme", "globex", '"m"', "/v1/sessions/m/", keys["acme"]):
+        assert secret not in text, secret
     assert 'route="/v1/sessions/{session}/turns"' in text  # templates, never raw paths
     assert "optimem_compress_seconds_count" in text and 'optimem_recall_seconds_count{kind="query"}' in text
     assert 'optimem_pages{mode="small"}' in text and "optimem_decode_queue" in text

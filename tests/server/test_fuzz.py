@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from server import Settings, create_app
 from server.process import Server
 
-from .conftest import auth
+from .conftest import METRICS_KEY, auth
 
 EXAMPLES = int(os.environ.get("OPTIMEM_FUZZ_EXAMPLES", "200"))
 
@@ -32,7 +32,16 @@ def _outside_the_checkout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory, keys):
     db = tmp_path_factory.mktemp("fuzz") / "memory.db"
-    srv = Server(db, "--keys", keys["file"], "--rate-per-minute", "0", "--decode", "now").start()
+    srv = Server(
+        db,
+        "--keys",
+        keys["file"],
+        "--rate-per-minute",
+        "0",
+        "--decode",
+        "now",
+        env={"OPTIMEM_METRICS_KEY": METRICS_KEY},
+    ).start()
     with httpx.Client(base_url=srv.url, headers=auth(keys["acme"]), timeout=60) as c:
         # the session the examples name, with pages, so generated requests reach real data
         c.post(
@@ -90,7 +99,7 @@ def _served(url: str) -> dict[tuple[str, str], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     counts: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", headers=auth(METRICS_KEY)).text):
         for sample in family.samples:
             if sample.name == "optimem_http_requests_total":
                 key = (sample.labels["route"], sample.labels["status"])

@@ -158,7 +158,7 @@ def test_sigterm_stops_promptly_and_the_next_start_reads_what_was_left(tmp_path)
     assert len(created) >= 2 and queued >= 1  # OCR of the new pages is still under way
     assert srv.stop() in (0, -signal.SIGTERM)
     with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
-        unread = mem.decoder.unread(["public/q"])
+        unread = mem.decoder.unread(["q"])
     assert set(unread) <= set(created)
     again = Server(db, "--decode", "background", "--log-level", "info", backend="cpu").start(timeout=120)
     try:
@@ -170,5 +170,5 @@ def test_sigterm_stops_promptly_and_the_next_start_reads_what_was_left(tmp_path)
     if unread:
         assert f"resuming background OCR of {len(unread)} pages" in again.log.read_text()
     with OpticalMemory(db, backend="cpu", decode="lazy") as mem:
-        session = mem.session("public/q")
+        session = mem.session("q")
         assert all(session.recall_page(pid).cached for pid in created)

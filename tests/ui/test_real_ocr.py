@@ -23,7 +23,7 @@ TURNS = [
 
 @pytest.fixture(scope="module")
 def ocr_server(tmp_path_factory):
-    """A `cpu` server without keys (loopback: every caller is tenant `public`), one page in 'ocr'."""
+    """A `cpu` server without keys (loopback: the local user sees every session by its full id), one page in 'ocr'."""
     db = tmp_path_factory.mktemp("ocr") / "memory.db"
     srv = Server(db, "--decode", "now", backend="cpu").start(timeout=120)
     with httpx.Client(base_url=srv.url, timeout=120) as c:
@@ -56,7 +56,7 @@ def test_a_page_read_by_real_ocr_shows_fidelity_reads_again_and_is_found_by_its_
 
     # drop the source archive: from now on only the page and its OCR text can answer
     with OpticalMemory(srv.db, backend="test-double") as mem:
-        assert mem.session("public/ocr").drop_archive() > 0
+        assert mem.session("ocr").drop_archive() > 0
     page.goto(f"{srv.url}/ui/s/ocr/search?q=periwinkle")
     hit = page.locator(f"[data-testid=hits] li[data-page='{pid}']")
     assert "periwinkle" in hit.locator("blockquote").inner_text().lower()

@@ -14,16 +14,16 @@ from server.settings import Settings
 def client(tmp_path):
     def make(**settings) -> TestClient:
         mem = OpticalMemory(tmp_path / "m.db", backend="test-double", decode="now")
-        mem.session("public/s1").add_turns([("user", "hello there"), ("assistant", "hi, OPS-4821")])
-        mem.session("public/s1").compress(flush=True)
-        mem.session("public/s2").add_turn("user", "a naive time", created_at="2024-05-01T10:00:00")
+        mem.session("s1").add_turns([("user", "hello there"), ("assistant", "hi, OPS-4821")])
+        mem.session("s1").compress(flush=True)
+        mem.session("s2").add_turn("user", "a naive time", created_at="2024-05-01T10:00:00")
         app = create_app(Settings(db=str(tmp_path / "m.db"), backend="test-double", **settings), memory=mem)
         return TestClient(app)
 
     return make
 
 
-def test_without_keys_everyone_is_public_and_there_is_no_sign_in(client):
+def test_without_keys_the_local_user_sees_every_session_and_there_is_no_sign_in(client):
     with client() as c:
         assert c.get("/ui/login", follow_redirects=False).headers["location"] == "/ui/"
         page = c.get("/ui/")

@@ -7,7 +7,7 @@ import logging
 from langchain.tools import ToolRuntime
 from langchain_core.tools import BaseTool, StructuredTool
 
-from ...errors import BackendError, InputError, PageNotFound
+from ...errors import BackendError, InputError, PageNotFound, TurnNotFound
 from ...memory import OpticalMemory, Session
 from ...records import UNVERIFIED_NOTE
 from .presenting import OnRecallError
@@ -64,7 +64,7 @@ def make_recall_tool(
         if turn_ids:
             try:
                 return read_turns(session, [int(t) for t in turn_ids])
-            except InputError as exc:
+            except (InputError, TurnNotFound) as exc:
                 return str(exc)
         if page_id is not None:
             try:

@@ -7,7 +7,7 @@ import re
 
 import click
 
-from server.auth import PUBLIC_TENANT, KeysFile, KeysFileError, check_tenant
+from server.auth import KeysFile, KeysFileError, check_tenant
 from server.settings import DEFAULT_HOST, Settings
 
 from ...cli_errors import clean_errors
@@ -45,9 +45,8 @@ KEYS_ENV = "OPTIMEM_KEYS"
 )
 @click.option(
     "--tenant",
-    default=PUBLIC_TENANT,
-    show_default=True,
-    help="Tenant of every call without keys (the REST service's sessions of that tenant).",
+    default=None,
+    help="Without keys, see only this tenant's sessions (ids 'TENANT/…') [default: every session, by full id].",
 )
 @click.option(
     "--consumer",
@@ -69,7 +68,7 @@ def mcp_command(
     keys: str | None,
     insecure_no_auth: bool,
     session: str,
-    tenant: str,
+    tenant: str | None,
     consumer: str | None,
     budget: int,
     **options: object,
@@ -81,7 +80,7 @@ def mcp_command(
     of `optimem serve`.
     """
     try:
-        from server.schemas import SESSION_PATTERN, SESSION_RULE
+        from server.schemas import SESSION_ID_PATTERN, SESSION_ID_RULE
 
         from ...memory import OpticalMemory
         from .server import McpConfig, create_server, run
@@ -89,12 +88,13 @@ def mcp_command(
         raise click.ClickException(f"{INSTALL_HINT} ({exc})") from None
     if not http and keys:
         raise click.UsageError("--keys applies to --http only (stdio serves one local user)")
-    if not re.fullmatch(SESSION_PATTERN, session):
-        raise click.BadParameter(f"{session!r}: {SESSION_RULE}", param_hint="--session")
+    if not re.fullmatch(SESSION_ID_PATTERN, session):
+        raise click.BadParameter(f"{session!r}: {SESSION_ID_RULE}", param_hint="--session")
     if budget < 1:
         raise click.BadParameter("must be ≥ 1", param_hint="--budget")
     try:
-        check_tenant(tenant)
+        if tenant is not None:
+            check_tenant(tenant)
         settings = Settings.from_env(keys=keys, insecure_no_auth=insecure_no_auth or None, **options)
         if not http:
             settings = dataclasses.replace(settings, keys=None)
@@ -107,7 +107,11 @@ def mcp_command(
         auth = (
             f"{n} active key(s) in {settings.keys}"
             if settings.keys
-            else f"off; every caller is tenant {tenant!r}"
+            else (
+                f"off; every caller is tenant {tenant!r}"
+                if tenant
+                else "off; every caller sees every session"
+            )
         )
         click.echo(f"optimem mcp: http://{settings.host}:{settings.port}/mcp, auth {auth}", err=True)
     config = McpConfig(settings, http=http, session=session, tenant=tenant, budget_tokens=budget)

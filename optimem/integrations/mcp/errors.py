@@ -48,7 +48,8 @@ def error_text(type: str, message: str) -> str:
 
 
 def describe(exc: BaseException, tenant: str | None) -> tuple[int, str, str]:
-    """Status, type and message the REST service would answer `exc` with."""
+    """Status, type and message the REST service would answer `exc` with (`tenant`: the caller's
+    session-id prefix, taken out of library messages)."""
     if isinstance(exc, ApiError):
         return exc.status, exc.type, exc.message
     if isinstance(exc, OptimemError):

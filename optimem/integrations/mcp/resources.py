@@ -20,7 +20,7 @@ def page_number(page: str) -> int:
 
 
 def register(server: MCPServer, tenancy: Tenancy) -> None:
-    guard = guarded(lambda: tenancy.tenant().name, resource=True)
+    guard = guarded(lambda: tenancy.tenant().prefix, resource=True)
 
     @server.resource(PNG_URI, name="page_image", mime_type="image/png")
     @guard

@@ -14,7 +14,7 @@ from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.auth import PUBLIC_TENANT, KeysFile
+from server.auth import KeysFile
 from server.limits import RateLimiter
 from server.settings import Settings
 
@@ -42,8 +42,9 @@ class McpConfig:
     """Streamable HTTP at http://host:port/mcp instead of stdio."""
     session: str = "default"
     """The session tools use when the model names none."""
-    tenant: str = PUBLIC_TENANT
-    """The tenant of every call without keys (stdio, or HTTP without a keys file)."""
+    tenant: str | None = None
+    """The tenant of every call without keys (stdio, or HTTP without a keys file); None: the local
+    user, who sees every session of the database by its full id."""
     budget_tokens: int = 4000
     """Default budget of the `context` tool."""
 

@@ -2,7 +2,8 @@
 
 Over HTTP with a keys file, the SDK's bearer middleware asks `KeysVerifier` about each request's
 key; the tenant then rides the SDK's access token into every tool call. Without keys (stdio, or
-loopback HTTP) every call is one fixed tenant, `public` unless `--tenant` says otherwise.
+loopback HTTP) every call is the local user, who sees every session by its full id (as `optimem
+serve` without keys), unless `--tenant` names one tenant whose sessions alone it sees.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
 from server.auth import KeysFile
-from server.deps import Tenant, TenantSessions
+from server.deps import LOCAL, Tenant, TenantSessions
 from server.limits import RateLimiter
 
 from ...memory import OpticalMemory
@@ -33,9 +34,9 @@ class KeysVerifier:
 class Tenancy:
     """The caller's tenant and sessions for the tool call in progress."""
 
-    def __init__(self, memory: OpticalMemory, fixed: str, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, memory: OpticalMemory, fixed: str | None, limiter: RateLimiter | None = None) -> None:
         self.memory = memory
-        self.fixed = Tenant(fixed)
+        self.fixed = LOCAL if fixed is None else Tenant(fixed)
         self.limiter = limiter
 
     def tenant(self) -> Tenant:

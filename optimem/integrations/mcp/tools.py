@@ -45,7 +45,7 @@ WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_worl
 def build(tenancy: "Tenancy", config: "McpConfig") -> list[Tool]:
     """Every tool, over `tenancy`'s sessions; `config` gives the default session, budget and limits."""
     limits = config.settings
-    guard = guarded(lambda: tenancy.tenant().name)
+    guard = guarded(lambda: tenancy.tenant().prefix)
 
     @guard
     async def remember(
@@ -189,7 +189,10 @@ def build(tenancy: "Tenancy", config: "McpConfig") -> list[Tool]:
         pages = await s.apages()
         data = st.to_dict() | {
             "session": session,
-            "pages": [{"page_id": p.id, "turns": span(p.turn_ids), "mode": p.mode.value} for p in pages],
+            "pages": [
+                {"page_id": p.id, "number": p.number, "turns": span(p.turn_ids), "mode": p.mode.value}
+                for p in pages
+            ],
         }
         return compact(data)
 
