@@ -61,7 +61,7 @@ async def recall(request: Request, body: RecallByIds | RecallByQuery, sessions: 
     "/recall/turns",
     response_model=RecallTurnsOut,
     summary="Read turns back whole, stitched over the pages that hold them",
-    responses=responses(404, 422, 502, 503),
+    responses=responses(415, 422),
 )
 async def recall_turns(request: Request, body: RecallTurnsIn, sessions: SessionsDep) -> RecallTurnsOut:
     session = await sessions.existing(body.session)
