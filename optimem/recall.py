@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
 
 from . import linecheck
 from .correction import _with_label
@@ -99,11 +100,14 @@ def repair_checked(
     """Each line with the kept strings typeset on it put back, where that makes (or keeps) the
     line passing its check, and whether it passes.
 
-    A repair that the check does not confirm is not applied: near-duplicate identifiers
-    (`pay-10` and `pay-1010`, `FL-304` and `FL-204`) are as close to each other as to their
-    misreads, so a repair the words do not confirm could put the wrong one in; such a line
-    keeps what was read and says it is unverified.
+    A repair the check does not confirm never puts in a string that has a near duplicate among
+    the page's kept strings: near-duplicate identifiers (`pay-10` and `pay-11`, `FL-304` and
+    `FL-204`) are as close to each other as to their misreads, so such a repair could put the
+    wrong one in, and the line keeps what was read. A string with no near duplicate is put back
+    where OCR came close, and the line stays marked unverified either way.
     """
+    values = {v.value for v in items}
+    crowded = {v for v in values if any(o != v and _near_duplicates(o, v) for o in values)}
     out, ok = [], []
     for line, check, box in zip(lines, checks, layout, strict=True):
         mine = [v for v in items if v.turn_id == box.turn_id and box.start <= v.offset < box.end]
@@ -111,11 +115,18 @@ def repair_checked(
         fixed = repair(line, mine) if mine else line
         if fixed != line and linecheck.verified(fixed, check):
             line, passes = fixed, True
+        elif fixed != line and not any(v.value in crowded for v in mine):
+            line = fixed  # nothing it could be confused with; still unverified
         if passes:
             line = _restore_same_words(line, mine, check)
         out.append(line)
         ok.append(passes)
     return tuple(out), tuple(ok)
+
+
+def _near_duplicates(a: str, b: str) -> bool:
+    """Two kept strings OCR could take for each other: two edits or fewer apart, case aside."""
+    return Levenshtein.distance(a.casefold(), b.casefold(), score_cutoff=2) <= 2
 
 
 def query_terms(query: str) -> list[str]:

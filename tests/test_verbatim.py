@@ -146,7 +146,15 @@ def test_a_repair_is_applied_only_where_the_line_check_confirms_it():
     ]
     lines, verified = repair_checked(read, checks, layout, items)
     assert lines[0] == source[0] and verified[0] is True
-    assert lines[1] == read[1] and verified[1] is False
+    # no kept string on the page is a near duplicate of FL-304 or 09:40: put back, still flagged
+    assert lines[1] == "and FL-304 departs at 09:40 todey" and verified[1] is False
+    # with FL-204 on the page too, an unconfirmed repair could pick the wrong flight: none is made
+    source.append("then FL-204 leaves")
+    layout = _boxes(source)
+    items = extract("\n".join(source), 1)
+    checks = [linecheck.digest(x) for x in source]
+    lines, verified = repair_checked([*read, "then FL-204 leaves"], checks, layout, items)
+    assert lines[1] == read[1] and verified[1] is False and verified[2] is True
 
 
 def test_a_repair_never_puts_a_neighbouring_identifier_in():
