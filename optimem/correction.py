@@ -138,7 +138,7 @@ class Corrector:
         if not readings:
             return LineFix("", False)
         if label and "label" in self.steps:  # the label is known: put it in place of what was read
-            readings = list(dict.fromkeys(_with_label(r, label) for r in readings))
+            readings = list(dict.fromkeys(with_label(r, label) for r in readings))
         for reading in readings:
             if digest_words(line_words(reading)) == check:
                 return LineFix(reading, True)
@@ -311,7 +311,7 @@ def _contractions() -> dict[str, str]:
     return {k: v for k, v in found.items() if len(k) >= 2}
 
 
-def _with_label(reading: str, label: str) -> str:
+def with_label(reading: str, label: str) -> str:
     """`reading` with the stretch that best matches the known speaker label replaced by it."""
     n = len(label)
     # around the label's length; a reading shorter than that (a long name, a short turn) is

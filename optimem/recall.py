@@ -15,7 +15,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 
 from . import linecheck
-from .correction import _with_label
+from .correction import with_label
 from .decoding import Decoder
 from .errors import BackendError, InputError, TurnNotFound
 from .layout import LineBox, turn_texts
@@ -43,6 +43,15 @@ def recall_page(
     `refresh` runs OCR again (replacing the cached text); `cached_only` returns None instead
     of decoding a page that was not read yet.
     """
+    read = _recall_with_layout(store, decoder, session_id, page_id, refresh=refresh, cached_only=cached_only)
+    return None if read is None else read[0]
+
+
+def _recall_with_layout(
+    store: Store, decoder: Decoder, session_id: str, page_id: int, *, refresh: bool, cached_only: bool
+) -> tuple[Recall, list[LineBox]] | None:
+    """`recall_page`, and the page's layout it read to split the text into lines and turns
+    (empty when the decoder did not read line by line)."""
     page = store.page(session_id, page_id)
     record = None if refresh else decoder.cached(page)
     cached = record is not None
@@ -91,7 +100,7 @@ def recall_page(
         lines=lines,
         verified=verified,
         turns_verified=turns_verified,
-    )
+    ), layout
 
 
 def repair_checked(
@@ -200,9 +209,9 @@ def recall_turns(
         mine = [tid for tid in page.turn_ids if tid in rows]
         if not mine:
             continue
-        recall = recall_page(store, decoder, session_id, page.id)
-        assert recall is not None
-        layout = store.page_blobs(page.id)[1]
+        read = _recall_with_layout(store, decoder, session_id, page.id, refresh=False, cached_only=False)
+        assert read is not None
+        recall, layout = read
         if len(layout) != len(recall.lines):
             raise BackendError(f"page {page.id} was not read line by line; recall it whole instead")
         for box, line, ok in zip(layout, recall.lines, recall.verified, strict=True):
@@ -267,7 +276,7 @@ def _with_breaks(read: str, breaks: Sequence[int]) -> tuple[str, int]:
 
 def _without_label(read: str, label: str) -> str:
     """A turn's first row without the speaker label it starts with (as typeset or misread)."""
-    return _with_label(read, label)[len(label) :].lstrip()
+    return with_label(read, label)[len(label) :].lstrip()
 
 
 def _restore_same_words(line: str, items: Sequence[VerbatimItem], check: bytes) -> str:

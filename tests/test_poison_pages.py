@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from optimem import OpticalMemory
-from optimem.correction import Corrector, _with_label
+from optimem.correction import Corrector, with_label
 from optimem.errors import DecodeError, InputError, OptimemError
 from optimem.linecheck import digest
 
@@ -35,7 +35,7 @@ TURN = st.fixed_dictionaries(
 
 def test_a_long_label_on_a_short_reading_is_put_in_place():
     label = "n" * 150 + " (user):"
-    assert _with_label("ok", label) == label
+    assert with_label("ok", label) == label
     fix = Corrector().correct(["nnnnn ok"], digest(f"{label} ok"), label=label)
     assert fix.text.startswith(label)
 
