@@ -7,11 +7,10 @@ import threading
 import pytest
 
 from optimem import PageNotFound, SchemaError, SessionNotFound, StoreError
-from optimem.layout import LineBox, Span
+from optimem.layout import LineBox, Span, VerbatimItem
 from optimem.modes import Mode
 from optimem.store import DecodedRecord, NewPage, SQLiteStore, Store, open_store
 from optimem.store.migrations import MIGRATIONS, SCHEMA_VERSION
-from optimem.verbatim import VerbatimItem
 
 #: PostgreSQL starts a real server: its runs are left to the full suite (and tests/test_postgres.py).
 STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]

@@ -21,9 +21,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ..errors import InputError, PageNotFound, SchemaError, SessionNotFound, StoreError
-from ..layout import LineBox, Span
+from ..layout import LineBox, Span, VerbatimItem
 from ..modes import Mode
-from ..verbatim import VerbatimItem
 from .base import DecodedRecord, NewPage, PageRecord, SessionInfo, TurnRecord, parse_time, utcnow
 from .migrations_pg import MIGRATIONS, SCHEMA_VERSION
 

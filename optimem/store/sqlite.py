@@ -17,19 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PageNotFound, SchemaError, SessionNotFound, StoreError
-from ..layout import LineBox, Span
+from ..layout import LineBox, Span, VerbatimItem
 from ..modes import Mode
-from ..verbatim import VerbatimItem
-from .base import (
-    DecodedRecord,
-    NewPage,
-    PageRecord,
-    SessionInfo,
-    TurnRecord,
-    iter_chunks,
-    parse_time,
-    utcnow,
-)
+from .base import DecodedRecord, NewPage, PageRecord, SessionInfo, TurnRecord, iter_chunks, parse_time, utcnow
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 
