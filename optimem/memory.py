@@ -212,8 +212,31 @@ class OpticalMemory:
         self.decoder.close(timeout)
         self.store.close()
 
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
+    # -- async twins -----------------------------------------------------------------------
+    # Each runs its blocking twin on a worker thread, so an event loop (a FastAPI route, an
+    # async LangChain agent) never waits on the database or OCR.
+
+    async def asessions(self, prefix: str | None = None) -> list[str]:
+        return await asyncio.to_thread(self.sessions, prefix)
+
+    async def ahas_session(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.has_session, session_id)
+
+    async def apending_decodes(self) -> int:
+        return await asyncio.to_thread(self.pending_decodes)
+
+    async def awarm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        return await asyncio.to_thread(self.warm_up, batch_sizes)
+
+    async def aresume_decoding(self) -> int:
+        return await asyncio.to_thread(self.resume_decoding)
+
+    async def await_decodes(self, timeout: float | None = None) -> bool:
+        """The async twin of `wait` (`await` is a keyword)."""
+        return await asyncio.to_thread(self.wait, timeout)
+
+    async def aclose(self, *, timeout: float | None = None) -> None:
+        await asyncio.to_thread(self.close, timeout=timeout)
 
     def __enter__(self) -> OpticalMemory:
         return self
@@ -531,6 +554,24 @@ class Session:
 
     async def adelete(self) -> Deleted:
         return await asyncio.to_thread(self.delete)
+
+    async def aexists(self) -> bool:
+        return await asyncio.to_thread(self.exists)
+
+    async def alookup_external_ids(self, external_ids: Iterable[str]) -> dict[str, int]:
+        return await asyncio.to_thread(self.lookup_external_ids, list(external_ids))
+
+    async def aturns(self) -> list[Turn]:
+        return await asyncio.to_thread(self.turns)
+
+    async def apage(self, page_id: int) -> Page:
+        return await asyncio.to_thread(self.page, page_id)
+
+    async def apage_source(self, page_id: int) -> str | None:
+        return await asyncio.to_thread(self.page_source, page_id)
+
+    async def adrop_archive(self) -> int:
+        return await asyncio.to_thread(self.drop_archive)
 
 
 def _decoder(

@@ -28,8 +28,7 @@ from ..aids.linecheck import WORD
 from ..aids.page_aids import AID_KINDS
 from ..backends import Backend, PageInput
 from ..errors import BackendUnavailable, DecodeError, PageNotFound, RepresentationMismatch
-from ..layout import restore_placeholders
-from ..pages.typeset import TurnText
+from ..layout import restore_placeholders, speaker
 from ..store import DecodedRecord, PageRecord, Store
 from . import proofread as pr
 from .page_queue import BACKGROUND, PageQueue
@@ -166,7 +165,7 @@ class Decoder:
 
     def turn_labels(self, session_id: str) -> dict[int, str]:
         """Speaker label typeset before each turn's first line, by turn id."""
-        return {t.id: TurnText(t.id, t.role, "", t.name).label.strip() for t in self.store.turns(session_id)}
+        return {t.id: speaker(t.role, t.name) + ":" for t in self.store.turns(session_id)}
 
     def fingerprint(self) -> str:
         """Cache key of the text this process reads: the backend's, proofread."""
