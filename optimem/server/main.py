@@ -38,6 +38,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             policy=settings.policy,
             decode=settings.decode,
             rehearse=settings.rehearse,
+            decode_workers=settings.decode_workers,
+            decode_pool=settings.decode_pool,
         )
     memory: OpticalMemory = app.state.memory
     # engines, the spelling index and a compiled decoder load before the first request: /readyz

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     """When pages are OCRed: background (default), now, lazy, or queue (PostgreSQL: `optimem
     worker` processes decode them)."""
     workers: int = 1
+    decode_workers: int = 1
+    """Pages read at once in the background (threads, or processes with `decode_pool`)."""
+    decode_pool: Literal["threads", "processes"] = "threads"
+    """Background reading on threads, or in a worker process each (see `OpticalMemory`)."""
     keys: str | None = None
     """Keys file (hashed API keys → tenants). Without one there is no auth: loopback only."""
     metrics_key: str | None = None
@@ -113,8 +117,8 @@ class Settings(BaseSettings):
             )
         if self.metrics_key is not None and len(self.metrics_key) < 16:
             raise ValueError("metrics_key must be at least 16 characters (e.g. `openssl rand -hex 24`)")
-        if self.workers < 1:
-            raise ValueError("workers must be ≥ 1")
+        if self.workers < 1 or self.decode_workers < 1:
+            raise ValueError("workers and decode_workers must be ≥ 1")
         if self.decode not in ("background", "now", "lazy", "queue"):
             raise ValueError(f"decode must be background, now, lazy or queue, got {self.decode!r}")
         if self.decode == "queue" and not self.db.startswith(("postgresql://", "postgres://")):
