@@ -30,6 +30,7 @@ PEAK_BOUND = 10 * GIB
 def full_bf16():
     gc.collect()
     torch.cuda.empty_cache()
+    print(f"held on the card before the model: {torch.cuda.memory_allocated() / GIB:.2f} GiB", flush=True)
     model, processor, n, _ = testing.build_random_model(
         testing.full_size_config(), device="cuda", dtype=torch.bfloat16
     )
@@ -50,6 +51,7 @@ def test_peak_memory_batch_1_and_8_within_bound(full_bf16):
     weights = torch.cuda.memory_allocated()
     out = b.decode(pages[0])  # from pixels: vision tower + prefill + 128 tokens, compiled, graphs
     peak_1 = torch.cuda.max_memory_allocated()
+    print(f"weights {weights / GIB:.2f} GiB; peak batch 1 {peak_1 / GIB:.2f} GiB; {out.extra}", flush=True)
     assert out.extra["tokens"] == 128
     stored = [
         PageInput(p.image, p.mode, representation=x) for p, x in zip(pages, b.encode_many(pages), strict=True)

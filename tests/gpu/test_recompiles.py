@@ -12,6 +12,7 @@ import random
 
 from optimem.backends.deepseek_ocr2 import DeepseekOcr2Backend
 from optimem.backends.deepseek_ocr2.decoder import bucket
+from optimem.modes import Mode
 
 from .conftest import needs_cuda, torch
 from .test_deepseek_decoder_cuda import mixed_pages, stored_prompts
@@ -73,3 +74,19 @@ def test_growing_cache_keeps_tokens(tiny_fp32):
     )
     want = eager._generate(prompts)
     assert [ids for ids, _ in got] == [ids for ids, _ in want]
+
+
+def test_warm_up_leaves_nothing_to_compile_or_capture(tiny_bf16):
+    """After `warm_up((1, 8))` (what a worker does before it reports ready), decoding a page
+    and a batch of 8 compiles nothing and captures no CUDA graph: the first recall pays none
+    of the one-time costs."""
+    b = DeepseekOcr2Backend.from_model(*tiny_bf16, max_new_tokens=64, ignore_eos=True)
+    gundam = [p for p in mixed_pages(24, seed=85) if p.mode is Mode.GUNDAM]
+    spent = b.warm_up((1, 8))
+    assert isinstance(spent, float) and spent > 0
+    dec = b.decoder()
+    graphs, captured = compiled_graphs(), set(dec._graphs)
+    assert b.decode(gundam[0]).extra["tokens"] == 64
+    assert [d.extra["tokens"] for d in b.decode_many(gundam[:8])] == [64] * 8
+    assert compiled_graphs() == graphs
+    assert set(dec._graphs) == captured, f"captured after warm-up: {set(dec._graphs) - captured}"

@@ -713,13 +713,19 @@ class StaticDecoder:
         ngram_window: int | None = 90,
         whitelist: Sequence[int] = (),
     ) -> float:
-        """Compile the step and capture the CUDA graphs these shapes will use; seconds spent."""
+        """Compile the step and capture the CUDA graphs these shapes will use; seconds spent.
+
+        The largest batch and the longest prompt go first: their cache then serves the smaller
+        batches and shorter prompts too (a cache serves any call with as many rows or fewer and
+        as many positions or fewer), so their graphs are captured on the cache a later call of
+        that size is given. Smallest first, the larger cache would replace the smaller one
+        and the first small call after warm-up would capture its graph then."""
         t0 = time.perf_counter()
         if not self.cuda_graphs:
             return 0.0
         with self._lock, torch.inference_mode():
-            for n in batch_sizes:
-                for longest in prompt_lengths:
+            for n in sorted(set(batch_sizes), reverse=True):
+                for longest in sorted(set(prompt_lengths), reverse=True):
                     batch, length, guard = self._setup(
                         n, longest, max_new_tokens, eos_token_id, ngram_size, ngram_window, whitelist, False
                     )
