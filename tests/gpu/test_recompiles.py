@@ -90,3 +90,17 @@ def test_warm_up_leaves_nothing_to_compile_or_capture(tiny_bf16):
     assert [d.extra["tokens"] for d in b.decode_many(gundam[:8])] == [64] * 8
     assert compiled_graphs() == graphs
     assert set(dec._graphs) == captured, f"captured after warm-up: {set(dec._graphs) - captured}"
+
+
+def test_a_cache_that_replaces_every_graph_still_captures(tiny_bf16):
+    """Batch 1, then batch 8 on a fresh backend: the 8-row cache replaces the only (1-row) one
+    and every graph captured so far goes with it. The next capture must not reuse the emptied
+    graph pool (torch fails an internal assert if it does); later calls keep decoding."""
+    b = DeepseekOcr2Backend.from_model(*tiny_bf16, max_new_tokens=16, ignore_eos=True)
+    prompts = stored_prompts(b, mixed_pages(8, seed=95))
+    dec = b.decoder()
+    assert len(b._generate(prompts[:1])) == 1
+    assert set(dec.memory()["caches"]) == {"1x1024"} and dec._graphs
+    assert [len(ids) for ids, _ in b._generate(prompts)] == [16] * 8
+    assert set(dec.memory()["caches"]) == {"8x1024"}
+    assert [len(ids) for ids, _ in b._generate(prompts[:1])] == [16]

@@ -448,6 +448,12 @@ class StaticDecoder:
         slot = self._slots.pop(key)
         for gkey in [g for g in self._graphs if g[:2] == key]:
             del self._graphs[gkey]
+        if not self._graphs:
+            # The graphs' memory pool lives while a graph captured into it does: once the last
+            # one is gone torch lets the pool go, and capturing into its old handle fails (an
+            # internal assert in the caching allocator, seen on torch 2.11 when a batch-8 cache
+            # replaced the only, batch-1, one). The next capture starts a new pool.
+            self._pool = None
         if self._active is slot:
             self._active = None
             self.k_cache, self.v_cache = [], []
