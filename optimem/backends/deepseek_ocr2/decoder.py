@@ -450,9 +450,9 @@ class StaticDecoder:
             del self._graphs[gkey]
         if not self._graphs:
             # The graphs' memory pool lives while a graph captured into it does: once the last
-            # one is gone torch lets the pool go, and capturing into its old handle fails (an
-            # internal assert in the caching allocator, seen on torch 2.11 when a batch-8 cache
-            # replaced the only, batch-1, one). The next capture starts a new pool.
+            # one is gone torch marks the pool freeable, and capturing into its old handle can
+            # fail an internal assert of the caching allocator (seen on torch 2.11 when a
+            # batch-8 cache replaced the only, batch-1, one). The next capture starts a new pool.
             self._pool = None
         if self._active is slot:
             self._active = None
