@@ -43,6 +43,7 @@ from rapidfuzz.distance import Levenshtein
 
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
+from optimem.bench.machine import describe
 from optimem.modes import Mode
 from optimem.pages.typeset import RenderOptions, TurnText, paginate, resize_to
 from optimem.pages.verbatim import extract
@@ -60,18 +61,6 @@ def page_input(page, mode: Mode) -> PageInput:
     return PageInput(
         resize_to(page.image, mode.canvas), mode, lines, page.options.font_px * factor, page.has_cjk
     )
-
-
-def _machine() -> str:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        "",
-    )
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
 
 
 def _indent(line: str) -> str:
@@ -254,7 +243,7 @@ def main() -> None:
         return
     doc = {
         "corpus": CORPUS.name,
-        "machine": _machine(),
+        "machine": describe(),
         "load_average_at_end": os.getloadavg()[0],
         "rows": rows,
     }

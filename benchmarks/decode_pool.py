@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from optimem.bench.machine import describe
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "42.json"
@@ -134,7 +136,7 @@ def main() -> None:
             }
         )
     base_wall = rows[0]["wall_s_median"]
-    machine = f"{os.cpu_count()} vCPUs, {_cpu_name()}"
+    machine = describe()
     print(f"decoder: cpu (tesseract + rapidocr, reading aids on); machine: {machine}; "
           f"{args.pages} distinct LoCoMo pages ({args.chat.name}); medians of {args.repeat}")  # fmt: skip
     print(
@@ -159,16 +161,6 @@ def main() -> None:
         }
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

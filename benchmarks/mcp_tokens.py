@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, ImageContent, TextContent
 
 from optimem.bench.datasets import load_default
+from optimem.bench.machine import describe
 from optimem.tokens import count_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,18 +111,6 @@ async def measure(db: Path, backend: str) -> dict[str, Any]:
     return out
 
 
-def _machine() -> str:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.machine(),
-    )
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -136,7 +124,7 @@ def main() -> None:
         "schema": "optimem.mcp_tokens/1",
         "counter": "tiktoken o200k_base (optimem.tokens)",
         "backend": args.backend,
-        "machine": _machine(),
+        "machine": describe(),
     } | data
     print(f"instructions: {data['instructions_tokens']} tokens")
     print(f"{'tool definition':<16} {'tokens':>6}")

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 from optimem import OpticalMemory
 from optimem.bench.datasets import load_many
+from optimem.bench.machine import describe
 from optimem.tokens import count_tokens
 
 
@@ -75,7 +74,7 @@ def main() -> None:
                     f"{row['pages_in_context']:>6} {row['context_tokens']:>7} {row['savings']:>6.2f}x  {row['modes']}",
                     flush=True,
                 )
-    machine = f"{os.cpu_count()} vCPUs, {platform.machine()}, Python {platform.python_version()}"
+    machine = describe()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from optimem.bench.machine import describe
 from optimem.server.process import Server
 
 PROSE = (
@@ -153,7 +153,7 @@ def main() -> None:
                         )
             finally:
                 srv.stop(timeout=120)
-    machine = f"{os.cpu_count()} vCPUs, {platform.processor() or platform.machine()}, {platform.system()}"
+    machine = describe()
     report = {
         "schema": "optimem.rest_load/1",
         "backend": args.backend,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from optimem import OpticalMemory
+from optimem.bench.machine import describe
 from optimem.server.process import Server
 from optimem.turns import load_chat
 
@@ -175,7 +175,7 @@ def main() -> None:
     finally:
         srv.stop(timeout=60)
 
-    machine = f"{os.cpu_count()} vCPUs, {platform.machine()}, Python {platform.python_version()}"
+    machine = describe()
     machine += f", load average {os.getloadavg()[0]:.1f} when measured"
     head = f"optimem viewer load: {args.turns:,} turns, {facts['pages']} pages, decoder {args.backend}"
     print(f"{head}; {machine}")

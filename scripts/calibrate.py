@@ -29,6 +29,7 @@ from pathlib import Path
 
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
+from optimem.bench.machine import cores, cpu_name
 from optimem.layout import is_cjk
 from optimem.modes import Mode
 from optimem.pages.typeset import RenderedPage, RenderOptions, TurnText, paginate
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated_by": "scripts/calibrate.py",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''} "
-        f"{_cpu_name()} ({_cores()} cores), {platform.system()} Python {platform.python_version()}",
+        f"{cpu_name()} ({cores()} cores), {platform.system()} Python {platform.python_version()}",
         "target_fidelity": args.target,
         "margin": args.margin,
         "pages_per_size": args.pages,
@@ -250,22 +251,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         log(f"{name}: done in {entry['minutes']} min → {args.out}")
     return 0
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 if __name__ == "__main__":
