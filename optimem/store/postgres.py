@@ -45,7 +45,9 @@ def redact(url: str) -> str:
     return f"postgresql://{info.get('user', '')}@{host}:{info.get('port', '')}/{db}"
 
 
-def make_engine(url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> tuple[Engine, str]:
+def make_engine(
+    url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0
+) -> tuple[Engine, str]:
     scheme, rest = url.split("://", 1)
     engine = create_engine(
         f"postgresql+psycopg://{rest}" if "+" not in scheme else url,

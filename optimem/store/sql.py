@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, ColumnElement, Engine, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, exists, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -366,7 +366,9 @@ class SqlStore:
                         select(turns.c.id).where(turns.c.session_id == session_id, turns.c.content.is_(None))
                     ).scalars()
                 )
-                rows = conn.execute(select(pages.c.id, pages.c.layout).where(pages.c.session_id == session_id))
+                rows = conn.execute(
+                    select(pages.c.id, pages.c.layout).where(pages.c.session_id == session_id)
+                )
                 for page_id, layout in rows.all():
                     for line in layout:
                         if line[5] in gone:
@@ -659,7 +661,9 @@ class SqlStore:
 
     def get_decoded(self, page_id: int, mode: Mode, fingerprint: str) -> DecodedRecord | None:
         stmt = select(decoded).where(
-            decoded.c.page_id == int(page_id), decoded.c.mode == mode.value, decoded.c.fingerprint == fingerprint
+            decoded.c.page_id == int(page_id),
+            decoded.c.mode == mode.value,
+            decoded.c.fingerprint == fingerprint,
         )
         rows = self._rows(stmt)
         if not rows:
@@ -707,12 +711,13 @@ class SqlStore:
         )
         with self._conn() as conn:
             problems = self.dialect.problems(conn)
-            problems += [f"page {pid} covers no turn" for pid in conn.execute(select(pages.c.id).where(~covered)).scalars()]
+            problems += [
+                f"page {pid} covers no turn"
+                for pid in conn.execute(select(pages.c.id).where(~covered)).scalars()
+            ]
             problems += [
                 f"turn {tid} is marked paged but no page holds it"
                 for tid in conn.execute(select(turns.c.id).where(turns.c.paged, ~held)).scalars()
             ]
-            problems += [
-                f"turn {r.turn_id} is on {r.n} pages that overlap" for r in conn.execute(overlap)
-            ]
+            problems += [f"turn {r.turn_id} is on {r.n} pages that overlap" for r in conn.execute(overlap)]
         return problems

@@ -60,7 +60,9 @@ def _connect(target: str, is_uri: bool, timeout: float) -> Any:
     import sqlite3
 
     try:
-        db = sqlite3.connect(target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=is_uri)
+        db = sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=is_uri
+        )
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {target!r}: {exc}") from exc
     if not is_uri:

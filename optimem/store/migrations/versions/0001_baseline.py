@@ -22,7 +22,9 @@ depends_on = None
 
 #: optimem 0.1's SQLite migrations (statements separated by ";").
 SQLITE = [
-    ("m001_initial", """
+    (
+        "m001_initial",
+        """
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
     created_at TEXT NOT NULL,
@@ -95,25 +97,37 @@ CREATE TABLE decoded (
 CREATE INDEX turns_session ON turns(session_id, paged, seq);
 CREATE INDEX pages_session ON pages(session_id, seq);
 
-"""),
-    ("m002_external_ids_and_fingerprints", """
+""",
+    ),
+    (
+        "m002_external_ids_and_fingerprints",
+        """
 ALTER TABLE turns ADD COLUMN external_id TEXT;
 CREATE UNIQUE INDEX turns_external ON turns(session_id, external_id) WHERE external_id IS NOT NULL;
 DELETE FROM decoded;
 ALTER TABLE decoded ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX decoded_fingerprint ON decoded(page_id, mode, fingerprint)
 
-"""),
-    ("m003_search_index", """
+""",
+    ),
+    (
+        "m003_search_index",
+        """
 CREATE VIRTUAL TABLE page_index USING fts5(
     text, page_id UNINDEXED, session_id UNINDEXED, tokenize = 'trigram'
 )
 
-"""),
-    ("m004_rehearsal", """
+""",
+    ),
+    (
+        "m004_rehearsal",
+        """
 ALTER TABLE pages ADD COLUMN rehearsed_seq INTEGER
-"""),
-    ("m005_request_counts", """
+""",
+    ),
+    (
+        "m005_request_counts",
+        """
 CREATE TABLE request_counts (
     key TEXT NOT NULL,
     minute INTEGER NOT NULL,
@@ -121,12 +135,15 @@ CREATE TABLE request_counts (
     PRIMARY KEY (key, minute)
 ) WITHOUT ROWID
 
-"""),
+""",
+    ),
 ]
 
 #: optimem 0.1's PostgreSQL migrations (statements separated by ";" at a line's end).
 POSTGRES = [
-    ("m001_initial", """
+    (
+        "m001_initial",
+        """
 CREATE FUNCTION optimem_tenant(session_id text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT CASE WHEN strpos(session_id, '/') > 0 THEN split_part(session_id, '/', 1) ELSE '' END $$;
@@ -210,8 +227,11 @@ CREATE TABLE decoded (
 CREATE INDEX turns_session ON turns(session_id, paged, seq);
 CREATE INDEX pages_session ON pages(session_id, seq)
 
-"""),
-    ("m002_external_ids_and_fingerprints", """
+""",
+    ),
+    (
+        "m002_external_ids_and_fingerprints",
+        """
 ALTER TABLE turns ADD COLUMN external_id text;
 CREATE UNIQUE INDEX turns_external ON turns(session_id, external_id) WHERE external_id IS NOT NULL;
 DELETE FROM decoded;
@@ -219,8 +239,11 @@ ALTER TABLE decoded ADD COLUMN fingerprint text NOT NULL DEFAULT '';
 ALTER TABLE decoded DROP CONSTRAINT decoded_pkey;
 ALTER TABLE decoded ADD PRIMARY KEY (page_id, mode, fingerprint)
 
-"""),
-    ("m003_search_index", """
+""",
+    ),
+    (
+        "m003_search_index",
+        """
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE TABLE page_index (
     page_id bigint PRIMARY KEY REFERENCES pages(id) ON DELETE CASCADE,
@@ -231,11 +254,17 @@ CREATE TABLE page_index (
 CREATE INDEX page_index_session ON page_index(session_id);
 CREATE INDEX page_index_trgm ON page_index USING gin (text gin_trgm_ops)
 
-"""),
-    ("m004_rehearsal", """
+""",
+    ),
+    (
+        "m004_rehearsal",
+        """
 ALTER TABLE pages ADD COLUMN rehearsed_seq integer
-"""),
-    ("m005_request_counts", """
+""",
+    ),
+    (
+        "m005_request_counts",
+        """
 CREATE TABLE request_counts (
     key text NOT NULL,
     minute bigint NOT NULL,
@@ -243,7 +272,8 @@ CREATE TABLE request_counts (
     PRIMARY KEY (key, minute)
 )
 
-"""),
+""",
+    ),
 ]
 
 

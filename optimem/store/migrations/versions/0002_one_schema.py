@@ -69,7 +69,9 @@ def _move_reading_aids() -> None:
         sa.Column("page_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("tenant", sa.Text, nullable=False),
         sa.Column("checks", sa.LargeBinary, nullable=False),
-        sa.Column("lexicon", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql"), nullable=False),
+        sa.Column(
+            "lexicon", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql"), nullable=False
+        ),
         sa.Column("lexicon_complete", sa.Boolean, nullable=False),
         sa.ForeignKeyConstraint(["page_id"], ["pages.id"], ondelete="CASCADE"),
     )
@@ -101,7 +103,7 @@ def _sqlite_rebuild() -> None:
     """SQLite cannot add a primary key or an FTS5 column in place: copy into new tables."""
     for statement in (
         # verbatim: an id (insertion order, as rowid gave), the tenant
-        'CREATE TABLE verbatim_new (id INTEGER PRIMARY KEY AUTOINCREMENT, page_id INTEGER NOT NULL'
+        "CREATE TABLE verbatim_new (id INTEGER PRIMARY KEY AUTOINCREMENT, page_id INTEGER NOT NULL"
         " REFERENCES pages(id) ON DELETE CASCADE, tenant TEXT NOT NULL, kind TEXT NOT NULL,"
         ' value TEXT NOT NULL, turn_id INTEGER NOT NULL, "offset" INTEGER NOT NULL)',
         'INSERT INTO verbatim_new (page_id, tenant, kind, value, turn_id, "offset")'
