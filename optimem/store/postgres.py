@@ -120,8 +120,8 @@ class PostgresStore(SqlStore):
             raw = conn.connection.driver_connection
             assert isinstance(raw, psycopg.Connection)
             factory = raw.row_factory
-            raw.row_factory = dict_row  # type: ignore[assignment]
+            raw.row_factory = dict_row
             try:
-                yield raw  # type: ignore[misc]
+                yield raw
             finally:
                 raw.row_factory = factory

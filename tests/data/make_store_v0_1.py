@@ -44,3 +44,8 @@ def main(path: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+# store_v0_1.pg.sql is the same conversation written by 0.1.0 into PostgreSQL (decode="now",
+# same TURNS, sessions "acme/thread-1" and "plain"), dumped with
+#     pg_dump --inserts --no-owner --no-privileges URL > tests/data/store_v0_1.pg.sql
+# from a throwaway server (optimem.store.pg_local.LocalPostgres) at the same commit.
