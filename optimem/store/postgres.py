@@ -60,6 +60,10 @@ def make_engine(
     return engine, redact(url)
 
 
+#: pooled connections are shared by all threads
+keep_readers = False
+
+
 def read_options() -> dict[str, Any]:
     return {"isolation_level": "AUTOCOMMIT"}
 

@@ -21,7 +21,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -64,6 +75,9 @@ class EngineDialect(Protocol):
         """The engine for `url`, and the URL to show in messages (no password)."""
         ...
 
+    keep_readers: bool
+    """Keep one reading connection per thread (cheap on SQLite) instead of one per read."""
+
     def read_options(self) -> dict[str, Any]:
         """Execution options of a connection that only reads, outside a transaction."""
         ...
@@ -98,6 +112,56 @@ _PAGE_COLUMNS = [
 ]
 
 
+class Q:
+    """The hot reads, built once: building and hashing a statement costs more than SQLite
+    takes to run it."""
+
+    session = select(sessions.c.id).where(sessions.c.id == bindparam("session_id"))
+    turns_of = select(turns).where(turns.c.session_id == bindparam("session_id")).order_by(turns.c.seq)
+    turns_paged = turns_of.where(turns.c.paged == bindparam("paged"))
+    turn_count = select(func.coalesce(func.max(turns.c.seq), 0).label("n")).where(
+        turns.c.session_id == bindparam("session_id")
+    )
+    external_ids = select(turns.c.external_id, turns.c.id).where(
+        turns.c.session_id == bindparam("session_id"),
+        turns.c.external_id.in_(bindparam("ids", expanding=True)),
+    )
+    span_ends = (
+        select(page_spans.c.turn_id, func.max(page_spans.c.end).label("end"))
+        .where(page_spans.c.turn_id.in_(bindparam("ids", expanding=True)))
+        .group_by(page_spans.c.turn_id)
+    )
+    spans = (
+        select(page_spans.c.page_id, page_spans.c.turn_id, page_spans.c.start, page_spans.c.end)
+        .where(page_spans.c.page_id.in_(bindparam("ids", expanding=True)))
+        .order_by(page_spans.c.turn_id)
+    )
+    pages_of = (
+        select(*_PAGE_COLUMNS).where(pages.c.session_id == bindparam("session_id")).order_by(pages.c.seq)
+    )
+    page_by_id = select(*_PAGE_COLUMNS).where(pages.c.id == bindparam("page_id"))
+    page_in_session = page_by_id.where(pages.c.session_id == bindparam("session_id"))
+    blobs = select(pages.c.png, pages.c.layout, pages.c.representation, pages.c.representation_backend).where(
+        pages.c.id == bindparam("page_id")
+    )
+    verbatim_of = (
+        select(verbatim.c.kind, verbatim.c.value, verbatim.c.turn_id, verbatim.c.offset)
+        .where(verbatim.c.page_id == bindparam("page_id"))
+        .order_by(verbatim.c.id)
+    )
+    aids = select(reading_aids.c.checks, reading_aids.c.lexicon, reading_aids.c.lexicon_complete).where(
+        reading_aids.c.page_id == bindparam("page_id")
+    )
+    decoded_text = select(decoded).where(
+        decoded.c.page_id == bindparam("page_id"),
+        decoded.c.mode == bindparam("mode"),
+        decoded.c.fingerprint == bindparam("fingerprint"),
+    )
+    indexed = select(page_index.c.page_id, page_index.c.text).where(
+        page_index.c.page_id.in_(bindparam("ids", expanding=True))
+    )
+
+
 def dialect_of(url: str) -> str:
     """The dialect name of a store URL: a path, sqlite:///…, :memory: or postgresql://…."""
     if "://" not in url:
@@ -119,6 +183,8 @@ class SqlStore:
         self.engine, self.display_url = self.dialect.make_engine(url, **engine_options)
         self._upsert = UPSERTS[name]
         self._local = threading.local()
+        self._readers: list[Connection] = []
+        self._readers_lock = threading.Lock()
         try:
             with self.transaction() as conn:
                 migrate.upgrade(conn, self.display_url)
@@ -147,12 +213,33 @@ class SqlStore:
         if conn is not None:
             yield conn
             return
-        with self._errors(), self.engine.connect().execution_options(**self.dialect.read_options()) as conn:
-            yield conn
+        if not self.dialect.keep_readers:
+            with (
+                self._errors(),
+                self.engine.connect().execution_options(**self.dialect.read_options()) as conn,
+            ):
+                yield conn
+            return
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self.engine.connect().execution_options(
+                **self.dialect.read_options()
+            )
+            with self._readers_lock:
+                self._readers.append(reader)
+        try:
+            with self._errors():
+                yield reader
+        except BaseException:
+            self._local.reader = None  # a failed reader is not used again
+            with self._readers_lock:
+                self._readers.remove(reader)
+            reader.close()
+            raise
 
-    def _rows(self, statement: Any) -> list[RowMapping]:
+    def _rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[RowMapping]:
         with self._conn() as conn:
-            return list(conn.execute(statement).mappings())
+            return list(conn.execute(statement, params).mappings())
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -182,7 +269,12 @@ class SqlStore:
         self._local.locked.add(session_id)
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every thread's reading connection and every pooled one."""
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
+        self._local = threading.local()
         self.engine.dispose()
 
     def schema_version(self) -> str:
@@ -216,7 +308,7 @@ class SqlStore:
         return [r["id"] for r in self._rows(stmt) if not prefix or r["id"].startswith(prefix)]
 
     def has_session(self, session_id: str) -> bool:
-        return bool(self._rows(select(sessions.c.id).where(sessions.c.id == session_id)))
+        return bool(self._rows(Q.session, {"session_id": session_id}))
 
     def require_session(self, session_id: str) -> None:
         if not self.has_session(session_id):
@@ -301,10 +393,8 @@ class SqlStore:
         wanted = list(dict.fromkeys(external_ids))
         out: dict[str, int] = {}
         for chunk in iter_chunks(wanted):
-            stmt = select(turns.c.external_id, turns.c.id).where(
-                turns.c.session_id == session_id, turns.c.external_id.in_(chunk)
-            )
-            out.update({r["external_id"]: r["id"] for r in self._rows(stmt)})
+            rows = self._rows(Q.external_ids, {"session_id": session_id, "ids": list(chunk)})
+            out.update({r["external_id"]: r["id"] for r in rows})
         return out
 
     @staticmethod
@@ -326,28 +416,21 @@ class SqlStore:
 
     def turns(self, session_id: str, *, paged: bool | None = None) -> list[TurnRecord]:
         self._lock(session_id)
-        stmt = select(turns).where(turns.c.session_id == session_id).order_by(turns.c.seq)
-        if paged is not None:
-            stmt = stmt.where(turns.c.paged == paged)
-        return [self._turn(r) for r in self._rows(stmt)]
+        if paged is None:
+            rows = self._rows(Q.turns_of, {"session_id": session_id})
+        else:
+            rows = self._rows(Q.turns_paged, {"session_id": session_id, "paged": paged})
+        return [self._turn(r) for r in rows]
 
     def turn_count(self, session_id: str) -> int:
         self._lock(session_id)
-        stmt = select(func.coalesce(func.max(turns.c.seq), 0).label("n")).where(
-            turns.c.session_id == session_id
-        )
-        return int(self._rows(stmt)[0]["n"])
+        return int(self._rows(Q.turn_count, {"session_id": session_id})[0]["n"])
 
     def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]:
         """Turn id → offset just past the last character of it already on a page."""
         out: dict[int, int] = {}
         for chunk in iter_chunks(list(turn_ids)):
-            stmt = (
-                select(page_spans.c.turn_id, func.max(page_spans.c.end).label("end"))
-                .where(page_spans.c.turn_id.in_(chunk))
-                .group_by(page_spans.c.turn_id)
-            )
-            out.update({r["turn_id"]: r["end"] for r in self._rows(stmt)})
+            out.update({r["turn_id"]: r["end"] for r in self._rows(Q.span_ends, {"ids": list(chunk)})})
         return out
 
     def drop_archive(self, session_id: str) -> int:
@@ -480,12 +563,7 @@ class SqlStore:
     def _spans(self, page_ids: Sequence[int]) -> dict[int, list[Span]]:
         out: dict[int, list[Span]] = {pid: [] for pid in page_ids}
         for chunk in iter_chunks(list(page_ids)):
-            stmt = (
-                select(page_spans.c.page_id, page_spans.c.turn_id, page_spans.c.start, page_spans.c.end)
-                .where(page_spans.c.page_id.in_(chunk))
-                .order_by(page_spans.c.turn_id)
-            )
-            for r in self._rows(stmt):
+            for r in self._rows(Q.spans, {"ids": list(chunk)}):
                 out[r["page_id"]].append(Span(r["turn_id"], r["start"], r["end"]))
         return out
 
@@ -511,32 +589,31 @@ class SqlStore:
             rehearsed_seq=row["rehearsed_seq"],
         )
 
-    def _pages_where(self, *where: Any) -> list[PageRecord]:
-        rows = self._rows(select(*_PAGE_COLUMNS).where(*where).order_by(pages.c.seq))
+    def _pages(self, statement: Any, params: dict[str, Any]) -> list[PageRecord]:
+        rows = self._rows(statement, params)
         spans = self._spans([r["id"] for r in rows])
         return [self._page(r, spans[r["id"]]) for r in rows]
 
     def pages(self, session_id: str) -> list[PageRecord]:
         self._lock(session_id)
-        return self._pages_where(pages.c.session_id == session_id)
+        return self._pages(Q.pages_of, {"session_id": session_id})
 
     def page(self, session_id: str, page_id: int) -> PageRecord:
-        found = self._pages_where(pages.c.id == int(page_id), pages.c.session_id == session_id)
+        found = self._pages(Q.page_in_session, {"page_id": int(page_id), "session_id": session_id})
         if not found:
             raise PageNotFound(f"no page {page_id} in session {session_id!r}")
         return found[0]
 
     def page_by_id(self, page_id: int) -> PageRecord:
         """A page whatever its session (for background decoding, which knows only ids)."""
-        found = self._pages_where(pages.c.id == int(page_id))
+        found = self._pages(Q.page_by_id, {"page_id": int(page_id)})
         if not found:
             raise PageNotFound(f"no page {page_id}")
         return found[0]
 
     def page_blobs(self, page_id: int) -> PageBlobs:
         """The page's image, layout on the creation canvas and stored representation."""
-        stmt = select(pages.c.png, pages.c.layout, pages.c.representation, pages.c.representation_backend)
-        rows = self._rows(stmt.where(pages.c.id == int(page_id)))
+        rows = self._rows(Q.blobs, {"page_id": int(page_id)})
         if not rows:
             raise PageNotFound(f"no page {page_id}")
         r = rows[0]
@@ -593,17 +670,12 @@ class SqlStore:
             )
 
     def verbatim(self, page_id: int) -> list[VerbatimItem]:
-        stmt = (
-            select(verbatim.c.kind, verbatim.c.value, verbatim.c.turn_id, verbatim.c.offset)
-            .where(verbatim.c.page_id == int(page_id))
-            .order_by(verbatim.c.id)
-        )
-        return [VerbatimItem(r["kind"], r["value"], r["turn_id"], r["offset"]) for r in self._rows(stmt)]
+        rows = self._rows(Q.verbatim_of, {"page_id": int(page_id)})
+        return [VerbatimItem(r["kind"], r["value"], r["turn_id"], r["offset"]) for r in rows]
 
     def reading_aids(self, page_id: int) -> PageAids | None:
         """The page's line checks and rare words, or None for a page kept without them."""
-        stmt = select(reading_aids.c.checks, reading_aids.c.lexicon, reading_aids.c.lexicon_complete)
-        rows = self._rows(stmt.where(reading_aids.c.page_id == int(page_id)))
+        rows = self._rows(Q.aids, {"page_id": int(page_id)})
         if not rows:
             return None
         r = rows[0]
@@ -660,12 +732,9 @@ class SqlStore:
             )
 
     def get_decoded(self, page_id: int, mode: Mode, fingerprint: str) -> DecodedRecord | None:
-        stmt = select(decoded).where(
-            decoded.c.page_id == int(page_id),
-            decoded.c.mode == mode.value,
-            decoded.c.fingerprint == fingerprint,
+        rows = self._rows(
+            Q.decoded_text, {"page_id": int(page_id), "mode": mode.value, "fingerprint": fingerprint}
         )
-        rows = self._rows(stmt)
         if not rows:
             return None
         r = rows[0]
@@ -693,8 +762,7 @@ class SqlStore:
     def indexed_text(self, page_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for chunk in iter_chunks(list(page_ids)):
-            stmt = select(page_index.c.page_id, page_index.c.text).where(page_index.c.page_id.in_(chunk))
-            out.update({r["page_id"]: r["text"] for r in self._rows(stmt)})
+            out.update({r["page_id"]: r["text"] for r in self._rows(Q.indexed, {"ids": list(chunk)})})
         return out
 
     def integrity_problems(self) -> list[str]:

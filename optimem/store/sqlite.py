@@ -79,6 +79,10 @@ def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: a connection per thread, as SQLite likes it
+keep_readers = True
+
+
 def read_options() -> dict[str, Any]:
     return {}
 
