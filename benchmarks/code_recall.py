@@ -43,10 +43,10 @@ from rapidfuzz.distance import Levenshtein
 
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
-from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderOptions, TurnText, paginate, resize_to
-from optimem.verbatim import extract
+from optimem.pages.typeset import RenderOptions, TurnText, paginate, resize_to
+from optimem.pages.verbatim import extract
+from optimem.reading.fidelity import fidelity
 
 CORPUS = Path(__file__).parent / "data" / "code_corpus.json"
 SYMBOLS = set("()[]{}<>=!&|+-*/%:;,.'\"$#@_\\`~^?")
@@ -175,7 +175,7 @@ def measure(backends: list[str], variant: str, code_px: int | None = None) -> li
     turns = [TurnText(i, s.get("role", "assistant"), s["text"]) for i, s in enumerate(snippets)]
     new_layout = hasattr(RenderOptions, "code_px")
     if new_layout:
-        from optimem.calibration import render_options
+        from optimem.pages.calibration import render_options
 
         options = render_options("cpu", Mode.SMALL)
         if code_px:

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from optimem import OpticalMemory
+from optimem.aging.policies import BudgetPolicy
 from optimem.backends import get_backend
 from optimem.bench.config import BenchConfig
 from optimem.bench.datasets import Chat, load_many
 from optimem.bench.replay import Replay, bar
 from optimem.bench.strict import eligible, score_run
-from optimem.modes import BudgetPolicy
 from optimem.tokens import DEFAULT_ENCODING, count_tokens
 
 VARIANTS = ("plain", "salient", "salient8", "rehearse", "salient+rehearse")

@@ -8,7 +8,7 @@ decoder with its reading aids), pages it at Small (`compress(flush=True)`), read
 back, ages every page to Tiny and reads them again (`recall_page(id, refresh=True)`).
 
 Occurrences: every identifier planted in a turn (the corpus's `ids`, found in the content on
-word boundaries), plus every string `optimem.verbatim.extract` finds in the turn that does not
+word boundaries), plus every string `optimem.pages.verbatim.extract` finds in the turn that does not
 overlap a planted one. Each occurrence is looked up in the page layout (the line boxes whose
 [start, end) offsets in the turn's content cover it) and judged on the recalled text of those
 lines (`Recall.lines`, joined with nothing or a space when the occurrence wraps):
@@ -85,7 +85,7 @@ def count(value: str, text: str) -> int:
 
 def occurrences(turns: list[dict]) -> list[Occurrence]:
     """Planted identifiers (each place they stand), then extracted strings that overlap none."""
-    from optimem.verbatim import extract
+    from optimem.pages.verbatim import extract
 
     out: list[Occurrence] = []
     for i, turn in enumerate(turns):
@@ -175,7 +175,7 @@ def _lines_of(recall, layout_len: int) -> tuple[list[str], list[bool | None], bo
 
 def measure(corpus: Path) -> dict:
     from optimem import Mode, OpticalMemory
-    from optimem.modes import AgingPlan
+    from optimem.aging.policies import AgingPlan
 
     turns = json.loads(corpus.read_text(encoding="utf-8"))["turns"]
     occs = occurrences(turns)

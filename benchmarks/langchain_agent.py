@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> dict:
     ]
     survive = {k: sum(answer_found(q.answer, v) for q in questions) for k, v in texts.items()}
     stats = session.stats()
-    from optimem.pricing import CONSUMERS
+    from optimem.aging.pricing import CONSUMERS
 
     consumers = {c: PageTokenCounter(mem, consumer=c)(last_optical) for c in CONSUMERS}
     result = {

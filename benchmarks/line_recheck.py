@@ -23,9 +23,9 @@ from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.bench.datasets import load
 from optimem.layout import restore_placeholders
-from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderOptions, TurnText, paginate, resize_to
+from optimem.pages.typeset import RenderOptions, TurnText, paginate, resize_to
+from optimem.reading.fidelity import fidelity
 
 
 def pages_of(chat_path: str, n: int, px: int = 8):

@@ -6,7 +6,7 @@ sequential tickets (INC-7000…), run numbers (run #1000…), dashboard URLs wit
 cloud instance ids, order ids, dates, addresses, prices, flight numbers and accented names,
 in prose. Identifiers of one family sit next to each other on the same page, so a repair that
 picks the wrong neighbour is seen. Every turn lists the identifiers planted in it (`ids`,
-with their family), the ground truth the benchmark looks for beside `optimem.verbatim.extract`.
+with their family), the ground truth the benchmark looks for beside `optimem.pages.verbatim.extract`.
 
 Deterministic (seeded); rerun to regenerate the same file:
 

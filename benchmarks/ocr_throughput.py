@@ -25,9 +25,9 @@ from calibrate import _cores, _cpu_name, calibration_turns, full_pages
 
 from optimem.backends import backend_class
 from optimem.backends.base import PageInput
-from optimem.metrics import fidelity
 from optimem.modes import LADDER, Mode
-from optimem.render import RenderOptions, resize_to
+from optimem.pages.typeset import RenderOptions, resize_to
+from optimem.reading.fidelity import fidelity
 
 NO_UPSCALE = ((0.0, 1),)
 CONFIGS = {

@@ -30,16 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import _cores, _cpu_name
 from line_recheck import page_input as recheck_page_input
 
-from optimem import linecheck, proofread
+from optimem.aids import linecheck
+from optimem.aids.speller import speller
 from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.bench.datasets import load
-from optimem.correction import SEARCH_LIMIT, STEPS
 from optimem.layout import restore_placeholders
-from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderOptions, TurnText, paginate
-from optimem.speller import speller
+from optimem.pages.typeset import RenderOptions, TurnText, paginate
+from optimem.reading import proofread
+from optimem.reading.correction import SEARCH_LIMIT, STEPS
+from optimem.reading.fidelity import fidelity
 
 
 def pages_of(chat_path: str, n: int, px: int):

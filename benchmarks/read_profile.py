@@ -48,16 +48,16 @@ KINDS = ("small", "tiny", "code", "cjk")
 
 #: (module, qualified name, stage): the functions whose time is each stage's.
 STAGES = (
-    ("optimem.correction", "speller", "load"),
-    ("optimem.speller", "_speller_for", "load"),
-    ("optimem.lexicon", "dictionary_words", "load"),
+    ("optimem.reading.correction", "speller", "load"),
+    ("optimem.aids.speller", "_speller_for", "load"),
+    ("optimem.aids.lexicon", "dictionary_words", "load"),
     ("optimem.backends.rapidocr", "RapidOCRBackend._engine_list", "load"),
     ("optimem.backends.tesseract", "TesseractBackend._api", "load"),
     ("optimem.backends.cpu", "CpuBackend.decode", "first reading"),
     ("optimem.backends.cpu", "CpuBackend.decode_many", "first reading"),
     ("optimem.backends.cpu", "CpuBackend.alternates", "re-reading"),
-    ("optimem.proofread", "proofread", "correction"),
-    ("optimem.recall", "repair", "repair"),
+    ("optimem.reading.proofread", "proofread", "correction"),
+    ("optimem.reading.recall", "repair", "repair"),
 )
 
 
@@ -111,7 +111,7 @@ def child(args: argparse.Namespace) -> None:
     started = float(os.environ["READ_PROFILE_T0"])
     spent = _instrument()
     from optimem import OpticalMemory
-    from optimem.metrics import fidelity
+    from optimem.reading.fidelity import fidelity
 
     mem = OpticalMemory(args.db, backend="cpu", decode="lazy")
     session = mem.session(args.session)
@@ -164,9 +164,10 @@ def child(args: argparse.Namespace) -> None:
 def build(db: str, chat: Path = LOCOMO) -> dict[str, tuple[str, int, int]]:
     """The memory and, per kind, (session, page to read, page to warm up with)."""
     from optimem import OpticalMemory
+    from optimem.aging.policies import AgingPlan
     from optimem.bench.datasets import load, load_default
     from optimem.layout import is_cjk
-    from optimem.modes import AgingPlan, Mode
+    from optimem.modes import Mode
 
     mem = OpticalMemory(db, backend="cpu", decode="lazy", policy="none")
     cases: dict[str, tuple[str, int, int]] = {}

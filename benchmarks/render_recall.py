@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 from optimem import OpticalMemory
+from optimem.aging.policies import NoAging
 from optimem.bench.datasets import load_default
-from optimem.calibration import render_options
-from optimem.modes import LADDER, NoAging
-from optimem.render import TurnText, paginate
+from optimem.modes import LADDER
+from optimem.pages.calibration import render_options
+from optimem.pages.typeset import TurnText, paginate
 
 
 def bench_render(backend: str, repeats: int) -> list[dict]:

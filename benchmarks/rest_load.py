@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from server.process import Server
+from optimem.server.process import Server
 
 PROSE = (
     "The database cutover for the billing cluster is scheduled for Saturday morning; ticket OPS-4821 "

@@ -31,10 +31,10 @@ from typing import Any
 import psycopg
 
 from optimem import OpticalMemory
+from optimem.aging.policies import NoAging
 from optimem.bench.datasets import load_default
-from optimem.modes import NoAging
 from optimem.store.pg_local import LocalPostgres, create_database
-from optimem.store.pgqueue import DecodeQueue, WorkerQueue
+from optimem.workers.queue import DecodeQueue, WorkerQueue
 
 
 def cores() -> int:

@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from optimem import OpticalMemory
-from optimem.modes import NoAging
+
+try:
+    from optimem.aging.policies import NoAging
+except ImportError:  # optimem 0.1, timed for comparison
+    from optimem.modes import NoAging  # type: ignore[attr-defined,no-redef]
 
 RECALL_ROUNDS = 10
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 
 from optimem import OpticalMemory
+from optimem.server.process import Server
 from optimem.turns import load_chat
-from server.process import Server
 
 TARGET_MS = 300.0
 CHROMIUM = "/usr/bin/chromium"

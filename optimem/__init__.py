@@ -6,6 +6,8 @@ an OCR model reads them back on recall.
 
 from __future__ import annotations
 
+from .aging.policies import BudgetPolicy, TurnAgePolicy, WallClockPolicy
+from .aging.pricing import Pricing
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -21,8 +23,7 @@ from .errors import (
     UnknownBackend,
 )
 from .memory import OpticalMemory, Session
-from .modes import BudgetPolicy, Mode, TurnAgePolicy, WallClockPolicy
-from .pricing import Pricing
+from .modes import Mode
 from .records import CompressResult, Context, Deleted, Hits, Page, Recall, RecallHit, Stats, Turn
 
 __version__ = "0.1.0"

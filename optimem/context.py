@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .aging.pricing import Pricing
 from .errors import InputError
 from .modes import Mode
-from .paging import page_costs
-from .pricing import Pricing
+from .pages.paging import page_costs
 from .records import Context, ContextItem, ModeStats, Page, Stats, Turn
 from .store import PageRecord, Store
 

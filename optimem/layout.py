@@ -1,4 +1,5 @@
-"""The page model that store, render and backends share: line boxes, spans, placeholders.
+"""The page model that store, render and backends share: line boxes, spans, verbatim items,
+placeholders.
 
 No drawing and no I/O here, so the store and the OCR backends never import the typesetter.
 """
@@ -149,3 +150,13 @@ class Span:
     turn_id: int
     start: int
     end: int
+
+
+@dataclass(frozen=True)
+class VerbatimItem:
+    """One exact string and where it came from."""
+
+    kind: str
+    value: str
+    turn_id: int
+    offset: int

@@ -13,20 +13,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from .aging.policies import AgingPolicy, BudgetPolicy, parse_policy
+from .aging.pricing import Pricing
 from .backends import DEFAULT_BACKEND, Backend, backend_class, get_backend
 from .context import build_context, build_stats
-from .decoding import Decoder, DecodeWhen
 from .errors import BackendUnavailable, DuplicateExternalId, InputError
 from .layout import restore_placeholders
-from .modes import AgingPolicy, BudgetPolicy, Mode, parse_policy
-from .paging import Pager
-from .pricing import Pricing
-from .proofread import warm_up as proofread_warm_up
-from .recall import recall_page, recall_turns, search
+from .modes import Mode
+from .pages.paging import Pager
+from .reading.decoding import Decoder, DecodeWhen, LocalDecoder
+from .reading.proofread import warm_up as proofread_warm_up
+from .reading.recall import recall_page, recall_turns, search
 from .records import CompressResult, Context, Deleted, Hits, Page, Recall, RecalledTurn, Stats, Turn
 from .store import PageRecord, Store, TurnRecord, open_store
 from .tokens import DEFAULT_ENCODING, count_tokens
@@ -63,10 +64,10 @@ class OpticalMemory:
         encoding: tiktoken encoding for text tokens.
         reading_aids: Keep beside each new page a 3-byte check of each line's words and the
             page's rare words (about 4% of its characters), so that recall knows which lines
-            it read exactly and corrects the others (`optimem.proofread`). Off: pages keep only
+            it read exactly and corrects the others (`optimem.reading.proofread`). Off: pages keep only
             their verbatim strings, and recall returns what the OCR read.
         consumer: Whose image-token rule prices pages in budgets, stats and context
-            (a name from `optimem.pricing.CONSUMERS`); default the backend's positions.
+            (a name from `optimem.aging.pricing.CONSUMERS`); default the backend's positions.
         rehearse: Rehearsal: a page read back by `recall_page` (or `recall(page_id)`) is
             sharpened one rung from the archive, counts as used now, and the policy re-plans
             (it may age another page). Needs the archive; off by default.
@@ -116,12 +117,8 @@ class OpticalMemory:
         self.pricing = Pricing(self._backend_class, consumer, encoding)
         if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 1:
             raise InputError("decode_workers must be an integer ≥ 1")
-        self.decoder = Decoder(
-            self.store,
-            lambda: self.backend,
-            decode,
-            backend_name=lambda: self._backend_class.name,
-            workers=decode_workers,
+        self.decoder = _decoder(
+            self.store, lambda: self.backend, decode, lambda: self._backend_class.name, decode_workers
         )
         self.pager = Pager(
             self.store,
@@ -534,3 +531,19 @@ class Session:
 
     async def adelete(self) -> Deleted:
         return await asyncio.to_thread(self.delete)
+
+
+def _decoder(
+    store: Store,
+    backend: Callable[[], Backend],
+    when: DecodeWhen,
+    backend_name: Callable[[], str],
+    workers: int,
+) -> Decoder:
+    """The decoding strategy `when` names: the workers' queue, or this process."""
+    if when == "queue":
+        from .workers.queued import QueueDecoder
+
+        return QueueDecoder(store, backend, backend_name=backend_name)
+    assert when != "queue"  # narrowed for the type checker; __init__ checked the name
+    return LocalDecoder(store, backend, when, backend_name=backend_name, workers=workers)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
+from .aging.pricing import page_caption, turn_label
+from .layout import VerbatimItem
 from .modes import Mode
-from .pricing import page_caption, turn_label
-from .verbatim import VerbatimItem
 
 R = TypeVar("R", bound="Record")
 

@@ -3,7 +3,7 @@
 Renders FULL pages of the embedded default chat (English turns; Chinese paragraphs) at a
 candidate font size, decodes them with the layout known, and walks the size down while the
 pages still read back at the target (with a margin) and up while they do not. Writes
-optimem/data/calibration.json (schema: optimem/calibration.py). Gundam has Large's 1280
+optimem/data/calibration.json (schema: optimem/pages/calibration.py). Gundam has Large's 1280
 canvas, so it reuses Large's pages with Gundam's positions.
 
 The "code" script is monospace text kept as typed (scripts/data/code_calibration.json:
@@ -30,9 +30,9 @@ from pathlib import Path
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
 from optimem.layout import is_cjk
-from optimem.metrics import code_word_recall, fidelity
 from optimem.modes import Mode
-from optimem.render import RenderedPage, RenderOptions, TurnText, paginate
+from optimem.pages.typeset import RenderedPage, RenderOptions, TurnText, paginate
+from optimem.reading.fidelity import code_word_recall, fidelity
 from optimem.tokens import count_tokens
 
 ROOT = Path(__file__).resolve().parents[1]

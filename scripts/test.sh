@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev,gpu,langchain,server,postgres,mcp,docs
-code=(optimem server tests benchmarks scripts examples)
+code=(optimem tests benchmarks scripts examples)
 .venv/bin/ruff check "${code[@]}"
 .venv/bin/ruff format --check "${code[@]}"
-.venv/bin/mypy optimem server
+.venv/bin/mypy optimem
 # the documentation site, built outside the checkout: a dead link or a renamed API name fails here
 site="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$site"

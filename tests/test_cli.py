@@ -3,7 +3,7 @@ import json
 import click
 from click.testing import CliRunner
 
-from optimem.cli import main
+from optimem.cli.main import main
 
 
 def test_every_command_has_help():

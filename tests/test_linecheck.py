@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optimem import lexicon, linecheck
-from optimem.correction import Corrector
-from optimem.proofread import TRUNCATED, ReadingAids, side_channel_rows
+from optimem.aids import lexicon, linecheck
+from optimem.aids.page_aids import TRUNCATED, ReadingAids, side_channel_rows
+from optimem.reading.correction import Corrector
 
 
 def test_check_sees_words_not_punctuation_case_or_spacing():
@@ -130,7 +130,7 @@ def _page(lines):
 
 def test_proofread_rereads_only_the_lines_it_cannot_fix_alone():
     from optimem.backends.base import Decoded
-    from optimem.proofread import proofread
+    from optimem.reading.proofread import proofread
 
     truth = ["user: We drove to Zorblax.", "The weather was fine and we walked home.", "It was a long day."]
     rows = side_channel_rows(truth, "\n".join(truth) + " filler words" * 40)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from optimem import InputError, Mode, OpticalMemory, PageNotFound
-from optimem.modes import NoAging
+from optimem.aging.policies import NoAging
 
 from .conftest import chat_turns
 
@@ -341,7 +341,7 @@ def test_sigkill_inside_the_compress_transaction(db_path):
 
 
 def test_over_budget_pages_waiting_turns_before_aging(db_path):
-    from optimem.paging import PARTIAL_MIN_RATIO
+    from optimem.pages.paging import PARTIAL_MIN_RATIO
 
     mem = memory(db_path, policy="budget:900", keep_recent_turns=2, creation_mode="large")
     s = mem.session("a")

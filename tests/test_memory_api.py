@@ -23,9 +23,9 @@ from optimem import (
     Stats,
     Turn,
 )
+from optimem.aging.policies import NoAging
 from optimem.backends import get_backend
 from optimem.backends.testing import TestDoubleBackend
-from optimem.modes import NoAging
 from optimem.records import CompressResult
 
 from .conftest import chat_turns

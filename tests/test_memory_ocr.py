@@ -10,8 +10,9 @@ import textwrap
 import pytest
 
 from optimem import Mode, OpticalMemory
-from optimem.metrics import fidelity
-from optimem.modes import LADDER, NoAging
+from optimem.aging.policies import NoAging
+from optimem.modes import LADDER
+from optimem.reading.fidelity import fidelity
 
 PROSE = (
     "The cutover for the billing database is planned for Saturday 18 April at 02:00 UTC. "

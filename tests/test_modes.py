@@ -3,17 +3,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from optimem import InputError, Mode
-from optimem.modes import (
-    LADDER,
+from optimem.aging.policies import (
     BudgetPolicy,
     NoAging,
     PageState,
     TurnAgePolicy,
     WallClockPolicy,
-    gundam_positions,
     parse_policy,
-    view_positions,
 )
+from optimem.modes import LADDER, gundam_positions, view_positions
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from optimem import OpticalMemory, Page, Turn
-from optimem.cli import main
-from optimem.pricing import page_caption
-from server.main import create_app
-from server.settings import Settings
+from optimem.aging.pricing import page_caption
+from optimem.cli.main import main
+from optimem.server.main import create_app
+from optimem.server.settings import Settings
 from tests.server.conftest import words_turns
 
 

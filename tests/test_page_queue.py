@@ -9,7 +9,7 @@ import pytest
 
 from optimem import OpticalMemory
 from optimem.backends.testing import TestDoubleBackend
-from optimem.page_queue import BACKGROUND, URGENT, PageQueue
+from optimem.reading.page_queue import BACKGROUND, URGENT, PageQueue
 
 
 class Gate:
@@ -187,8 +187,8 @@ def test_decode_workers_must_be_a_positive_integer(db_path):
 
 
 def test_background_retries_of_a_failing_page_back_off_then_stop(db_path, monkeypatch, caplog):
-    from optimem import decoding
     from optimem.errors import DecodeError
+    from optimem.reading import decoding
 
     monkeypatch.setattr(decoding, "RETRY_AFTER_S", (0.0, 60.0))
     backend = TestDoubleBackend(fail=True)

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from optimem import OpticalMemory
-from optimem.correction import Corrector, with_label
+from optimem.aids.linecheck import digest
 from optimem.errors import DecodeError, InputError, OptimemError
-from optimem.linecheck import digest
+from optimem.reading.correction import Corrector, with_label
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

@@ -13,7 +13,7 @@ import pytest
 
 from optimem import OpticalMemory
 from optimem.backends.testing import TestDoubleBackend
-from optimem.modes import NoAging
+from optimem.aging.policies import NoAging
 from optimem.store import migrate, open_store
 
 from .conftest import chat_turns, wait_ready
@@ -49,7 +49,7 @@ def paged_session(mem, session_id="acme/t1", turns=40):
 
 
 def worker(url, backend, **kw):
-    from optimem.worker import Worker
+    from optimem.workers.worker import Worker
 
     kw.setdefault("lease_s", 5.0)
     kw.setdefault("poll_s", 0.1)
@@ -268,7 +268,7 @@ def test_a_page_the_workers_cannot_decode_is_decoded_inline_by_recall(postgres_u
 def test_a_dead_workers_jobs_are_claimed_again_after_the_lease(postgres_url):
     import psycopg
 
-    from optimem.store.pgqueue import WorkerQueue
+    from optimem.workers.queue import WorkerQueue
 
     mem = memory(postgres_url, decode="queue")
     s, created = paged_session(mem, turns=20)
@@ -349,14 +349,14 @@ def test_search_finds_ocr_garbled_words_through_pg_trgm(postgresql_store):
 def test_worker_command_needs_a_postgresql_url(tmp_path):
     from click.testing import CliRunner
 
-    from optimem.cli import main
+    from optimem.cli.main import main
 
     out = CliRunner().invoke(main, ["worker", "--db", str(tmp_path / "m.db")])
     assert out.exit_code == 2 and "workers share a PostgreSQL store" in out.output
 
 
 def test_serve_takes_decode_queue_only_with_postgresql():
-    from server.settings import Settings
+    from optimem.server.settings import Settings
 
     with pytest.raises(ValueError, match="needs a PostgreSQL database"):
         Settings(decode="queue").check()

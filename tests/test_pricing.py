@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimem import InputError
-from optimem import pricing as m
+from optimem.aging import pricing as m
 from optimem.backends import get_backend
 from optimem.modes import Mode
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optimem import Mode, OpticalMemory, linecheck
-from optimem.modes import BudgetPolicy
+from optimem import Mode, OpticalMemory
+from optimem.aging.policies import BudgetPolicy
+from optimem.aids import linecheck
 
 TURNS = [
     ("user", "Hey Gina! Good to see you too. Lost my job as a banker yesterday, so I'm gonna take a "

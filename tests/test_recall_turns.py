@@ -7,8 +7,8 @@ import pytest
 from optimem import OpticalMemory
 from optimem.errors import InputError, TurnNotFound
 from optimem.layout import LineBox
-from optimem.recall import stitch
-from optimem.render import RenderOptions, TurnText, paginate
+from optimem.pages.typeset import RenderOptions, TurnText, paginate
+from optimem.reading.recall import stitch
 
 
 def _rows(content: str, canvas: int = 640):

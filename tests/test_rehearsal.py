@@ -4,8 +4,8 @@ run through a real OCR engine (the default `cpu` backend)."""
 import pytest
 
 from optimem import Mode, OpticalMemory
-from optimem.metrics import fidelity
-from optimem.modes import BudgetPolicy, NoAging
+from optimem.aging.policies import BudgetPolicy, NoAging
+from optimem.reading.fidelity import fidelity
 
 from .conftest import chat_turns
 
@@ -158,6 +158,6 @@ def test_rehearsal_through_real_ocr_restores_the_creation_image(tmp_path):
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("0", False)])
 def test_the_service_setting(value, expected):
-    from server.settings import Settings
+    from optimem.server.settings import Settings
 
     assert Settings.from_env({"OPTIMEM_REHEARSE": value}).rehearse is expected

@@ -5,7 +5,7 @@ from PIL import Image
 
 from optimem import InputError, Mode
 from optimem.layout import LineBox, restore_placeholders, tab_stop, turn_texts
-from optimem.render import RenderOptions, TurnText, paginate, resize_to
+from optimem.pages.typeset import RenderOptions, TurnText, paginate, resize_to
 
 from .conftest import chat_turns
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from optimem.salience import name_chars, salience
-from optimem.verbatim import VerbatimItem, extract
+from optimem.aging.salience import name_chars, salience
+from optimem.layout import VerbatimItem
+from optimem.pages.verbatim import extract
 
 
 def test_names_inside_sentences_count_and_sentence_openers_do_not():

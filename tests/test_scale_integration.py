@@ -19,7 +19,7 @@ httpx = pytest.importorskip("httpx", reason="the server extra is not installed")
 
 CLIENTS = 50
 
-from server.process import ROOT, Server, child_env  # noqa: E402 (after the extras check)
+from optimem.server.process import ROOT, Server, child_env  # noqa: E402 (after the extras check)
 from tests.server.conftest import _loopback_only as _loopback_only  # noqa: E402 (network: loopback only)
 
 
@@ -92,8 +92,8 @@ def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(
     postgres_server, postgres_url, tmp_path
 ):
     from optimem import OpticalMemory
-    from optimem.store.pgqueue import DecodeQueue
-    from server.auth import KeysFile
+    from optimem.server.auth import KeysFile
+    from optimem.workers.queue import DecodeQueue
 
     keys_file = KeysFile(tmp_path / "keys.json")
     keys = {t: keys_file.add(t)[1] for t in ("t0", "t1", "t2")}

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from optimem import speller as speller_module
-from optimem.speller import Speller, dictionary_path, speller
+from optimem.aids import speller as speller_module
+from optimem.aids.speller import Speller, dictionary_path, speller
 
 # OCR misreads of 8 px type seen on LoCoMo pages (conversations 26 and 30)
 MISREADS = [

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from optimem import InputError, PageNotFound, SchemaError, SessionNotFound, StoreError
-from optimem.layout import LineBox, Span
+from optimem.layout import LineBox, Span, VerbatimItem
 from optimem.modes import Mode
 from optimem.store import DecodedRecord, NewPage, PageAids, PageBlobs, SQLiteStore, Store, migrate, open_store
-from optimem.verbatim import VerbatimItem
 
 #: A database written by optimem 0.1.0 (made by the script beside it, at commit 35d0a14).
 STORE_V0_1 = Path(__file__).parent / "data" / "store_v0_1.db"

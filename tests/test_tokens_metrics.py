@@ -1,7 +1,7 @@
 import pytest
 
 from optimem import InputError
-from optimem.metrics import edit_distance, fidelity, normalise
+from optimem.reading.fidelity import edit_distance, fidelity, normalise
 from optimem.tokens import count_tokens
 
 

@@ -1,4 +1,4 @@
-from optimem.verbatim import exact_share, extract, repair
+from optimem.pages.verbatim import exact_share, extract, repair
 
 TEXT = (
     "Check OPS-4821 on db-replica-03.eu-west.internal, mail ana.li@example.com, see "
@@ -132,9 +132,9 @@ def _boxes(lines, turn_id=1):
 
 
 def test_a_repair_is_applied_only_where_the_line_check_confirms_it():
-    from optimem import linecheck
-    from optimem.recall import repair_checked
-    from optimem.verbatim import extract
+    from optimem.aids import linecheck
+    from optimem.pages.verbatim import extract
+    from optimem.reading.recall import repair_checked
 
     source = ["see https://grafana.example.com/d/pay-10 now", "and FL-304 departs at 09:40 today"]
     layout = _boxes(source)
@@ -158,9 +158,9 @@ def test_a_repair_is_applied_only_where_the_line_check_confirms_it():
 
 
 def test_a_repair_never_puts_a_neighbouring_identifier_in():
-    from optimem import linecheck
-    from optimem.recall import repair_checked
-    from optimem.verbatim import extract
+    from optimem.aids import linecheck
+    from optimem.pages.verbatim import extract
+    from optimem.reading.recall import repair_checked
 
     source = ["runs pay-10 and pay-11 failed", "then pay-15 and pay-16 recovered"]
     layout = _boxes(source)

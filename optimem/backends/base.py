@@ -55,7 +55,7 @@ class PageInput:
     representation: bytes | None = None
     """What this backend's encode() returned for the page, if it stores one."""
     checks: tuple[bytes, ...] = ()
-    """Per layout line, the digest of its words (`optimem.linecheck`), when the page keeps them:
+    """Per layout line, the digest of its words (`optimem.aids.linecheck`), when the page keeps them:
     a reading whose digest differs was misread somewhere. Empty for pages made without them."""
 
 

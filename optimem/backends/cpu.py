@@ -16,7 +16,7 @@ Misread lines are caught from the layout: a page knows how many characters each 
 holds (`LineBox.start`/`end`, never the text), so a reading two or more characters shorter
 or longer than that (a dropped "a", "to the" read as "tote") is re-read by the other engine
 and the reading whose length fits better is kept. A page that keeps line checks knows its
-misread lines exactly: it is read once, proofread (`optimem.proofread`), and only the lines
+misread lines exactly: it is read once, proofread (`optimem.reading.proofread`), and only the lines
 proofreading cannot make pass are re-read, through `alternates`.
 """
 

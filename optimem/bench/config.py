@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..aging.pricing import CONSUMERS
 from ..backends import DEFAULT_BACKEND, Backend
 from ..errors import InputError
 from ..memory import DEFAULT_CREATION_MODE
 from ..modes import LADDER, Mode
-from ..pricing import CONSUMERS
 
 SCHEMA_ID = "optimem.bench/2"
 """Bumped to 2 with the strict runs (`targets`, `window_curve`, `config.target_savings`)."""

@@ -14,7 +14,7 @@ from itertools import pairwise
 
 from rapidfuzz import fuzz
 
-from ..metrics import fidelity
+from ..reading.fidelity import fidelity
 
 #: Share of an answer's characters that must match (fuzzy) for it to count as found.
 ANSWER_THRESHOLD = 0.9

@@ -19,11 +19,12 @@ from typing import TypeVar
 from rapidfuzz import fuzz
 from tqdm import tqdm
 
+from ..aging.policies import AgingPolicy
 from ..backends import Backend
 from ..memory import OpticalMemory, Session
-from ..modes import AgingPolicy, Mode
+from ..modes import Mode
+from ..pages.typeset import TurnText
 from ..records import Page, Recall, Turn
-from ..render import TurnText
 from . import metrics as m
 from .config import BenchConfig
 from .datasets import Chat, ChatTurn

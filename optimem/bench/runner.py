@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, proofread
+from .. import __version__
+from ..aging.policies import BudgetPolicy, NoAging
+from ..aging.pricing import CONSUMERS, page_tokens
 from ..backends import Backend, get_backend
 from ..errors import InputError
-from ..modes import LADDER, BudgetPolicy, NoAging
-from ..pricing import CONSUMERS, page_tokens
+from ..modes import LADDER
+from ..reading import proofread
 from ..tokens import DEFAULT_ENCODING, count_tokens
 from . import metrics as m
 from . import score, strict

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..aging.policies import BudgetPolicy
 from ..backends import Backend
-from ..modes import BudgetPolicy
 from . import metrics as m
 from . import score
 from .config import BenchConfig

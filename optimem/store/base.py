@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from ..layout import LineBox, Span
+from ..layout import LineBox, Span, VerbatimItem
 from ..modes import Mode
-from ..verbatim import VerbatimItem
 
 
 def utcnow() -> str:

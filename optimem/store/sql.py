@@ -39,9 +39,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import RowMapping
 
 from ..errors import InputError, PageNotFound, SessionNotFound, StoreError
-from ..layout import LineBox, Span
+from ..layout import LineBox, Span, VerbatimItem
 from ..modes import Mode
-from ..verbatim import VerbatimItem
 from . import migrate
 from .base import (
     DecodedRecord,

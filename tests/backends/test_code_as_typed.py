@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from optimem import OpticalMemory
+from optimem.aging.policies import NoAging
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
 from optimem.layout import turn_texts
-from optimem.modes import Mode, NoAging
-from optimem.render import RenderOptions, TurnText, paginate
-from optimem.verbatim import extract
+from optimem.modes import Mode
+from optimem.pages.typeset import RenderOptions, TurnText, paginate
+from optimem.pages.verbatim import extract
 
 TOOL = "name\tport\tnote\nsmtp\t25/tcp\tmail relay\nntp\t123/udp\ttime\n\nsince\t2024-05-01\tv1.2.3"
 CODE = (

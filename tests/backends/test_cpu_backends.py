@@ -17,9 +17,9 @@ from optimem.backends import _lines, get_backend
 from optimem.backends.base import PageInput
 from optimem.errors import BackendUnavailable
 from optimem.layout import LineBox
-from optimem.metrics import fidelity
 from optimem.modes import LADDER, Mode
-from optimem.render import RenderOptions, TurnText, paginate, resize_to
+from optimem.pages.typeset import RenderOptions, TurnText, paginate, resize_to
+from optimem.reading.fidelity import fidelity
 
 LATIN = [
     TurnText(1, "user", "Move the replica db-replica-03 to the new subnet on Friday."),

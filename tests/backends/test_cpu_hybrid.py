@@ -3,9 +3,9 @@
 from optimem.backends import get_backend
 from optimem.backends.base import Decoded, PageInput
 from optimem.backends.cpu import CpuBackend
-from optimem.metrics import fidelity
 from optimem.modes import Mode
-from optimem.render import RenderOptions, TurnText, paginate
+from optimem.pages.typeset import RenderOptions, TurnText, paginate
+from optimem.reading.fidelity import fidelity
 
 MIXED = [
     TurnText(1, "user", "The meeting with Chen Wei is at 10:30 on Thursday, room 4B, ticket OPS-4821."),
@@ -43,7 +43,7 @@ def test_fingerprint_names_both_engines():
 
 
 def test_blurred_pages_go_to_rapidocr():
-    from optimem.render import resize_to
+    from optimem.pages.typeset import resize_to
 
     page, _ = _page([MIXED[0], MIXED[2]])
     factor = Mode.TINY.canvas / Mode.SMALL.canvas  # aged one rung: 8 px → 6.4 px

@@ -20,11 +20,7 @@ pytest.importorskip("safetensors")
 from optimem.backends import embeddings as emb  # noqa: E402
 from optimem.backends import get_backend  # noqa: E402
 from optimem.backends.base import PageInput  # noqa: E402
-from optimem.backends.deepseek_ocr2 import (  # noqa: E402
-    MODEL_ENV,
-    DeepseekOcr2Backend,
-    image_positions,
-)
+from optimem.backends.deepseek_ocr2 import MODEL_ENV, DeepseekOcr2Backend, image_positions  # noqa: E402
 from optimem.errors import BackendUnavailable, RepresentationMismatch  # noqa: E402
 from optimem.modes import Mode  # noqa: E402
 

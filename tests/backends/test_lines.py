@@ -5,7 +5,7 @@ from __future__ import annotations
 from optimem.backends import _lines
 from optimem.backends._lines import expected_chars, merge_spaces, misfit
 from optimem.layout import LineBox
-from optimem.render import RenderOptions, TurnText, paginate
+from optimem.pages.typeset import RenderOptions, TurnText, paginate
 
 
 def _box(start: int, end: int) -> LineBox:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from optimem import Mode, OpticalMemory
-from optimem.modes import NoAging
+from optimem.aging.policies import NoAging
 
 from ..conftest import chat_turns
 

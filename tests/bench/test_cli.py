@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from optimem.bench import report
-from optimem.bench.cli import bench_command, demo_command
+from optimem.cli.bench import bench_command, demo_command
 
 from .conftest import tiny_chat
 

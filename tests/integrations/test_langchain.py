@@ -34,7 +34,7 @@ from optimem.integrations.langchain import (
 )
 from optimem.integrations.langchain.presenting import memory_messages
 from optimem.integrations.langchain.testing import RecordingChatModel
-from optimem.metrics import fidelity
+from optimem.reading.fidelity import fidelity
 from tests.conftest import chat_turns
 
 TEXTS = [text for _, text in chat_turns(40, words=45)]

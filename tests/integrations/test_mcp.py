@@ -30,9 +30,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ImageContent, TextContent
 
 from optimem import OpticalMemory
-from optimem.cli import main
-from server.auth import KeysFile
-from server.process import ROOT, child_env, free_port
+from optimem.cli.main import main
+from optimem.server.auth import KeysFile
+from optimem.server.process import ROOT, child_env, free_port
 
 from ..server.conftest import _loopback_only  # noqa: F401  (HTTP to the servers started here only)
 

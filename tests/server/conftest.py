@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.auth import KeysFile
-from server.process import Server
+from optimem.server.auth import KeysFile
+from optimem.server.process import Server
 from tests.conftest import VOCAB
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from server.process import ROOT
+from optimem.server.process import ROOT
 
 from .conftest import METRICS_KEY, auth, words_turns
 

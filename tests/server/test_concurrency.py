@@ -8,7 +8,7 @@ import signal
 import httpx
 import pytest
 
-from server.process import Server
+from optimem.server.process import Server
 
 from .conftest import auth, words_turns
 

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from optimem import OpticalMemory
-from server import Settings, create_app
+from optimem.server import Settings, create_app
 
 
 @pytest.fixture

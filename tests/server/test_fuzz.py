@@ -14,8 +14,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from server import Settings, create_app
-from server.process import Server
+from optimem.server import Settings, create_app
+from optimem.server.process import Server
 
 from .conftest import METRICS_KEY, auth
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from optimem import OpticalMemory
-from server.process import Server
+from optimem.server.process import Server
 
 from .conftest import words_turns
 

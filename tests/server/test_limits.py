@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from server.process import Server
+from optimem.server.process import Server
 
 from .conftest import auth, words_turns
 

@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from optimem import OpticalMemory
-from server.auth import KeysFile
-from server.main import create_app
-from server.settings import Settings
+from optimem.server.auth import KeysFile
+from optimem.server.main import create_app
+from optimem.server.settings import Settings
 
 from .conftest import auth
 

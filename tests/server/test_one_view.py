@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from optimem import OpticalMemory
-from server.process import Server
+from optimem.server.process import Server
 
 from .conftest import auth, words_turns
 

@@ -8,11 +8,11 @@ import time
 import httpx
 import pytest
 
+from optimem.server.errors import ApiError
+from optimem.server.limits import SharedRateLimiter
+from optimem.server.process import Server
+from optimem.server.settings import Settings
 from optimem.store import open_store
-from server.errors import ApiError
-from server.limits import SharedRateLimiter
-from server.process import Server
-from server.settings import Settings
 
 #: A fixed moment 30 s into a minute: no minute boundary inside a test.
 MID_MINUTE = 1_700_000_010.0 + 30.0 - (1_700_000_010.0 % 60)

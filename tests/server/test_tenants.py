@@ -8,7 +8,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from optimem.cli import main
+from optimem.cli.main import main
 
 from .conftest import auth, words_turns
 

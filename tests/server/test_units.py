@@ -8,10 +8,10 @@ import stat
 import pytest
 
 from optimem import BackendUnavailable, InputError, PageNotFound, SessionNotFound, StoreError
-from server.auth import KeysFile, KeysFileError
-from server.errors import ApiError, library_status
-from server.limits import RateLimiter
-from server.settings import Settings, is_loopback
+from optimem.server.auth import KeysFile, KeysFileError
+from optimem.server.errors import ApiError, library_status
+from optimem.server.limits import RateLimiter
+from optimem.server.settings import Settings, is_loopback
 
 
 def test_keys_file_keeps_hashes_only_and_revokes(tmp_path):

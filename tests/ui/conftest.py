@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from optimem import OpticalMemory
-from server.auth import KeysFile
-from server.process import Server
+from optimem.server.auth import KeysFile
+from optimem.server.process import Server
 from tests.server.conftest import _loopback_only as _loopback_only  # network: loopback only
 from tests.server.conftest import words_turns
 

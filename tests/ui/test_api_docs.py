@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.process import Server
+from optimem.server.process import Server
 
 from .conftest import Console
 
@@ -61,7 +61,7 @@ def test_the_docs_files_are_served_by_the_app(tmp_path):
     from fastapi.testclient import TestClient
 
     from optimem import OpticalMemory
-    from server import Settings, create_app
+    from optimem.server import Settings, create_app
 
     memory = OpticalMemory(tmp_path / "m.db", backend="test-double")
     with TestClient(create_app(Settings(backend="test-double"), memory=memory)) as c:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from optimem import Mode, Page, Turn
-from server.ui import chart, diff
+from optimem.server.ui import chart, diff
 
 
 def test_tokens_join_back_to_the_text():

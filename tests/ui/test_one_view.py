@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.process import Server
+from optimem.server.process import Server
 
 from .conftest import Console, seed_fade
 

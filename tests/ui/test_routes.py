@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from optimem import OpticalMemory
-from server.main import create_app
-from server.settings import Settings
+from optimem.server.main import create_app
+from optimem.server.settings import Settings
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_bad_input_is_a_page_with_the_status_not_a_crash(client):
 
 
 def test_read_again_without_a_key_signs_in_and_returns_to_the_page(tmp_path):
-    from server.auth import KeysFile
+    from optimem.server.auth import KeysFile
 
     keys = tmp_path / "keys.json"
     key = KeysFile(keys).add("acme")[1]

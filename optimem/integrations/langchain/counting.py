@@ -11,9 +11,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 
+from ...aging.pricing import Pricing
 from ...memory import OpticalMemory
 from ...modes import Mode
-from ...pricing import Pricing
 
 #: Prefix of the `id` optimem gives a page's image block: ``optimem-page-<id>-<mode>``.
 PAGE_BLOCK_PREFIX = "optimem-page-"
@@ -62,7 +62,7 @@ class PageTokenCounter:
 
     Args:
         memory: The memory whose backend prices pages.
-        consumer: A name from `optimem.pricing.CONSUMERS` to price pages by that provider's
+        consumer: A name from `optimem.aging.pricing.CONSUMERS` to price pages by that provider's
             image rule instead of the backend's positions.
         unknown_image_tokens: What an image that is not a page costs (optimem cannot know).
     """

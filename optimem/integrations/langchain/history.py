@@ -29,7 +29,7 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         session_id: The optimem session holding this history.
         budget_tokens: What `messages` may cost the model in all.
         present: ``"images"``, ``"text"`` or ``"tool"`` (see `OpticalMemoryMiddleware`).
-        consumer: Price page images by this provider's rule (`optimem.pricing.CONSUMERS`).
+        consumer: Price page images by this provider's rule (`optimem.aging.pricing.CONSUMERS`).
         on_recall_error: ``"raise"`` or ``"log"`` when OCR cannot read a page for
             ``present="text"``.
     """

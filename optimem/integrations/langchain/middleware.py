@@ -66,7 +66,7 @@ class OpticalMemoryMiddleware(AgentMiddleware[OpticalMemoryState, Any, Any]):
         present: ``"images"`` (page images, for vision models), ``"text"`` (the pages read
             back by OCR) or ``"tool"`` (a one-line index of pages; the model reads them with
             the recall tool).
-        consumer: Price page images by this provider's rule (`optimem.pricing.CONSUMERS`)
+        consumer: Price page images by this provider's rule (`optimem.aging.pricing.CONSUMERS`)
             instead of the backend's positions.
         namespace: Key or attribute of the runtime context (or a function of it) that
             prefixes the session id, e.g. ``"user_id"`` gives ``"<user_id>/<thread_id>"``.

@@ -7,9 +7,9 @@ from typing import Literal
 
 from langchain_core.messages import AnyMessage, HumanMessage
 
+from ...aging.pricing import page_caption
 from ...errors import BackendError
 from ...memory import Session
-from ...pricing import page_caption
 from ...records import UNVERIFIED_NOTE, Context, Page, Turn
 from .convert import dict_to_message, mark, pair_tool_calls
 from .counting import page_block_id
@@ -59,7 +59,7 @@ def memory_messages(
     mentions the tool. Returns the messages (tagged as optimem's own) and a small summary of what was shown
     (page ids, tokens, omitted counts) for the graph state.
     """
-    from ...pricing import Pricing
+    from ...aging.pricing import Pricing
 
     pricing = Pricing(session.memory.backend, consumer, session.memory.encoding)
     if present == "tool" and not with_tool:

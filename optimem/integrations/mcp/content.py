@@ -13,7 +13,7 @@ from typing import Any
 
 from mcp_types import ImageContent, TextContent
 
-from ...pricing import page_caption, turn_label
+from ...aging.pricing import page_caption, turn_label
 from ...records import UNVERIFIED_NOTE, Context, Hits, Page, Recall
 
 Block = TextContent | ImageContent

@@ -22,7 +22,14 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from server.errors import ApiError, error_body, error_type, library_status, validation_message, without_tenant
+from optimem.server.errors import (
+    ApiError,
+    error_body,
+    error_type,
+    library_status,
+    validation_message,
+    without_tenant,
+)
 
 from ...errors import OptimemError
 

@@ -14,9 +14,9 @@ from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.auth import KeysFile
-from server.limits import RateLimiter
-from server.settings import Settings
+from optimem.server.auth import KeysFile
+from optimem.server.limits import RateLimiter
+from optimem.server.settings import Settings
 
 from ... import __version__
 from ...memory import OpticalMemory

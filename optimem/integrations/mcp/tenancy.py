@@ -11,9 +11,9 @@ from __future__ import annotations
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from server.auth import KeysFile
-from server.deps import LOCAL, Tenant, TenantSessions
-from server.limits import RateLimiter
+from optimem.server.auth import KeysFile
+from optimem.server.deps import LOCAL, Tenant, TenantSessions
+from optimem.server.limits import RateLimiter
 
 from ...memory import OpticalMemory
 

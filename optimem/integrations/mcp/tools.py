@@ -14,10 +14,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from server.errors import ApiError
-from server.schemas import TurnIn
+from optimem.server.errors import ApiError
+from optimem.server.schemas import TurnIn
 
-from ...pricing import CONSUMERS
+from ...aging.pricing import CONSUMERS
 from .content import Block, compact, context_blocks, hits, recalled, span
 from .errors import guarded
 from .schema import slim
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .tenancy import Tenancy
 
     ConsumerName = str
-else:  # the names optimem.pricing knows, as an enum in the tool's input schema
+else:  # the names optimem.aging.pricing knows, as an enum in the tool's input schema
     ConsumerName = Literal[tuple(CONSUMERS)]
 
 MAX_BUDGET = 10_000_000

@@ -1,0 +1,1 @@
+"""Reading: a stored page back to text (decoding, proofreading against its aids, recall)."""
