@@ -29,7 +29,7 @@ def ocr_memory(path, mode, **kw):
 
 
 def page_text(mem, page_id):
-    _, lines, _, _ = mem.store.page_blobs(page_id)
+    lines = mem.store.page_blobs(page_id).layout
     return "\n".join(line.text for line in lines)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from optimem import OpticalMemory
-from optimem.backends.testing import TestDoubleBackend
 from optimem.aging.policies import NoAging
+from optimem.backends.testing import TestDoubleBackend
 from optimem.store import migrate, open_store
 
 from .conftest import chat_turns, wait_ready

@@ -11,10 +11,10 @@ import importlib
 import os
 
 from ..errors import StoreError
+from ..layout import PageAids
 from .base import (
     DecodedRecord,
     NewPage,
-    PageAids,
     PageBlobs,
     PageRecord,
     SessionInfo,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from ..layout import LineBox, Span, VerbatimItem
+from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 
 
@@ -125,17 +125,6 @@ class PageBlobs:
     representation: bytes | None
     representation_backend: str | None
     """The backend (by fingerprint) that made `representation`."""
-
-
-@dataclass(frozen=True)
-class PageAids:
-    """What a page keeps to be proofread: a word check per line and its rare words."""
-
-    checks: bytes
-    """The lines' word checks, concatenated in line order (`optimem.linecheck`)."""
-    lexicon: tuple[str, ...]
-    lexicon_complete: bool
-    """False when the lexicon was cut at its size cap (the page holds rare words it omits)."""
 
 
 @dataclass(frozen=True)

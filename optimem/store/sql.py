@@ -39,13 +39,12 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import RowMapping
 
 from ..errors import InputError, PageNotFound, SessionNotFound, StoreError
-from ..layout import LineBox, Span, VerbatimItem
+from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 from . import migrate
 from .base import (
     DecodedRecord,
     NewPage,
-    PageAids,
     PageBlobs,
     PageRecord,
     SessionInfo,
