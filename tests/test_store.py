@@ -292,3 +292,35 @@ def test_request_counts_per_minute(store):
     assert store.count_request("k", 101) == (1, 2)
     assert store.count_request("other", 101) == (1, 0)
     assert store.count_request("k", 103) == (1, 0)  # minute 101 was forgotten
+
+
+def test_a_new_revision_is_numbered_after_the_head_and_runs_at_open(tmp_path, monkeypatch):
+    """What docs/development.md tells a developer to do, on a copy of the revisions."""
+    location = tmp_path / "migrations"
+    shutil.copytree(migrate.LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrate, "LOCATION", location)
+    migrate.script.cache_clear()
+    try:
+        before = migrate.head()
+        path = Path(migrate.new_revision("pages get a color"))
+        assert (
+            path.parent == location / "versions"
+            and path.name == f"{int(before) + 1:04d}_pages_get_a_color.py"
+        )
+        source = path.read_text()
+        assert f"down_revision = {before!r}" in source
+        path.write_text(
+            source.replace(
+                "def upgrade() -> None:\n    pass",
+                'def upgrade() -> None:\n    op.add_column("pages", sa.Column("color", sa.Text))',
+            )
+        )
+        migrate.script.cache_clear()
+        store = SQLiteStore(tmp_path / "m.db")
+        assert store.schema_version() == f"{int(before) + 1:04d}"
+        store.close()
+        db = sqlite3.connect(tmp_path / "m.db")
+        assert "color" in [r[1] for r in db.execute("PRAGMA table_info(pages)")]
+        db.close()
+    finally:
+        migrate.script.cache_clear()
