@@ -76,7 +76,7 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     from optimem import OpticalMemory
-    from optimem.modes import NoAging
+    from optimem.aging.policies import NoAging
     mem = OpticalMemory(sys.argv[1], backend="cpu", decode="now", keep_recent_turns=0,
                         creation_mode="small", policy=NoAging())
     s = mem.session("p")
