@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from optimem import InputError, PageNotFound, SchemaError, SessionNotFound, StoreError
+from optimem import DuplicateExternalId, PageNotFound, SchemaError, SessionNotFound, StoreError
 from optimem.layout import LineBox, Span, VerbatimItem
 from optimem.modes import Mode
 from optimem.store import DecodedRecord, NewPage, PageAids, PageBlobs, SQLiteStore, Store, migrate, open_store
@@ -185,7 +185,7 @@ def test_turns_external_ids_and_prefix_listing(store):
 
 def test_duplicate_external_id_in_a_session_is_refused_whole(store):
     store.add_turns("s", [_row("a", external_id="m-1")])
-    with pytest.raises(InputError, match="external_id"):
+    with pytest.raises(DuplicateExternalId, match="skip_existing"):
         store.add_turns("s", [_row("b", external_id="m-2"), _row("c", external_id="m-1")])
     assert [t.content for t in store.turns("s")] == ["a"]
 

@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import RowMapping
 
-from ..errors import InputError, PageNotFound, SessionNotFound, StoreError
+from ..errors import DuplicateExternalId, PageNotFound, SessionNotFound, StoreError
 from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 from . import migrate
@@ -199,7 +199,9 @@ class SqlStore:
             yield
         except sa_exc.IntegrityError as exc:
             if "turns_external" in str(exc.orig) or "turns.external_id" in str(exc.orig):
-                raise InputError("an external_id is already stored in this session") from exc
+                raise DuplicateExternalId(
+                    "an external_id is already stored in this session: retry with skip_existing=True"
+                ) from exc
             raise StoreError(f"database {self.display_url}: {exc.orig}") from exc
         except sa_exc.OperationalError as exc:
             raise StoreError(f"database {self.display_url} unavailable: {exc.orig}") from exc
