@@ -99,3 +99,7 @@ class DecodeError(BackendError):
     def __init__(self, message: str, *, page_id: int | None = None) -> None:
         super().__init__(message)
         self.page_id = page_id
+
+    def __reduce__(self) -> tuple:
+        # keeps page_id when the error crosses from a worker process (process_pool)
+        return (type(self), (str(self),), {"page_id": self.page_id})

@@ -47,6 +47,12 @@ def restore_placeholders(text: str) -> str:
     return PLACEHOLDER.sub(_sub, text)
 
 
+def speaker(role: str, name: str | None) -> str:
+    """A turn's speaker as pages and text show it: "Caroline (user)", or the role alone. The
+    page typesets it with ": " before the turn's first line; text in place of a page uses it too."""
+    return f"{name} ({role})" if name else role
+
+
 def is_cjk(text: str) -> bool:
     """True if `text` holds any CJK character."""
     return CJK_CHAR.search(text) is not None

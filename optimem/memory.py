@@ -25,7 +25,7 @@ from .errors import BackendUnavailable, DuplicateExternalId, InputError
 from .layout import restore_placeholders
 from .modes import Mode
 from .pages.paging import Pager
-from .reading.decoding import Decoder, DecodeWhen, LocalDecoder
+from .reading.decoding import DecodePool, Decoder, DecodeWhen, LocalDecoder
 from .reading.proofread import warm_up as proofread_warm_up
 from .reading.recall import recall_page, recall_turns, search
 from .records import CompressResult, Context, Deleted, Hits, Page, Recall, RecalledTurn, Stats, Turn
@@ -71,9 +71,12 @@ class OpticalMemory:
         rehearse: Rehearsal: a page read back by `recall_page` (or `recall(page_id)`) is
             sharpened one rung from the archive, counts as used now, and the policy re-plans
             (it may age another page). Needs the archive; off by default.
-        decode_workers: Threads reading pages in the background, most wanted first (a recall
-            reads its page at once, ahead of them). One suits the `cpu` backend on 2 cores: its
-            engines already spread a page over both.
+        decode_workers: Pages read at once in the background, most wanted first (a recall
+            reads its page at once, ahead of them).
+        decode_pool: "threads" (default) reads them on threads of this process; "processes"
+            in a worker process each, which opens the database and the backend by name
+            (needs both: not ":memory:", not a backend instance), so proofreading's Python
+            runs on every core (docs/reading-speed.md has the measurement).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class OpticalMemory:
         reading_aids: bool = True,
         rehearse: bool = False,
         decode_workers: int = 1,
+        decode_pool: DecodePool = "threads",
     ) -> None:
         if (
             isinstance(keep_recent_turns, bool)
@@ -117,8 +121,15 @@ class OpticalMemory:
         self.pricing = Pricing(self._backend_class, consumer, encoding)
         if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 1:
             raise InputError("decode_workers must be an integer ≥ 1")
+        if decode_pool == "processes" and isinstance(backend, Backend):
+            raise InputError("decode_pool='processes' needs the backend by name: worker processes load it")
         self.decoder = _decoder(
-            self.store, lambda: self.backend, decode, lambda: self._backend_class.name, decode_workers
+            self.store,
+            lambda: self.backend,
+            decode,
+            lambda: self._backend_class.name,
+            decode_workers,
+            decode_pool,
         )
         self.pager = Pager(
             self.store,
@@ -212,8 +223,31 @@ class OpticalMemory:
         self.decoder.close(timeout)
         self.store.close()
 
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
+    # -- async twins -----------------------------------------------------------------------
+    # Each runs its blocking twin on a worker thread, so an event loop (a FastAPI route, an
+    # async LangChain agent) never waits on the database or OCR.
+
+    async def asessions(self, prefix: str | None = None) -> list[str]:
+        return await asyncio.to_thread(self.sessions, prefix)
+
+    async def ahas_session(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.has_session, session_id)
+
+    async def apending_decodes(self) -> int:
+        return await asyncio.to_thread(self.pending_decodes)
+
+    async def awarm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        return await asyncio.to_thread(self.warm_up, batch_sizes)
+
+    async def aresume_decoding(self) -> int:
+        return await asyncio.to_thread(self.resume_decoding)
+
+    async def await_decodes(self, timeout: float | None = None) -> bool:
+        """The async twin of `wait` (`await` is a keyword)."""
+        return await asyncio.to_thread(self.wait, timeout)
+
+    async def aclose(self, *, timeout: float | None = None) -> None:
+        await asyncio.to_thread(self.close, timeout=timeout)
 
     def __enter__(self) -> OpticalMemory:
         return self
@@ -532,6 +566,24 @@ class Session:
     async def adelete(self) -> Deleted:
         return await asyncio.to_thread(self.delete)
 
+    async def aexists(self) -> bool:
+        return await asyncio.to_thread(self.exists)
+
+    async def alookup_external_ids(self, external_ids: Iterable[str]) -> dict[str, int]:
+        return await asyncio.to_thread(self.lookup_external_ids, list(external_ids))
+
+    async def aturns(self) -> list[Turn]:
+        return await asyncio.to_thread(self.turns)
+
+    async def apage(self, page_id: int) -> Page:
+        return await asyncio.to_thread(self.page, page_id)
+
+    async def apage_source(self, page_id: int) -> str | None:
+        return await asyncio.to_thread(self.page_source, page_id)
+
+    async def adrop_archive(self) -> int:
+        return await asyncio.to_thread(self.drop_archive)
+
 
 def _decoder(
     store: Store,
@@ -539,6 +591,7 @@ def _decoder(
     when: DecodeWhen,
     backend_name: Callable[[], str],
     workers: int,
+    pool: DecodePool,
 ) -> Decoder:
     """The decoding strategy `when` names: the workers' queue, or this process."""
     if when == "queue":
@@ -546,4 +599,4 @@ def _decoder(
 
         return QueueDecoder(store, backend, backend_name=backend_name)
     assert when != "queue"  # narrowed for the type checker; __init__ checked the name
-    return LocalDecoder(store, backend, when, backend_name=backend_name, workers=workers)
+    return LocalDecoder(store, backend, when, backend_name=backend_name, workers=workers, pool=pool)

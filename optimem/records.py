@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
-from .aging.pricing import page_caption, turn_label
-from .layout import VerbatimItem
+from .aging.pricing import page_caption
+from .layout import VerbatimItem, speaker
 from .modes import Mode
 
 R = TypeVar("R", bound="Record")
@@ -340,7 +340,7 @@ def turn_message(turn: Turn) -> dict[str, Any]:
 
 def page_text(pieces: list[tuple[str, str | None, str]]) -> str:
     """A page's source shown as text: one "speaker: text" paragraph per (role, name, text)."""
-    return "\n".join(f"{turn_label(role, name)}: {text}" for role, name, text in pieces)
+    return "\n".join(f"{speaker(role, name)}: {text}" for role, name, text in pieces)
 
 
 @dataclass(frozen=True)

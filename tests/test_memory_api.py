@@ -3,6 +3,7 @@ authority, search without OCR on the query path, async twins, wait(). Plumbing t
 TestDoubleBackend (it reads the layout, not pixels); real OCR runs are in test_memory_ocr.py."""
 
 import asyncio
+import inspect
 import json
 import logging
 import threading
@@ -19,6 +20,7 @@ from optimem import (
     Page,
     Recall,
     RecallHit,
+    Session,
     SessionNotFound,
     Stats,
     Turn,
@@ -264,10 +266,32 @@ def test_async_twins(db_path):
         assert (await s.astats()).turns == 9
         assert (await s.acontext(4000)).items
         assert (await s.apage_png(pages[0].id)).startswith(b"\x89PNG")
+        assert (await s.apage(pages[0].id)).id == pages[0].id
+        assert (await s.apage_source(pages[0].id)).startswith("user: Cutover")
+        assert [t.role for t in await s.aturns()][:2] == ["user", "user"]
+        assert await s.alookup_external_ids(["nope"]) == {}
+        assert await mem.asessions() == ["a"] and await mem.ahas_session("a") and await s.aexists()
+        assert await mem.await_decodes(timeout=30) and await mem.apending_decodes() == 0
+        assert await s.adrop_archive() == 9
         assert (await s.adelete()).turns == 9
         await mem.aclose()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("cls", [OpticalMemory, Session])
+def test_every_public_method_has_an_async_twin(cls):
+    # an event loop must never have to wrap a blocking call itself (issue 19)
+    no_io = {"session", "public_page", "aclose"}  # build objects, no database or OCR
+    named = {"wait": "await_decodes"}
+    for name, member in vars(cls).items():
+        twin_itself = (name.startswith("a") and name[1:] in vars(cls)) or name in named.values()
+        if name.startswith("_") or twin_itself or name in no_io or not callable(member):
+            continue
+        twin = getattr(cls, named.get(name, "a" + name), None)
+        assert twin is not None and inspect.iscoroutinefunction(twin), (
+            f"{cls.__name__}.{name} has no async twin"
+        )
 
 
 def test_pricing_needs_no_loaded_engine(db_path):

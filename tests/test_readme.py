@@ -44,7 +44,7 @@ def test_install_takes_the_extras_the_examples_need():
     install = (ROOT / "scripts" / "install.sh").read_text(encoding="utf-8")
     assert 'extras="${1:-}"' in install and "[${all}]" in install  # a comma list, passed to pip as extras
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    server = re.search(r"^server = \[(.*)\]$", pyproject, re.M)
+    server = re.search(r"^server = \[(.*?)\]$", pyproject, re.M | re.S)
     assert server and "httpx" in server.group(1)  # examples/rest_client.py
     assert "bash scripts/install.sh langchain,server" in README
 

@@ -219,11 +219,6 @@ def page_caption(page: _PagedLike) -> str:
     return f"[memory page {page.number} (id {page.id}): {turns}]"
 
 
-def turn_label(role: str, name: str | None) -> str:
-    """Speaker label of a turn shown as text in place of its page."""
-    return f"{name} ({role})" if name else role
-
-
 class Pricing:
     """Prices what one consumer's model sees: page images (with their captions) and text.
 

@@ -1,13 +1,17 @@
 """OCR decoders behind one protocol, found by name and imported on first use.
 
 `import optimem` never imports onnxruntime, tesseract or torch: each backend's module is
-loaded only when `get_backend(name)` asks for it.
+loaded only when `get_backend(name)` asks for it. Besides the built-in backends, any installed
+package can offer one under the ``optimem.backends`` entry-point group (``name =
+"module:Class"`` in its pyproject.toml), and it is then chosen by name like the rest:
+``OpticalMemory(backend="name")``, ``optimem serve --backend name``.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import BackendUnavailable, UnknownBackend
@@ -23,30 +27,44 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "test-double": ("optimem.backends.testing", "TestDoubleBackend", ""),
 }
 DEFAULT_BACKEND = "cpu"
+ENTRY_POINT_GROUP = "optimem.backends"
 
 _instances: dict[tuple[str, tuple], Backend] = {}
 _lock = threading.Lock()
 
 
+def _installed() -> dict[str, tuple[str, str, str]]:
+    """Backends that installed packages offer through the entry-point group."""
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        module, _, attr = ep.value.partition(":")
+        found[ep.name] = (module.strip(), attr.strip(), "")
+    return found
+
+
 def backend_names() -> list[str]:
-    """Every registered backend name (whether or not its extra is installed)."""
-    return sorted(_REGISTRY)
+    """Every backend name: built in, registered, or offered by an installed package (whether or
+    not its extra is installed)."""
+    return sorted({**_installed(), **_REGISTRY})
 
 
 def backend_class(name: str) -> type[Backend]:
     """Import and return the class registered under `name`."""
-    try:
-        module_name, class_name, extra = _REGISTRY[name]
-    except KeyError:
-        raise UnknownBackend(
-            f"no backend named {name!r}; choose one of {', '.join(backend_names())}"
-        ) from None
+    entry = _REGISTRY.get(name) or _installed().get(name)
+    if entry is None:
+        raise UnknownBackend(f"no backend named {name!r}; choose one of {', '.join(backend_names())}")
+    module_name, class_name, extra = entry
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = f"pip install 'optimem[{extra}]'" if extra else "pip install optimem"
         raise BackendUnavailable(f"backend {name!r} needs {exc.name or exc}: {hint}") from exc
-    return getattr(module, class_name)
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise UnknownBackend(
+            f"backend {name!r} points at {module_name}:{class_name}, which is no Backend class"
+        )
+    return cls
 
 
 def get_backend(name: str | Backend, **options: Any) -> Backend:
@@ -61,12 +79,13 @@ def get_backend(name: str | Backend, **options: Any) -> Backend:
 
 
 def register_backend(name: str, module: str, class_name: str, extra: str = "") -> None:
-    """Make a third-party backend reachable by name."""
+    """Make a backend reachable by name from code (packages use the entry-point group)."""
     _REGISTRY[name] = (module, class_name, extra)
 
 
 __all__ = [
     "DEFAULT_BACKEND",
+    "ENTRY_POINT_GROUP",
     "Backend",
     "Capabilities",
     "Decoded",

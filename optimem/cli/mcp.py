@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import click
@@ -97,7 +96,7 @@ def mcp_command(
             check_tenant(tenant)
         settings = Settings.from_env(keys=keys, insecure_no_auth=insecure_no_auth or None, **options)
         if not http:
-            settings = dataclasses.replace(settings, keys=None)
+            settings = settings.model_copy(update={"keys": None})
         settings.check()
         if settings.keys is not None:
             n = sum(r.active for r in KeysFile(settings.keys).records())

@@ -38,6 +38,18 @@ KEYS_ENV = "OPTIMEM_KEYS"
     help="When pages are OCRed (queue: by `optimem worker` processes; PostgreSQL only).",
 )
 @click.option("--workers", type=int, default=None, help="Worker processes [default: 1; $OPTIMEM_WORKERS].")
+@click.option(
+    "--decode-workers",
+    type=int,
+    default=None,
+    help="Pages read at once in the background [default: 1; $OPTIMEM_DECODE_WORKERS].",
+)
+@click.option(
+    "--decode-pool",
+    type=click.Choice(["threads", "processes"]),
+    default=None,
+    help="Background reading on threads, or in a worker process each [default: threads].",
+)
 @click.option("--keys", "keys", default=None, help=f"Keys file; without one there is no auth [${KEYS_ENV}].")
 @click.option(
     "--insecure-no-auth", is_flag=True, default=None, help="Serve a non-loopback address without keys."

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from .. import fonts
 from ..errors import InputError, RenderError
-from ..layout import CJK_CHAR, LineBox, Span, placeholder, tab_stop
+from ..layout import CJK_CHAR, LineBox, Span, placeholder, speaker, tab_stop
 from ..modes import Mode
 
 # Emoji and pictographs: fonts may draw them, but no OCR reads them back, so they get a
@@ -39,7 +39,7 @@ class TurnText:
     @property
     def label(self) -> str:
         """Speaker label typeset before the turn's first line."""
-        return f"{self.name} ({self.role}): " if self.name else f"{self.role}: "
+        return speaker(self.role, self.name) + ": "
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,17 @@ from PIL import Image
 
 from ..aids.linecheck import WORD, count_verified
 from ..backends import Backend, PageInput
-from ..errors import BackendUnavailable, DecodeError, PageNotFound, RepresentationMismatch
-from ..layout import restore_placeholders
-from ..pages.typeset import TurnText
+from ..errors import BackendUnavailable, DecodeError, InputError, PageNotFound, RepresentationMismatch
+from ..layout import restore_placeholders, speaker
 from ..store import DecodedRecord, PageRecord, Store
 from . import proofread as pr
 from .page_queue import BACKGROUND, PageQueue
+from .process_pool import ProcessReader
 
 log = logging.getLogger("optimem")
 
 DecodeWhen = Literal["background", "now", "lazy", "queue"]
+DecodePool = Literal["threads", "processes"]
 #: Seconds background decoding waits before trying a failed page again, after the first and
 #: second failure; after the third it leaves the page to recalls (which raise DecodeError).
 RETRY_AFTER_S = (30.0, 300.0)
@@ -166,7 +167,7 @@ class Decoder:
 
     def turn_labels(self, session_id: str) -> dict[int, str]:
         """Speaker label typeset before each turn's first line, by turn id."""
-        return {t.id: TurnText(t.id, t.role, "", t.name).label.strip() for t in self.store.turns(session_id)}
+        return {t.id: speaker(t.role, t.name) + ":" for t in self.store.turns(session_id)}
 
     def fingerprint(self) -> str:
         """Cache key of the text this process reads: the backend's, proofread."""
@@ -239,9 +240,10 @@ class Decoder:
 
 
 class LocalDecoder(Decoder):
-    """Reads pages in this process: at once (`now`), on first recall (`lazy`) or on background
-    threads (`background`), where a recall's pages go ahead of the queue and failed pages back
-    off (`RETRY_AFTER_S`)."""
+    """Reads pages on this machine: at once (`now`), on first recall (`lazy`) or in the
+    background (`background`) on `workers` threads, or with `pool="processes"` in as many worker
+    processes (`optimem.reading.process_pool`); a recall's pages go ahead of the background
+    queue and are read in the caller's thread, and failed pages back off (`RETRY_AFTER_S`)."""
 
     def __init__(
         self,
@@ -251,11 +253,16 @@ class LocalDecoder(Decoder):
         *,
         backend_name: Callable[[], str] | None = None,
         workers: int = 1,
+        pool: DecodePool = "threads",
     ) -> None:
         super().__init__(store, backend, backend_name=backend_name)
+        if pool not in ("threads", "processes"):
+            raise InputError(f"decode pool must be 'threads' or 'processes', got {pool!r}")
         self.when: DecodeWhen = when
         self.workers = workers
+        self.pool: DecodePool = pool
         self._pages: PageQueue | None = None
+        self._processes: ProcessReader | None = None
         self._failures: dict[int, tuple[int, float]] = {}  # page id -> (failures, next try)
 
     def schedule(self, page_ids: Sequence[int], *, force_background: bool = False) -> None:
@@ -272,13 +279,22 @@ class LocalDecoder(Decoder):
     def _background(self) -> PageQueue:
         with self._lock:
             if self._pages is None:
+                if self.pool == "processes":
+                    self._processes = ProcessReader(self.store.url, self._backend_name(), self.workers)
                 self._pages = PageQueue(self._read_logged, workers=self.workers)
             return self._pages
+
+    def _read_one(self, page_id: int) -> None:
+        if self._processes is None:
+            self.decode_here([page_id])
+        else:
+            self._processes(page_id)  # the worker process writes the text into the store
+            self._read(page_id)
 
     def _read_logged(self, page_id: int) -> None:
         # logged inside the task, so that when the future is done the failure is accounted for
         try:
-            self.decode_here([page_id])
+            self._read_one(page_id)
         except PageNotFound:
             pass  # its session was deleted, or it was unpaged, while it waited
         except Exception as exc:
@@ -332,7 +348,10 @@ class LocalDecoder(Decoder):
         stay undecoded in the store, and `unread()` finds them at the next start."""
         with self._lock:
             pages, self._pages = self._pages, None
+            processes, self._processes = self._processes, None
         left = [] if pages is None else pages.close(timeout)
+        if processes is not None:
+            processes.close(wait=not left)
         if left:
             log.info("%d pages were left unread at shutdown; they are read at the next start", len(left))
         return left

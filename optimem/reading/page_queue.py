@@ -7,10 +7,9 @@ a heap by priority (then age), a page is queued once (asking again only raises i
 workers start no background page while an urgent read is running in a caller's thread, and
 `close` stops within its timeout, leaving unread pages for the next start to resume.
 
-Threads, not processes: the OCR engines do their work in C++ with the GIL released
-(tesserocr per line, onnxruntime per batch) and already spread one page over both cores;
-the Python left (line checks and correction, ~0.2 s a page) is too little to pay for
-shipping page images to other processes.
+The queue's workers are threads; each reads a page in this process or hands its id to a
+worker process (`optimem.reading.process_pool`, `OpticalMemory(decode_pool="processes")`),
+so the order of need holds either way.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ tests swap them with `app.dependency_overrides`.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from typing import Annotated
@@ -127,7 +126,7 @@ class TenantSessions:
     async def existing(self, name: str) -> TenantSession:
         """The session called `name`, or the 404 a missing one and another tenant's both get."""
         session = self.session(name)
-        if not await asyncio.to_thread(session.exists):
+        if not await session.aexists():
             raise not_found(name)
         return session
 

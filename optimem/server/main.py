@@ -38,15 +38,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             policy=settings.policy,
             decode=settings.decode,
             rehearse=settings.rehearse,
+            decode_workers=settings.decode_workers,
+            decode_pool=settings.decode_pool,
         )
     memory: OpticalMemory = app.state.memory
     # engines, the spelling index and a compiled decoder load before the first request: /readyz
     # answers once this is done
-    app.state.warm_up_s = await asyncio.to_thread(memory.warm_up, (1, 8)) if settings.warmup else 0.0
+    app.state.warm_up_s = await memory.awarm_up((1, 8)) if settings.warmup else 0.0
     log.info("optimem warmed up in %.1f s", app.state.warm_up_s)
     app.state.metrics.watch(memory)
     if memory.decode_when in ("background", "now"):  # pages a stop left unread are read now
-        await asyncio.to_thread(memory.resume_decoding)
+        await memory.aresume_decoding()
     log.info("optimem serving %s with backend %s", settings.db, memory.backend.name)
     try:
         yield
@@ -62,9 +64,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owned:
             # queued jobs are durable (workers finish them); background pages left unread are
             # resumed by the next start
-            await asyncio.to_thread(memory.close, timeout=settings.shutdown_decode_s)
+            await memory.aclose(timeout=settings.shutdown_decode_s)
         else:
-            await asyncio.to_thread(memory.decoder.wait, settings.shutdown_decode_s)
+            await memory.await_decodes(settings.shutdown_decode_s)
 
 
 def _log_to_stderr(level: str) -> None:

@@ -1,20 +1,30 @@
-"""The service's settings: one frozen dataclass, read from options or `OPTIMEM_*` variables."""
+"""The service's settings: one frozen pydantic-settings model, read from options or `OPTIMEM_*`
+variables (each field `f` from `OPTIMEM_F`), validated once at start."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
 from typing import Any, Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "OPTIMEM_"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8421
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How `optimem serve` runs. Every field can come from `OPTIMEM_<FIELD>` (upper case)."""
+class Settings(BaseSettings):
+    """How `optimem serve` runs. Every field can come from `OPTIMEM_<FIELD>` (upper case);
+    `Settings()` reads the process's environment, `Settings.from_env(mapping)` only `mapping`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -34,6 +44,10 @@ class Settings:
     """When pages are OCRed: background (default), now, lazy, or queue (PostgreSQL: `optimem
     worker` processes decode them)."""
     workers: int = 1
+    decode_workers: int = 1
+    """Pages read at once in the background (threads, or processes with `decode_pool`)."""
+    decode_pool: Literal["threads", "processes"] = "threads"
+    """Background reading on threads, or in a worker process each (see `OpticalMemory`)."""
     keys: str | None = None
     """Keys file (hashed API keys → tenants). Without one there is no auth: loopback only."""
     metrics_key: str | None = None
@@ -58,27 +72,28 @@ class Settings:
     log_level: str = "info"
 
     @classmethod
-    def from_env(
-        cls, environ: os._Environ[str] | dict[str, str] | None = None, /, **overrides: Any
-    ) -> Settings:
-        """Defaults, then `OPTIMEM_*` variables, then explicit `overrides` (None means unset)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = _parse(f.type, raw, f.name)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
+        """Defaults, then `OPTIMEM_*` variables of `environ` (default: the process's), then
+        explicit `overrides` (None means unset)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if environ is None:
+            return cls(**given)
+        found = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in environ.items()
+            if key.startswith(ENV_PREFIX)
+            and value != ""
+            and key[len(ENV_PREFIX) :].lower() in cls.model_fields
+        }
+        return cls.model_validate({**found, **given})
 
     def to_env(self) -> dict[str, str]:
         """These settings as `OPTIMEM_*` variables (how worker processes receive them)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                out[ENV_PREFIX + f.name.upper()] = str(int(value) if isinstance(value, bool) else value)
-        return out
+        return {
+            ENV_PREFIX + name.upper(): str(int(value) if isinstance(value, bool) else value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
 
     @property
     def shared_rate_limit(self) -> bool:
@@ -102,8 +117,8 @@ class Settings:
             )
         if self.metrics_key is not None and len(self.metrics_key) < 16:
             raise ValueError("metrics_key must be at least 16 characters (e.g. `openssl rand -hex 24`)")
-        if self.workers < 1:
-            raise ValueError("workers must be ≥ 1")
+        if self.workers < 1 or self.decode_workers < 1:
+            raise ValueError("workers and decode_workers must be ≥ 1")
         if self.decode not in ("background", "now", "lazy", "queue"):
             raise ValueError(f"decode must be background, now, lazy or queue, got {self.decode!r}")
         if self.decode == "queue" and not self.db.startswith(("postgresql://", "postgres://")):
@@ -126,17 +141,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _parse(kind: Any, raw: str, name: str) -> Any:
-    text = str(kind)
-    try:
-        if text == "bool":
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if text == "int":
-            return int(raw)
-        if text == "float":
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text}") from None
-    return raw

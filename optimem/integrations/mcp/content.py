@@ -13,7 +13,8 @@ from typing import Any
 
 from mcp_types import ImageContent, TextContent
 
-from ...aging.pricing import page_caption, turn_label
+from ...aging.pricing import page_caption
+from ...layout import speaker
 from ...records import UNVERIFIED_NOTE, Context, Hits, Page, Recall
 
 Block = TextContent | ImageContent
@@ -97,7 +98,7 @@ def context_blocks(session: str, ctx: Context) -> list[Block]:
             blocks.append(ImageContent(type="image", data=data, mime_type="image/png"))
         else:
             assert item.turn is not None
-            label = turn_label(item.turn.role, item.turn.name)
+            label = speaker(item.turn.role, item.turn.name)
             blocks.append(
                 TextContent(type="text", text=f"[turn {item.turn.id}] {label}: {item.turn.content or ''}")
             )

@@ -36,7 +36,7 @@ async def readyz(request: Request, memory: MemoryDep) -> Ready | JSONResponse:
     if getattr(request.app.state, "draining", False):
         return JSONResponse(error_body("shutting_down", "the service is shutting down"), status_code=503)
     try:
-        await asyncio.to_thread(memory.has_session, "readyz/probe")
+        await memory.ahas_session("readyz/probe")
     except Exception as exc:
         return JSONResponse(error_body("not_ready", f"database unusable: {exc}"), status_code=503)
     return Ready(

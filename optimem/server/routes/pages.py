@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -44,5 +43,5 @@ async def page_png(session: ExistingSession, page_id: PageId) -> Response:
 
 @router.get("/{page_id}", response_model=PageOut, summary="One page")
 async def page(session: ExistingSession, page_id: PageId) -> PageOut:
-    found = await asyncio.to_thread(session.page, page_id)
+    found = await session.apage(page_id)
     return PageOut.model_validate(found.to_dict())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -46,7 +45,7 @@ async def _check_external_ids(session: Session, ids: list[str], skip_existing: b
             409, "duplicate_external_id", f"external_id {repeated[0]!r} appears twice in one batch"
         )
     if ids and not skip_existing:
-        stored = await asyncio.to_thread(session.lookup_external_ids, ids)
+        stored = await session.alookup_external_ids(ids)
         if stored:
             first = next(iter(stored))
             raise ApiError(
@@ -65,6 +64,6 @@ async def list_turns(
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> TurnsOut:
-    turns = await asyncio.to_thread(session.turns)
+    turns = await session.aturns()
     window = [TurnOut.model_validate(t.to_dict()) for t in turns[offset : offset + limit]]
     return TurnsOut(session=public_id(session), total=len(turns), turns=window)

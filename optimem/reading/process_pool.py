@@ -1,0 +1,68 @@
+"""Reading background pages in worker processes, one per core.
+
+Reading a page is OCR (C++, mostly outside the GIL) and then proofreading, whose correction
+search is Python and holds the GIL; with threads, two pages read at once share one core for
+that part. A worker process opens the store by its URL and the backend by its name once, then
+reads pages by id and writes their text into the shared cache itself, so nothing but a page id
+and an error cross the process boundary. Needs a store other processes can open (a file or
+PostgreSQL, not ":memory:") and a backend chosen by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+from ..errors import InputError
+
+log = logging.getLogger("optimem")
+
+_reader = None  # the worker process's LocalDecoder
+
+
+def _start(store_url: str, backend_name: str) -> None:
+    """Runs once in each worker process: open the store, load and warm the backend."""
+    global _reader
+    from ..backends import get_backend
+    from ..store import open_store
+    from . import proofread
+    from .decoding import LocalDecoder
+
+    store = open_store(store_url)
+    backend = get_backend(backend_name)
+    backend.warm_up((1,))
+    proofread.warm_up()
+    _reader = LocalDecoder(store, lambda: backend, "now")
+
+
+def _read(page_id: int) -> None:
+    assert _reader is not None, "the worker process did not start"
+    _reader.decode_here([page_id])
+
+
+class ProcessReader:
+    """Reads a page by id in one of `processes` worker processes (started on first use)."""
+
+    def __init__(self, store_url: str, backend_name: str, processes: int) -> None:
+        if store_url in (":memory:", "sqlite:///:memory:"):
+            raise InputError("decode_pool='processes' needs a database file or PostgreSQL, not ':memory:'")
+        # spawn, not fork: the parent runs threads (the page queue, onnxruntime's pool)
+        self._pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(store_url, backend_name),
+        )
+
+    def __call__(self, page_id: int) -> None:
+        self._pool.submit(_read, page_id).result()
+
+    def close(self, *, wait: bool) -> None:
+        """Stop the workers; `wait=False` does not wait for a page being read (it is read again
+        at the next start, as the queue reports it left unread)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        if not wait:
+            # a page in progress cannot be interrupted; end its process rather than the exit
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
