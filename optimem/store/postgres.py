@@ -63,6 +63,9 @@ def make_engine(
 #: pooled connections are shared by all threads
 keep_readers = False
 
+#: a write transaction locks each session row it touches (SELECT … FOR UPDATE)
+row_locks = True
+
 
 def read_options() -> dict[str, Any]:
     return {"isolation_level": "AUTOCOMMIT"}

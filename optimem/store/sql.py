@@ -75,6 +75,9 @@ class EngineDialect(Protocol):
 
     keep_readers: bool
     """Keep one reading connection per thread (cheap on SQLite) instead of one per read."""
+    row_locks: bool
+    """Whether a write transaction must lock the session's row (one write lock per database
+    on SQLite makes it unneeded there)."""
 
     def read_options(self) -> dict[str, Any]:
         """Execution options of a connection that only reads, outside a transaction."""
@@ -263,7 +266,7 @@ class SqlStore:
         """Inside a transaction: hold the session's row lock until it ends (once per session;
         SQLite's write transaction holds the whole database already)."""
         conn = getattr(self._local, "conn", None)
-        if conn is None or session_id in self._local.locked or conn.dialect.name == "sqlite":
+        if conn is None or session_id in self._local.locked or not self.dialect.row_locks:
             return
         conn.execute(select(sessions.c.id).where(sessions.c.id == session_id).with_for_update())
         self._local.locked.add(session_id)

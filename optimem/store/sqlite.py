@@ -82,6 +82,9 @@ def _begin(conn: Connection) -> None:
 #: a connection per thread, as SQLite likes it
 keep_readers = True
 
+#: BEGIN IMMEDIATE already holds the database's one write lock
+row_locks = False
+
 
 def read_options() -> dict[str, Any]:
     return {}
