@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0002"
 down_revision = "0001"
@@ -69,9 +70,7 @@ def _move_reading_aids() -> None:
         sa.Column("page_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("tenant", sa.Text, nullable=False),
         sa.Column("checks", sa.LargeBinary, nullable=False),
-        sa.Column(
-            "lexicon", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql"), nullable=False
-        ),
+        sa.Column("lexicon", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
         sa.Column("lexicon_complete", sa.Boolean, nullable=False),
         sa.ForeignKeyConstraint(["page_id"], ["pages.id"], ondelete="CASCADE"),
     )
