@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Row
 
 from ..errors import DuplicateExternalId, PageNotFound, SessionNotFound, StoreError
 from ..layout import LineBox, PageAids, Span, VerbatimItem
@@ -195,54 +195,73 @@ class SqlStore:
 
     # -- connections and transactions ------------------------------------------------------
 
+    def _error(self, exc: sa_exc.DBAPIError) -> Exception:
+        """A database error as optimem's: a lost or locked database is a StoreError."""
+        if isinstance(exc, sa_exc.IntegrityError) and (
+            "turns_external" in str(exc.orig) or "turns.external_id" in str(exc.orig)
+        ):
+            return DuplicateExternalId(
+                "an external_id is already stored in this session: retry with skip_existing=True"
+            )
+        if isinstance(exc, sa_exc.OperationalError):
+            return StoreError(f"database {self.display_url} unavailable: {exc.orig}")
+        return StoreError(f"database {self.display_url}: {exc.orig}")
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Database errors as optimem's: a lost or locked database is a StoreError."""
         try:
             yield
-        except sa_exc.IntegrityError as exc:
-            if "turns_external" in str(exc.orig) or "turns.external_id" in str(exc.orig):
-                raise DuplicateExternalId(
-                    "an external_id is already stored in this session: retry with skip_existing=True"
-                ) from exc
-            raise StoreError(f"database {self.display_url}: {exc.orig}") from exc
-        except sa_exc.OperationalError as exc:
-            raise StoreError(f"database {self.display_url} unavailable: {exc.orig}") from exc
+        except (sa_exc.IntegrityError, sa_exc.OperationalError) as exc:
+            raise self._error(exc) from exc
 
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
-        """The thread's transaction connection, or a reading one of its own outside one."""
-        conn = getattr(self._local, "conn", None)
+        """The thread's transaction connection, or a reading one outside one."""
+        conn = getattr(self._local, "conn", None) or self._reader()
         if conn is not None:
-            yield conn
-            return
-        if not self.dialect.keep_readers:
-            with (
-                self._errors(),
-                self.engine.connect().execution_options(**self.dialect.read_options()) as conn,
-            ):
+            try:
                 yield conn
+            except (sa_exc.IntegrityError, sa_exc.OperationalError) as exc:
+                self._drop_reader(conn)
+                raise self._error(exc) from exc
             return
-        reader = getattr(self._local, "reader", None)
+        with (
+            self._errors(),
+            self.engine.connect().execution_options(**self.dialect.read_options()) as conn,
+        ):
+            yield conn
+
+    def _reader(self) -> Connection | None:
+        """The thread's own reading connection, where the dialect keeps one (SQLite)."""
+        if not self.dialect.keep_readers:
+            return None
+        reader: Connection | None = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = self.engine.connect().execution_options(
-                **self.dialect.read_options()
-            )
+            reader = self.engine.connect().execution_options(**self.dialect.read_options())
+            self._local.reader = reader
             with self._readers_lock:
                 self._readers.append(reader)
-        try:
-            with self._errors():
-                yield reader
-        except BaseException:
-            self._local.reader = None  # a failed reader is not used again
-            with self._readers_lock:
-                self._readers.remove(reader)
-            reader.close()
-            raise
+        return reader
 
-    def _rows(self, statement: Any, params: dict[str, Any] | None = None) -> list[RowMapping]:
-        with self._conn() as conn:
-            return list(conn.execute(statement, params).mappings())
+    def _drop_reader(self, conn: Connection) -> None:
+        """A reading connection that failed is not used again."""
+        if conn is getattr(self._local, "reader", None):
+            self._local.reader = None
+            with self._readers_lock:
+                self._readers.remove(conn)
+            conn.close()
+
+    def _rows(self, statement: Any, params: dict[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of one read (in the thread's transaction, if one is open)."""
+        conn = getattr(self._local, "conn", None) or self._reader()
+        if conn is None:
+            with self._conn() as fresh:
+                return fresh.execute(statement, params).all()
+        try:
+            return conn.execute(statement, params).all()
+        except (sa_exc.IntegrityError, sa_exc.OperationalError) as exc:
+            self._drop_reader(conn)
+            raise self._error(exc) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -308,7 +327,7 @@ class SqlStore:
         if prefix:
             stmt = stmt.where(sessions.c.id.startswith(prefix, autoescape=True))
         # LIKE folds ASCII case on SQLite: keep the exact prefix only
-        return [r["id"] for r in self._rows(stmt) if not prefix or r["id"].startswith(prefix)]
+        return [r.id for r in self._rows(stmt) if not prefix or r.id.startswith(prefix)]
 
     def has_session(self, session_id: str) -> bool:
         return bool(self._rows(Q.session, {"session_id": session_id}))
@@ -329,7 +348,7 @@ class SqlStore:
         if not rows:
             raise SessionNotFound(f"no session {session_id!r}")
         r = rows[0]
-        return SessionInfo(session_id, r["created_at"], r["turns"], r["pages"], r["last"])
+        return SessionInfo(session_id, r.created_at, r.turns, r.pages, r.last)
 
     def delete_session(self, session_id: str) -> dict[str, int]:
         """Delete the session and everything of it; returns row counts by kind."""
@@ -397,24 +416,24 @@ class SqlStore:
         out: dict[str, int] = {}
         for chunk in iter_chunks(wanted):
             rows = self._rows(Q.external_ids, {"session_id": session_id, "ids": list(chunk)})
-            out.update({r["external_id"]: r["id"] for r in rows})
+            out.update({r.external_id: r.id for r in rows})
         return out
 
     @staticmethod
-    def _turn(row: RowMapping) -> TurnRecord:
+    def _turn(row: Row[Any]) -> TurnRecord:
         return TurnRecord(
-            id=row["id"],
-            session_id=row["session_id"],
-            seq=row["seq"],
-            role=row["role"],
-            content=row["content"],
-            name=row["name"],
-            text_tokens=row["text_tokens"],
-            chars=row["chars"],
-            created_at=row["created_at"],
-            metadata=row["metadata"],
-            paged=bool(row["paged"]),
-            external_id=row["external_id"],
+            id=row.id,
+            session_id=row.session_id,
+            seq=row.seq,
+            role=row.role,
+            content=row.content,
+            name=row.name,
+            text_tokens=row.text_tokens,
+            chars=row.chars,
+            created_at=row.created_at,
+            metadata=row.metadata,
+            paged=bool(row.paged),
+            external_id=row.external_id,
         )
 
     def turns(self, session_id: str, *, paged: bool | None = None) -> list[TurnRecord]:
@@ -427,13 +446,13 @@ class SqlStore:
 
     def turn_count(self, session_id: str) -> int:
         self._lock(session_id)
-        return int(self._rows(Q.turn_count, {"session_id": session_id})[0]["n"])
+        return int(self._rows(Q.turn_count, {"session_id": session_id})[0].n)
 
     def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]:
         """Turn id → offset just past the last character of it already on a page."""
         out: dict[int, int] = {}
         for chunk in iter_chunks(list(turn_ids)):
-            out.update({r["turn_id"]: r["end"] for r in self._rows(Q.span_ends, {"ids": list(chunk)})})
+            out.update({r.turn_id: r.end for r in self._rows(Q.span_ends, {"ids": list(chunk)})})
         return out
 
     def drop_archive(self, session_id: str) -> int:
@@ -567,35 +586,35 @@ class SqlStore:
         out: dict[int, list[Span]] = {pid: [] for pid in page_ids}
         for chunk in iter_chunks(list(page_ids)):
             for r in self._rows(Q.spans, {"ids": list(chunk)}):
-                out[r["page_id"]].append(Span(r["turn_id"], r["start"], r["end"]))
+                out[r.page_id].append(Span(r.turn_id, r.start, r.end))
         return out
 
     @staticmethod
-    def _page(row: RowMapping, spans: Sequence[Span]) -> PageRecord:
+    def _page(row: Row[Any], spans: Sequence[Span]) -> PageRecord:
         return PageRecord(
-            id=row["id"],
-            session_id=row["session_id"],
-            seq=row["seq"],
-            mode=Mode(row["mode"]),
-            creation_mode=Mode(row["creation_mode"]),
-            canvas=row["canvas"],
-            creation_canvas=row["creation_canvas"],
-            font_px=row["font_px"],
-            has_cjk=bool(row["has_cjk"]),
-            text_tokens=row["text_tokens"],
-            chars=row["chars"],
-            created_at=row["created_at"],
-            aged_at=row["aged_at"],
-            last_turn_seq=row["last_turn_seq"],
-            last_turn_at=row["last_turn_at"],
+            id=row.id,
+            session_id=row.session_id,
+            seq=row.seq,
+            mode=Mode(row.mode),
+            creation_mode=Mode(row.creation_mode),
+            canvas=row.canvas,
+            creation_canvas=row.creation_canvas,
+            font_px=row.font_px,
+            has_cjk=bool(row.has_cjk),
+            text_tokens=row.text_tokens,
+            chars=row.chars,
+            created_at=row.created_at,
+            aged_at=row.aged_at,
+            last_turn_seq=row.last_turn_seq,
+            last_turn_at=row.last_turn_at,
             spans=tuple(spans),
-            rehearsed_seq=row["rehearsed_seq"],
+            rehearsed_seq=row.rehearsed_seq,
         )
 
     def _pages(self, statement: Any, params: dict[str, Any]) -> list[PageRecord]:
         rows = self._rows(statement, params)
-        spans = self._spans([r["id"] for r in rows])
-        return [self._page(r, spans[r["id"]]) for r in rows]
+        spans = self._spans([r.id for r in rows])
+        return [self._page(r, spans[r.id]) for r in rows]
 
     def pages(self, session_id: str) -> list[PageRecord]:
         self._lock(session_id)
@@ -621,10 +640,10 @@ class SqlStore:
             raise PageNotFound(f"no page {page_id}")
         r = rows[0]
         return PageBlobs(
-            png=bytes(r["png"]),
-            layout=[LineBox.from_json(x) for x in r["layout"]],
-            representation=bytes(r["representation"]) if r["representation"] is not None else None,
-            representation_backend=r["representation_backend"],
+            png=bytes(r.png),
+            layout=[LineBox.from_json(x) for x in r.layout],
+            representation=bytes(r.representation) if r.representation is not None else None,
+            representation_backend=r.representation_backend,
         )
 
     def set_page_mode(
@@ -674,7 +693,7 @@ class SqlStore:
 
     def verbatim(self, page_id: int) -> list[VerbatimItem]:
         rows = self._rows(Q.verbatim_of, {"page_id": int(page_id)})
-        return [VerbatimItem(r["kind"], r["value"], r["turn_id"], r["offset"]) for r in rows]
+        return [VerbatimItem(r.kind, r.value, r.turn_id, r.offset) for r in rows]
 
     def reading_aids(self, page_id: int) -> PageAids | None:
         """The page's line checks and rare words, or None for a page kept without them."""
@@ -682,7 +701,7 @@ class SqlStore:
         if not rows:
             return None
         r = rows[0]
-        return PageAids(bytes(r["checks"]), tuple(r["lexicon"]), bool(r["lexicon_complete"]))
+        return PageAids(bytes(r.checks), tuple(r.lexicon), bool(r.lexicon_complete))
 
     # -- decoded text cache ----------------------------------------------------------------
 
@@ -742,15 +761,15 @@ class SqlStore:
             return None
         r = rows[0]
         return DecodedRecord(
-            page_id=r["page_id"],
-            mode=Mode(r["mode"]),
-            backend=r["backend"],
-            fingerprint=r["fingerprint"],
-            text=r["text"],
-            lines=tuple(r["lines"]) if r["lines"] is not None else None,
-            confidence=r["confidence"],
-            seconds=r["seconds"],
-            verified=r["verified"],
+            page_id=r.page_id,
+            mode=Mode(r.mode),
+            backend=r.backend,
+            fingerprint=r.fingerprint,
+            text=r.text,
+            lines=tuple(r.lines) if r.lines is not None else None,
+            confidence=r.confidence,
+            seconds=r.seconds,
+            verified=r.verified,
         )
 
     def search_candidates(self, session_id: str, terms: Sequence[str], limit: int) -> list[int]:
@@ -765,7 +784,7 @@ class SqlStore:
     def indexed_text(self, page_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for chunk in iter_chunks(list(page_ids)):
-            out.update({r["page_id"]: r["text"] for r in self._rows(Q.indexed, {"ids": list(chunk)})})
+            out.update({r.page_id: r.text for r in self._rows(Q.indexed, {"ids": list(chunk)})})
         return out
 
     def integrity_problems(self) -> list[str]:
