@@ -103,6 +103,9 @@ class EngineDialect(Protocol):
 #: `engine.dialect.name` → module implementing `EngineDialect`.
 DIALECTS = {"sqlite": "optimem.store.sqlite", "postgresql": "optimem.store.postgres"}
 
+#: What a second decode of the same page, mode and fingerprint replaces.
+DECODE_UPDATES = ("backend", "text", "lines", "confidence", "seconds", "verified", "created_at")
+
 #: The dialect's INSERT with ON CONFLICT (both spell `on_conflict_do_update`/`_do_nothing`).
 UPSERTS: dict[str, Callable[..., Any]] = {"sqlite": sqlite_dialect.insert, "postgresql": pg_dialect.insert}
 
@@ -120,6 +123,36 @@ class Q:
     session = select(sessions.c.id).where(sessions.c.id == bindparam("session_id"))
     turns_of = select(turns).where(turns.c.session_id == bindparam("session_id")).order_by(turns.c.seq)
     turns_paged = turns_of.where(turns.c.paged == bindparam("paged"))
+    turn_ids = (
+        select(turns.c.id)
+        .where(turns.c.session_id == bindparam("session_id"), turns.c.seq > bindparam("after"))
+        .order_by(turns.c.seq)
+    )
+    last_turn_seq = select(func.coalesce(func.max(turns.c.seq), 0)).where(
+        turns.c.session_id == bindparam("session_id")
+    )
+    last_page_seq = select(func.coalesce(func.max(pages.c.seq), 0)).where(
+        pages.c.session_id == bindparam("session_id")
+    )
+    add_turns = insert(turns)
+    add_page = insert(pages).returning(pages.c.id)
+    add_spans = insert(page_spans)
+    add_verbatim = insert(verbatim)
+    add_aids = insert(reading_aids)
+    #: the page a decode describes, kept from deletion until the decode is written
+    page_to_describe = (
+        select(pages.c.session_id, pages.c.tenant)
+        .where(pages.c.id == bindparam("page_id"))
+        .with_for_update(read=True, key_share=True)
+    )
+    older_versions = delete(decoded).where(
+        decoded.c.page_id == bindparam("page_id"),
+        decoded.c.mode == bindparam("mode"),
+        decoded.c.backend == bindparam("backend"),
+        decoded.c.fingerprint != bindparam("fingerprint"),
+    )
+    unindex = delete(page_index).where(page_index.c.page_id == bindparam("page_id"))
+    index = insert(page_index)
     turn_count = select(func.coalesce(func.max(turns.c.seq), 0).label("n")).where(
         turns.c.session_id == bindparam("session_id")
     )
@@ -183,6 +216,12 @@ class SqlStore:
         self.dialect = cast(EngineDialect, importlib.import_module(DIALECTS[name]))
         self.engine, self.display_url = self.dialect.make_engine(url, **engine_options)
         self._upsert = UPSERTS[name]
+        self._add_session = self._upsert(sessions).on_conflict_do_nothing(index_elements=[sessions.c.id])
+        put = self._upsert(decoded)
+        self._put_decoded = put.on_conflict_do_update(
+            index_elements=[decoded.c.page_id, decoded.c.mode, decoded.c.fingerprint],
+            set_={c: put.excluded[c] for c in DECODE_UPDATES},
+        )
         self._local = threading.local()
         self._readers: list[Connection] = []
         self._readers_lock = threading.Lock()
@@ -380,14 +419,11 @@ class SqlStore:
         tenant = tenant_of(session_id)
         with self.transaction() as conn:
             conn.execute(
-                self._upsert(sessions)
-                .values(id=session_id, tenant=tenant, created_at=utcnow(), metadata={})
-                .on_conflict_do_nothing(index_elements=[sessions.c.id])
+                self._add_session,
+                {"id": session_id, "tenant": tenant, "created_at": utcnow(), "metadata": {}},
             )
             self._lock(session_id)
-            seq = conn.execute(
-                select(func.coalesce(func.max(turns.c.seq), 0)).where(turns.c.session_id == session_id)
-            ).scalar_one()
+            seq = conn.execute(Q.last_turn_seq, {"session_id": session_id}).scalar_one()
             if not rows:
                 return []
             values = [
@@ -408,8 +444,10 @@ class SqlStore:
                 }
                 for i, row in enumerate(rows, start=1)
             ]
-            stmt = insert(turns).returning(turns.c.id, sort_by_parameter_order=True)
-            return [int(r[0]) for r in conn.execute(stmt, values)]
+            conn.execute(Q.add_turns, values)
+            # the session is locked: its new turns are the seqs just written, in order
+            new = conn.execute(Q.turn_ids, {"session_id": session_id, "after": seq}).scalars()
+            return [int(i) for i in new]
 
     def lookup_external_ids(self, session_id: str, external_ids: Iterable[str]) -> dict[str, int]:
         wanted = list(dict.fromkeys(external_ids))
@@ -500,9 +538,7 @@ class SqlStore:
         tenant = tenant_of(session_id)
         with self.transaction() as conn:
             self._lock(session_id)
-            seq = conn.execute(
-                select(func.coalesce(func.max(pages.c.seq), 0)).where(pages.c.session_id == session_id)
-            ).scalar_one()
+            seq = conn.execute(Q.last_page_seq, {"session_id": session_id}).scalar_one()
             now = utcnow()
             for i, page in enumerate(new_pages):
                 row: dict[str, Any] = {
@@ -527,7 +563,7 @@ class SqlStore:
                 }
                 if i == 0 and reuse_id is not None:
                     row["id"] = int(reuse_id)
-                page_id = int(conn.execute(insert(pages).values(row).returning(pages.c.id)).scalar_one())
+                page_id = int(conn.execute(Q.add_page, row).scalar_one())
                 ids.append(page_id)
                 self._write_page_parts(conn, page_id, tenant, page)
             for chunk in iter_chunks(list(fully_paged)):
@@ -541,7 +577,7 @@ class SqlStore:
             for s in page.spans
         ]
         if spans:
-            conn.execute(insert(page_spans), spans)
+            conn.execute(Q.add_spans, spans)
         items = [
             {
                 "page_id": page_id,
@@ -554,16 +590,17 @@ class SqlStore:
             for v in page.verbatim
         ]
         if items:
-            conn.execute(insert(verbatim), items)
+            conn.execute(Q.add_verbatim, items)
         if page.aids is not None:
             conn.execute(
-                insert(reading_aids).values(
-                    page_id=page_id,
-                    tenant=tenant,
-                    checks=page.aids.checks,
-                    lexicon=list(page.aids.lexicon),
-                    lexicon_complete=page.aids.lexicon_complete,
-                )
+                Q.add_aids,
+                {
+                    "page_id": page_id,
+                    "tenant": tenant,
+                    "checks": page.aids.checks,
+                    "lexicon": list(page.aids.lexicon),
+                    "lexicon_complete": page.aids.lexicon_complete,
+                },
             )
 
     def unpage(self, page_id: int) -> list[int]:
@@ -709,48 +746,39 @@ class SqlStore:
         """Cache a decode and make `index_text` the page's searchable text. A page deleted or
         reopened meanwhile is skipped (its decode has nothing left to describe), and the text
         an older version of the same backend read at this mode is dropped."""
+        key = {
+            "page_id": record.page_id,
+            "mode": record.mode.value,
+            "backend": record.backend,
+            "fingerprint": record.fingerprint,
+        }
         with self.transaction() as conn:
-            page = conn.execute(
-                select(pages.c.session_id, pages.c.tenant)
-                .where(pages.c.id == record.page_id)
-                .with_for_update(read=True, key_share=True)
-            ).first()
+            page = conn.execute(Q.page_to_describe, {"page_id": record.page_id}).first()
             if page is None:
                 return
+            conn.execute(Q.older_versions, key)
             conn.execute(
-                delete(decoded).where(
-                    decoded.c.page_id == record.page_id,
-                    decoded.c.mode == record.mode.value,
-                    decoded.c.backend == record.backend,
-                    decoded.c.fingerprint != record.fingerprint,
-                )
+                self._put_decoded,
+                key
+                | {
+                    "tenant": page.tenant,
+                    "text": record.text,
+                    "lines": list(record.lines) if record.lines is not None else None,
+                    "confidence": record.confidence,
+                    "seconds": record.seconds,
+                    "verified": record.verified,
+                    "created_at": utcnow(),
+                },
             )
-            values = {
-                "backend": record.backend,
-                "text": record.text,
-                "lines": list(record.lines) if record.lines is not None else None,
-                "confidence": record.confidence,
-                "seconds": record.seconds,
-                "verified": record.verified,
-                "created_at": utcnow(),
-            }
-            stmt = self._upsert(decoded).values(
-                page_id=record.page_id,
-                tenant=page.tenant,
-                mode=record.mode.value,
-                fingerprint=record.fingerprint,
-                **values,
-            )
+            conn.execute(Q.unindex, {"page_id": record.page_id})
             conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[decoded.c.page_id, decoded.c.mode, decoded.c.fingerprint], set_=values
-                )
-            )
-            conn.execute(delete(page_index).where(page_index.c.page_id == record.page_id))
-            conn.execute(
-                insert(page_index).values(
-                    page_id=record.page_id, session_id=page.session_id, tenant=page.tenant, text=index_text
-                )
+                Q.index,
+                {
+                    "page_id": record.page_id,
+                    "session_id": page.session_id,
+                    "tenant": page.tenant,
+                    "text": index_text,
+                },
             )
 
     def get_decoded(self, page_id: int, mode: Mode, fingerprint: str) -> DecodedRecord | None:
