@@ -280,7 +280,9 @@ class LocalDecoder(Decoder):
         with self._lock:
             if self._pages is None:
                 if self.pool == "processes":
-                    self._processes = ProcessReader(self.store.url, self._backend_name(), self.workers)
+                    self._processes = ProcessReader(
+                        _start_reader, _read_page, self.store.url, self._backend_name(), self.workers
+                    )
                 self._pages = PageQueue(self._read_logged, workers=self.workers)
             return self._pages
 
@@ -381,3 +383,26 @@ class LocalDecoder(Decoder):
     def _read(self, page_id: int) -> None:
         with self._lock:
             self._failures.pop(page_id, None)
+
+
+# -- in a worker process of `decode_pool="processes"` (optimem.reading.process_pool) ----------
+
+_reader: LocalDecoder | None = None
+
+
+def _start_reader(store_url: str, backend_name: str) -> None:
+    """Once per worker process: open the store, load and warm the backend."""
+    global _reader
+    from ..backends import get_backend
+    from ..store import open_store
+
+    store = open_store(store_url)
+    backend = get_backend(backend_name)
+    backend.warm_up((1,))
+    pr.warm_up()
+    _reader = LocalDecoder(store, lambda: backend, "now")
+
+
+def _read_page(page_id: int) -> None:
+    assert _reader is not None, "the worker process did not start"
+    _reader.decode_here([page_id])

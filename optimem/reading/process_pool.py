@@ -10,53 +10,39 @@ PostgreSQL, not ":memory:") and a backend chosen by name.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 from ..errors import InputError
 
-log = logging.getLogger("optimem")
-
-_reader = None  # the worker process's LocalDecoder
-
-
-def _start(store_url: str, backend_name: str) -> None:
-    """Runs once in each worker process: open the store, load and warm the backend."""
-    global _reader
-    from ..backends import get_backend
-    from ..store import open_store
-    from . import proofread
-    from .decoding import LocalDecoder
-
-    store = open_store(store_url)
-    backend = get_backend(backend_name)
-    backend.warm_up((1,))
-    proofread.warm_up()
-    _reader = LocalDecoder(store, lambda: backend, "now")
-
-
-def _read(page_id: int) -> None:
-    assert _reader is not None, "the worker process did not start"
-    _reader.decode_here([page_id])
-
 
 class ProcessReader:
-    """Reads a page by id in one of `processes` worker processes (started on first use)."""
+    """Reads a page by id in one of `processes` worker processes (started on first use): each
+    runs `start(store_url, backend_name)` once, then `read(page_id)` per page. Both must be
+    module-level functions (they are sent to the processes by name)."""
 
-    def __init__(self, store_url: str, backend_name: str, processes: int) -> None:
+    def __init__(
+        self,
+        start: Callable[[str, str], None],
+        read: Callable[[int], None],
+        store_url: str,
+        backend_name: str,
+        processes: int,
+    ) -> None:
         if store_url in (":memory:", "sqlite:///:memory:"):
             raise InputError("decode_pool='processes' needs a database file or PostgreSQL, not ':memory:'")
         # spawn, not fork: the parent runs threads (the page queue, onnxruntime's pool)
         self._pool = ProcessPoolExecutor(
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
+            initializer=start,
             initargs=(store_url, backend_name),
         )
+        self._read = read
 
     def __call__(self, page_id: int) -> None:
-        self._pool.submit(_read, page_id).result()
+        self._pool.submit(self._read, page_id).result()
 
     def close(self, *, wait: bool) -> None:
         """Stop the workers; `wait=False` does not wait for a page being read (it is read again

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.settings import AuthSettings
@@ -16,11 +15,11 @@ from starlette.responses import JSONResponse, Response
 
 from optimem.server.auth import KeysFile
 from optimem.server.limits import RateLimiter
-from optimem.server.settings import Settings
 
 from ... import __version__
 from ...memory import OpticalMemory
 from . import resources, tools
+from .config import McpConfig
 from .errors import as_result
 from .tenancy import KeysVerifier, Tenancy
 
@@ -30,23 +29,6 @@ INSTRUCTIONS = (
     "context to see the conversation within a token budget, search to find where something was "
     "said, and recall to read a page back as exact text."
 )
-
-
-@dataclass(frozen=True)
-class McpConfig:
-    """How `optimem mcp` serves: the REST service's settings plus what only MCP needs."""
-
-    settings: Settings
-    """Database, backend, policy, decode, keys, host, port and limits, as `optimem serve` reads them."""
-    http: bool = False
-    """Streamable HTTP at http://host:port/mcp instead of stdio."""
-    session: str = "default"
-    """The session tools use when the model names none."""
-    tenant: str | None = None
-    """The tenant of every call without keys (stdio, or HTTP without a keys file); None: the local
-    user, who sees every session of the database by its full id."""
-    budget_tokens: int = 4000
-    """Default budget of the `context` tool."""
 
 
 class OptimemServer(MCPServer):

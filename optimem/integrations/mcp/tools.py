@@ -23,7 +23,7 @@ from .errors import guarded
 from .schema import slim
 
 if TYPE_CHECKING:
-    from .server import McpConfig
+    from .config import McpConfig
     from .tenancy import Tenancy
 
     ConsumerName = str
