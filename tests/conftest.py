@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
+
+#: Modules whose every test is marked slow and whose import is itself slow: schemathesis builds
+#: the fuzz cases when the module is imported (~9 s), so a run that deselects slow tests skips
+#: the module instead of importing it to deselect every test.
+ALL_SLOW = {Path(__file__).parent / "server" / "test_fuzz.py"}
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path in ALL_SLOW and config.getoption("markexpr", "").strip() == "not slow":
+        return True
+    return None
 
 
 def pytest_configure(config):

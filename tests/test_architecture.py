@@ -92,3 +92,11 @@ def test_the_rule_sees_relative_lazy_and_module_imports():
     found = _imports(source, "optimem.aging.probe")
     assert found == [(1, "optimem.reading.recall"), (2, "optimem.store"), (5, "optimem.pages.typeset")]
     assert [FLOOR[_room(t)] > FLOOR["aging"] for _, t in found] == [True, False, True]
+
+
+def test_modules_skipped_by_the_fast_subset_are_wholly_slow():
+    # tests/conftest.py skips importing them under -m "not slow": a fast test there would be lost
+    from .conftest import ALL_SLOW
+
+    for path in ALL_SLOW:
+        assert "\npytestmark = pytest.mark.slow" in path.read_text(encoding="utf-8"), path

@@ -1,4 +1,4 @@
-"""KV memory of the DeepSeek-OCR 2 decoder, on the CPU: sizing, buckets, budget, growth.
+"""KV memory of the DeepSeek-OCR 2 decoder, on the CPU: sizing, buckets, budget, growth, warm-up.
 
 The arithmetic the docs quote (61,440 bytes per cached position per row at full size, 480 MiB
 per row at the 8,192-position context), the caches the decoder really allocates on the tiny
@@ -108,3 +108,23 @@ def test_rows_moved_to_a_longer_cache_decode_as_in_one_sized_up_front(tiny_ocr2,
     assert whole.last_stats["kv_grew"] == 0
     assert [ids for ids, _ in got] == [ids for ids, _ in want]
     assert [round(lp, 5) for _, lp in got] == [round(lp, 5) for _, lp in want]
+
+
+def test_warm_up_captures_on_the_cache_later_calls_are_given(tiny_ocr2, monkeypatch):
+    """Warm-up goes largest batch and longest prompt first: smallest first, batch 8's cache
+    would replace batch 1's and the first single-page call would capture its graph after all.
+    The graphs are recorded here instead of captured (no CUDA); their keys name the cache."""
+    model, _ = tiny_ocr2
+    dec = StaticDecoder(model)
+    dec.cuda_graphs = True  # a CUDA run's bookkeeping, without the capture
+    captured: set = set()
+    monkeypatch.setattr(
+        dec, "_graph", lambda batch, seg, guard: captured.add(dec._graph_key(batch, seg, guard))
+    )
+    dec.warmup((1, 8), (149, 837), max_new_tokens=64, eos_token_id=None)
+    assert list(dec.memory()["caches"]) == ["8x1024"]
+    for n, length in ((1, 149), (1, 837), (8, 149), (8, 837)):
+        with torch.inference_mode():
+            batch, longest, guard = dec._setup(n, length, 64, None, 20, 90, (), True)
+        seg = min(longest, -(-(length + 1) // dec.SEGMENT) * dec.SEGMENT)  # one segment: 64 tokens
+        assert dec._graph_key(batch, seg, guard) in captured, (n, length)

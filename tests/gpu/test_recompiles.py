@@ -12,6 +12,7 @@ import random
 
 from optimem.backends.deepseek_ocr2 import DeepseekOcr2Backend
 from optimem.backends.deepseek_ocr2.decoder import bucket
+from optimem.modes import Mode
 
 from .conftest import needs_cuda, torch
 from .test_deepseek_decoder_cuda import mixed_pages, stored_prompts
@@ -73,3 +74,33 @@ def test_growing_cache_keeps_tokens(tiny_fp32):
     )
     want = eager._generate(prompts)
     assert [ids for ids, _ in got] == [ids for ids, _ in want]
+
+
+def test_warm_up_leaves_nothing_to_compile_or_capture(tiny_bf16):
+    """After `warm_up((1, 8))` (what a worker does before it reports ready), decoding a page
+    and a batch of 8 compiles nothing and captures no CUDA graph: the first recall pays none
+    of the one-time costs."""
+    b = DeepseekOcr2Backend.from_model(*tiny_bf16, max_new_tokens=64, ignore_eos=True)
+    gundam = [p for p in mixed_pages(24, seed=85) if p.mode is Mode.GUNDAM]
+    spent = b.warm_up((1, 8))
+    assert isinstance(spent, float) and spent > 0
+    dec = b.decoder()
+    graphs, captured = compiled_graphs(), set(dec._graphs)
+    assert b.decode(gundam[0]).extra["tokens"] == 64
+    assert [d.extra["tokens"] for d in b.decode_many(gundam[:8])] == [64] * 8
+    assert compiled_graphs() == graphs
+    assert set(dec._graphs) == captured, f"captured after warm-up: {set(dec._graphs) - captured}"
+
+
+def test_a_cache_that_replaces_every_graph_still_captures(tiny_bf16):
+    """Batch 1, then batch 8 on a fresh backend: the 8-row cache replaces the only (1-row) one
+    and every graph captured so far goes with it. The next capture must not reuse the emptied
+    graph pool (torch can fail an internal assert if it does); later calls keep decoding."""
+    b = DeepseekOcr2Backend.from_model(*tiny_bf16, max_new_tokens=16, ignore_eos=True)
+    prompts = stored_prompts(b, mixed_pages(8, seed=95))
+    dec = b.decoder()
+    assert len(b._generate(prompts[:1])) == 1
+    assert set(dec.memory()["caches"]) == {"1x1024"} and dec._graphs
+    assert [len(ids) for ids, _ in b._generate(prompts)] == [16] * 8
+    assert set(dec.memory()["caches"]) == {"8x1024"}
+    assert [len(ids) for ids, _ in b._generate(prompts[:1])] == [16]

@@ -19,6 +19,7 @@ from optimem.server.process import Server
 
 from .conftest import METRICS_KEY, auth
 
+pytestmark = pytest.mark.slow  # every test here; see ALL_SLOW in tests/conftest.py
 EXAMPLES = int(os.environ.get("OPTIMEM_FUZZ_EXAMPLES", "200"))
 
 
@@ -74,12 +75,10 @@ class _Bearer:
         case.headers = {**(case.headers or {}), "Authorization": data}
 
 
-@pytest.mark.slow
 def test_the_fuzzed_document_is_the_served_one(fuzzed):
     assert httpx.get(fuzzed.url + "/openapi.json").json() == _document()
 
 
-@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -107,7 +106,6 @@ def _served(url: str) -> dict[tuple[str, str], float]:
     return counts
 
 
-@pytest.mark.slow
 def test_generated_cases_reach_the_handlers(fuzzed, keys):
     """Generated cases (not the fixture's own set-up requests) get past auth and validation:
     the fuzzing is not all 401s and 422s. Runs its own cases, so it holds in any order."""

@@ -448,6 +448,12 @@ class StaticDecoder:
         slot = self._slots.pop(key)
         for gkey in [g for g in self._graphs if g[:2] == key]:
             del self._graphs[gkey]
+        if not self._graphs:
+            # The graphs' memory pool lives while a graph captured into it does: once the last
+            # one is gone torch marks the pool freeable, and capturing into its old handle can
+            # fail an internal assert of the caching allocator (seen on torch 2.11 when a
+            # batch-8 cache replaced the only, batch-1, one). The next capture starts a new pool.
+            self._pool = None
         if self._active is slot:
             self._active = None
             self.k_cache, self.v_cache = [], []
@@ -713,13 +719,19 @@ class StaticDecoder:
         ngram_window: int | None = 90,
         whitelist: Sequence[int] = (),
     ) -> float:
-        """Compile the step and capture the CUDA graphs these shapes will use; seconds spent."""
+        """Compile the step and capture the CUDA graphs these shapes will use; seconds spent.
+
+        The largest batch and the longest prompt go first: their cache then serves the smaller
+        batches and shorter prompts too (a cache serves any call with as many rows or fewer and
+        as many positions or fewer), so their graphs are captured on the cache a later call of
+        that size is given. Smallest first, the larger cache would replace the smaller one
+        and the first small call after warm-up would capture its graph then."""
         t0 = time.perf_counter()
         if not self.cuda_graphs:
             return 0.0
         with self._lock, torch.inference_mode():
-            for n in batch_sizes:
-                for longest in prompt_lengths:
+            for n in sorted(set(batch_sizes), reverse=True):
+                for longest in sorted(set(prompt_lengths), reverse=True):
                     batch, length, guard = self._setup(
                         n, longest, max_new_tokens, eos_token_id, ngram_size, ngram_window, whitelist, False
                     )
