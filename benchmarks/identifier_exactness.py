@@ -192,7 +192,7 @@ def measure(corpus: Path) -> dict:
         doc["pages"] = len(pages)
         doc["pages_distinct"] = len(set(sources)) == len(pages) and len(set(pngs)) == len(pages)
         doc["created_modes"] = sorted({p.mode.value for p in pages})
-        layouts = {p.id: mem.store.page_blobs(p.id)[1] for p in pages}
+        layouts = {p.id: mem.store.page_blobs(p.id).layout for p in pages}
         for mode in (Mode.SMALL, Mode.TINY):
             if mode is Mode.TINY:
                 with mem.store.transaction():

@@ -31,6 +31,7 @@ from calibrate import _cores, _cpu_name
 from line_recheck import page_input as recheck_page_input
 
 from optimem.aids import linecheck
+from optimem.aids.page_aids import page_aids
 from optimem.aids.speller import speller
 from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
@@ -92,9 +93,9 @@ def ablate(chat: str, n_pages: int, px: int) -> list[dict]:
     backend = CpuBackend()
     for page in pages:
         drawn = [line.text for line in page.lines]
-        rows_ = proofread.side_channel_rows(drawn, "\n".join(drawn))
+        kept = page_aids(drawn, "\n".join(drawn))
         by_line = {i: labels[b.turn_id] for i, b in enumerate(page.lines) if b.start == 0}
-        aids = proofread.ReadingAids.from_rows(rows_, by_line)
+        aids = proofread.ReadingAids.from_kept(kept, by_line)
         pin = page_input(page, Mode.TINY, aids.checks)
         decoded = backend.decode(pin)
         first = list(decoded.lines or ())
@@ -160,10 +161,10 @@ def main() -> None:
                     aids = None
                     if aided:
                         drawn = [line.text for line in page.lines]
-                        rows_ = proofread.side_channel_rows(drawn, "\n".join(drawn))
+                        kept = page_aids(drawn, "\n".join(drawn))
                         by_line = {i: labels[b.turn_id] for i, b in enumerate(page.lines) if b.start == 0}
-                        aids = proofread.ReadingAids.from_rows(rows_, by_line)
-                        side = sum(len(r.value.encode()) for r in rows_)
+                        aids = proofread.ReadingAids.from_kept(kept, by_line)
+                        side = len(kept.checks) + len(" ".join(kept.lexicon).encode())
                     got.append(read(page, mode, aids, backend) | ({"side": side} if aided else {}))
                 backend.close()
 

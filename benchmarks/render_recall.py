@@ -18,12 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import delete
+
 from optimem import OpticalMemory
 from optimem.aging.policies import NoAging
 from optimem.bench.datasets import load_default
 from optimem.modes import LADDER
 from optimem.pages.calibration import render_options
 from optimem.pages.typeset import TurnText, paginate
+from optimem.store.schema import decoded
 
 
 def bench_render(backend: str, repeats: int) -> list[dict]:
@@ -70,7 +73,8 @@ def bench_recall(backend: str, pages: int) -> dict:
                 assert r.cached
         mem.close()
         lazy = OpticalMemory(db, backend=backend, decode="lazy", policy=NoAging())
-        lazy.store.db.execute("DELETE FROM decoded")
+        with lazy.store.transaction() as conn:
+            conn.execute(delete(decoded))
         s = lazy.session("bench")
         uncached = []
         for pid in ids:

@@ -50,7 +50,7 @@ def build_context(
             if c.presented == "text":
                 pages_in.append(ContextItem("page", c.tokens, page=page, presented="text", text=c.text))
             else:
-                png = store.page_blobs(c.page.id)[0]
+                png = store.page_blobs(c.page.id).png
                 pages_in.append(ContextItem("page", c.tokens, page=page, png=png))
             left -= c.tokens
         else:

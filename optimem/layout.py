@@ -166,3 +166,15 @@ class VerbatimItem:
     value: str
     turn_id: int
     offset: int
+
+
+@dataclass(frozen=True)
+class PageAids:
+    """What a page keeps beside its image to be proofread: a word check per line and its rare
+    words (`optimem.aids`); the store keeps them in a table of their own."""
+
+    checks: bytes
+    """The lines' word checks, concatenated in line order (`optimem.aids.linecheck`)."""
+    lexicon: tuple[str, ...]
+    lexicon_complete: bool
+    """False when the lexicon was cut at its size cap (the page holds rare words it omits)."""

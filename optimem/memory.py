@@ -413,7 +413,7 @@ class Session:
         against, and what a viewer diffs the recalled text with.
         """
         page = self.store.page(self.id, page_id)
-        lines = self.store.page_blobs(page.id)[1]
+        lines = self.store.page_blobs(page.id).layout
         if any(not line.text and line.end > line.start for line in lines):
             return None
         return restore_placeholders("\n".join(line.text for line in lines))
@@ -421,7 +421,7 @@ class Session:
     def page_png(self, page_id: int) -> bytes:
         """The page image at its current mode, as PNG bytes."""
         self.store.page(self.id, page_id)  # raises PageNotFound for another session's page
-        return self.store.page_blobs(page_id)[0]
+        return self.store.page_blobs(page_id).png
 
     def recall(self, page_id: int | None = None, *, query: str | None = None, limit: int = 5) -> Any:
         """Decoded text of one page (str), or with `query=` the best-matching pages (Hits)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimem.aids import lexicon, linecheck
-from optimem.aids.page_aids import TRUNCATED, ReadingAids, side_channel_rows
+from optimem.aids.page_aids import ReadingAids, page_aids
 from optimem.reading.correction import Corrector
 
 
@@ -16,10 +16,10 @@ def test_check_sees_words_not_punctuation_case_or_spacing():
     assert len(linecheck.digest("anything")) == linecheck.DIGEST_BYTES
 
 
-def test_checks_pack_into_four_characters_a_line():
+def test_checks_pack_into_three_bytes_a_line():
     lines = ["Jon (user): Hey Gina!", "", "second line", "第三行 mixed"]
     packed = linecheck.pack(lines)
-    assert len(packed) == 4 * len(lines)
+    assert len(packed) == linecheck.DIGEST_BYTES * len(lines)
     assert linecheck.unpack(packed) == [linecheck.digest(x) for x in lines]
     assert linecheck.verified("HEY gina", linecheck.digest("Hey, Gina!"))
     assert not linecheck.verified("Hey Gina", None)
@@ -32,16 +32,25 @@ def test_lexicon_keeps_unknown_words_once_in_order_and_respects_its_cap():
     assert lexicon.is_known("Piece") and lexicon.is_known("2024") and not lexicon.is_known("Bantt")
 
 
-def test_side_channel_rows_mark_a_truncated_lexicon():
+def test_page_aids_mark_a_truncated_lexicon():
     lines = ["Zorblax met Quindle and Vrask at Plimbo.", "Fine words only here."]
-    rows = side_channel_rows(lines, "\n".join(lines))
-    aids = ReadingAids.from_rows(rows)
+    kept = page_aids(lines, "\n".join(lines))
+    aids = ReadingAids.from_kept(kept)
     assert aids.checks == tuple(linecheck.digest(x) for x in lines)
     # 5% of 62 characters holds no rare word: the lexicon says it is incomplete
-    assert TRUNCATED in rows[-1].value and not aids.complete_lexicon
+    assert not kept.lexicon_complete and not aids.complete_lexicon
     long = ["Zorblax met Quindle. " + "The weather was fine and we walked home. " * 8]
-    aids = ReadingAids.from_rows(side_channel_rows(long, long[0]))
+    aids = ReadingAids.from_kept(page_aids(long, long[0]))
     assert aids.lexicon == ("Zorblax", "Quindle") and aids.complete_lexicon
+
+
+def test_count_verified_counts_lines_against_their_checks():
+    lines = ["one line", "two lines"]
+    checks = linecheck.unpack(linecheck.pack(lines))
+    assert linecheck.count_verified(lines, checks) == 2
+    assert linecheck.count_verified(["one line", "too lines"], checks) == 1
+    assert linecheck.count_verified(lines, []) is None and linecheck.count_verified(None, checks) is None
+    assert linecheck.count_verified(lines[:1], checks) is None  # a check for each line, or none
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +142,7 @@ def test_proofread_rereads_only_the_lines_it_cannot_fix_alone():
     from optimem.reading.proofread import proofread
 
     truth = ["user: We drove to Zorblax.", "The weather was fine and we walked home.", "It was a long day."]
-    rows = side_channel_rows(truth, "\n".join(truth) + " filler words" * 40)
-    aids = ReadingAids.from_rows(rows, {0: "user:"})
+    aids = ReadingAids.from_kept(page_aids(truth, "\n".join(truth) + " filler words" * 40), {0: "user:"})
     # a dropped word cannot be put back from the reading alone: only that line is read again
     read = ["usersWe drove to Zorblex.", "The weather was fine and we walked home.", "It long day."]
     asked = []

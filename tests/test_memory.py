@@ -217,7 +217,7 @@ _CHILD = textwrap.dedent(
     """
     import sys
     from optimem import OpticalMemory
-    from optimem.modes import BudgetPolicy
+    from optimem.aging.policies import BudgetPolicy
     mem = OpticalMemory(sys.argv[1], backend="test-double", decode="lazy",
                         policy=BudgetPolicy(max_tokens=300), keep_recent_turns=1, creation_mode="tiny")
     s = mem.session(sys.argv[2])

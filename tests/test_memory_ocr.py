@@ -29,7 +29,7 @@ def ocr_memory(path, mode, **kw):
 
 
 def page_text(mem, page_id):
-    _, lines, _, _ = mem.store.page_blobs(page_id)
+    lines = mem.store.page_blobs(page_id).layout
     return "\n".join(line.text for line in lines)
 
 
@@ -76,7 +76,7 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     from optimem import OpticalMemory
-    from optimem.modes import NoAging
+    from optimem.aging.policies import NoAging
     mem = OpticalMemory(sys.argv[1], backend="cpu", decode="now", keep_recent_turns=0,
                         creation_mode="small", policy=NoAging())
     s = mem.session("p")

@@ -2,21 +2,25 @@
 tenants, two replicas on one session, a server restart, workers claiming batches, leases."""
 
 import asyncio
+import base64
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from optimem import OpticalMemory
 from optimem.aging.policies import NoAging
 from optimem.backends.testing import TestDoubleBackend
-from optimem.store import migrations, migrations_pg, open_store
+from optimem.store import migrate, open_store
 
 from .conftest import chat_turns, wait_ready
 
 pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+
+from optimem.store.postgres import PostgresStore
 
 
 class CountingBackend(TestDoubleBackend):
@@ -52,18 +56,85 @@ def worker(url, backend, **kw):
     return Worker(url, backend, **kw)
 
 
-def test_pg_migrations_mirror_sqlites_and_are_recorded_once(postgres_url):
-    assert [m.__name__ for m in migrations_pg.MIGRATIONS] == [m.__name__ for m in migrations.MIGRATIONS]
+def rows(store, sql, **params):
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        result = conn.execute(text(sql), params)
+        return [r._asdict() for r in result] if result.returns_rows else []
+
+
+def test_pg_migrations_run_once_and_a_newer_schema_is_refused(postgres_url):
     open_store(postgres_url).close()
     store = open_store(postgres_url)  # a second replica starting applies nothing twice
-    rows = store._q("SELECT version, name FROM schema_migrations ORDER BY version")
-    assert [(r["version"], r["name"]) for r in rows] == [
-        (i + 1, m.__name__) for i, m in enumerate(migrations_pg.MIGRATIONS)
-    ]
-    store._q("INSERT INTO schema_migrations VALUES (99, 'm099_future', now())")
+    assert store.schema_version() == migrate.head()
+    assert rows(store, "SELECT version_num FROM alembic_version") == [{"version_num": migrate.head()}]
+    rows(store, "UPDATE alembic_version SET version_num = '9999'")
     store.close()
     with pytest.raises(Exception, match="upgrade optimem"):
         open_store(postgres_url)
+
+
+def test_replicas_starting_together_migrate_once(postgres_url):
+    opened, errors = [], []
+
+    def start():
+        try:
+            opened.append(open_store(postgres_url))
+        except Exception as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 3
+    assert rows(opened[0], "SELECT version_num FROM alembic_version") == [{"version_num": migrate.head()}]
+    for store in opened:
+        store.close()
+
+
+def test_a_database_of_optimem_0_1_upgrades_in_place_and_keeps_every_row(postgres_server):
+    """The dump of a database optimem 0.1 wrote (tests/data/make_store_v0_1.py), restored, opens."""
+    import psycopg
+
+    url = postgres_server.create_database()
+    dump = (Path(__file__).parent / "data" / "store_v0_1.pg.sql").read_text()
+    dump = "\n".join(line for line in dump.splitlines() if not line.startswith("\\"))  # psql commands
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(dump)
+    with psycopg.connect(url) as conn:
+        turns = conn.execute("SELECT id, session_id, seq, content FROM public.turns ORDER BY id").fetchall()
+        pages = conn.execute("SELECT id, session_id, png FROM public.pages ORDER BY id").fetchall()
+        strings = conn.execute(
+            "SELECT page_id, kind, value FROM public.verbatim WHERE kind NOT IN ('lines', 'lexicon') ORDER BY id"
+        ).fetchall()
+        aids = dict(
+            conn.execute(
+                "SELECT kind, value FROM public.verbatim WHERE kind IN ('lines', 'lexicon')"
+            ).fetchall()
+        )
+    assert turns and pages and strings and set(aids) == {"lines", "lexicon"}
+
+    store = open_store(url)
+    assert isinstance(store, PostgresStore) and store.schema_version() == migrate.head()
+    got = [t for s in store.session_ids() for t in store.turns(s)]
+    assert [(t.id, t.session_id, t.seq, t.content) for t in got] == [tuple(t) for t in turns]
+    for pid, session_id, png in pages:
+        assert store.page(session_id, pid).id == pid and store.page_blobs(pid).png == bytes(png)
+        assert [(pid, v.kind, v.value) for v in store.verbatim(pid)] == [
+            tuple(x) for x in strings if x[0] == pid
+        ]
+        moved = store.reading_aids(pid)
+        assert moved is not None and moved.checks == base64.b64decode(aids["lines"])
+        assert moved.lexicon == tuple(w for w in aids["lexicon"].split() if w != "\u2026")
+    assert store.search_candidates("acme/thread-1", ["OPS-4821"], limit=5) == [pages[0][0]]
+    assert store.integrity_problems() == []
+    (tid,) = store.add_turns("acme/thread-1", [{"role": "user", "content": "after", "sha256": "x",
+                                                "text_tokens": 1, "created_at": "2026-12-02T00:00:00+00:00"}])  # fmt: skip
+    assert rows(store, "SELECT tenant FROM turns WHERE id = :t", t=tid) == [{"tenant": "acme"}]
+    store.close()
 
 
 @pytest.mark.slow
@@ -72,9 +143,18 @@ def test_every_row_carries_its_tenant(postgres_url):
     paged_session(mem, "acme/t1")
     paged_session(mem, "plain", turns=20)
     store = mem.store
-    for table in ("sessions", "turns", "pages", "page_spans", "verbatim", "decoded", "page_index"):
-        rows = store._q(f"SELECT DISTINCT tenant FROM {table} ORDER BY tenant")
-        assert [r["tenant"] for r in rows] == ["", "acme"], table
+    for table in (
+        "sessions",
+        "turns",
+        "pages",
+        "page_spans",
+        "verbatim",
+        "reading_aids",
+        "decoded",
+        "page_index",
+    ):
+        found = rows(store, f"SELECT DISTINCT tenant FROM {table} ORDER BY tenant")
+        assert [r["tenant"] for r in found] == ["", "acme"], table
     assert mem.sessions(prefix="acme/") == ["acme/t1"]
     mem.close()
 

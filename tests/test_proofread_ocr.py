@@ -49,7 +49,7 @@ def test_aids_make_aged_lines_exact_and_say_how_many(tmp_path):
     assert raw.lines_checked == 0 and raw.lines_exact == 0
     aided_mem, aided, page = aged_page(tmp_path / "aided.db", reading_aids=True)
     got = aided.recall_page(page.id)
-    _, layout, _, _ = aided_mem.store.page_blobs(page.id)
+    layout = aided_mem.store.page_blobs(page.id).layout
     assert got.lines_checked == len(layout) == len(got.raw_text.split("\n"))
     # every line it calls exact is exact, word for word
     exact = [linecheck.line_words(line) == linecheck.line_words(box.text)

@@ -125,14 +125,15 @@ def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(
         held: list[int] = []
         deadline = time.monotonic() + 120
         while not held and time.monotonic() < deadline:
-            held = [
-                r["id"]
-                for r in mem.store._q(
-                    "SELECT q.id FROM pgqueuer q JOIN optimem_workers w ON q.queue_manager_id = w.id"
-                    " WHERE w.pid = %s AND q.status = 'picked'",
-                    (victim.pid,),
-                )
-            ]
+            with mem.store.pooled() as conn:
+                held = [
+                    r["id"]
+                    for r in conn.execute(
+                        "SELECT q.id FROM pgqueuer q JOIN optimem_workers w ON q.queue_manager_id = w.id"
+                        " WHERE w.pid = %s AND q.status = 'picked'",
+                        (victim.pid,),
+                    )
+                ]
             time.sleep(0.05)
         assert held, "the first worker never claimed a batch"
         os.kill(victim.pid, signal.SIGKILL)
@@ -159,9 +160,10 @@ def test_replicas_and_workers_survive_a_killed_worker_and_a_postgres_restart(
         fingerprint = queue.live_workers("cpu")[0]["fingerprint"]
         pages = [p for c in clients for p in mem.store.pages(f"{c.tenant}/{c.session}")]
         assert all(mem.store.get_decoded(p.id, p.mode, fingerprint) for p in pages)
-        done = mem.store._q(
-            "SELECT job_id FROM pgqueuer_log WHERE status = 'successful' AND job_id = ANY(%s)", (held,)
-        )
+        with mem.store.pooled() as conn:
+            done = conn.execute(
+                "SELECT job_id FROM pgqueuer_log WHERE status = 'successful' AND job_id = ANY(%s)", (held,)
+            ).fetchall()
         assert {r["job_id"] for r in done} == set(held)
         for replica in replicas:  # graceful stop: queued jobs are durable, nothing to wait for
             assert replica.stop(timeout=60) in (0, -signal.SIGTERM)  # as tests/server accept

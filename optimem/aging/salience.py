@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..aids.page_aids import AID_KINDS
 from ..layout import VerbatimItem
 
 # A capitalised word (Banff, McDonald, O'Neil, Jean-Luc), optionally followed by more of them.
@@ -60,7 +59,7 @@ def salience(text: str | None, items: Sequence[VerbatimItem], chars: int) -> flo
     """
     if chars <= 0:
         return 0.0
-    strings = [v.value for v in items if v.kind not in AID_KINDS]
+    strings = [v.value for v in items]
     kept = sum(len(s) for s in strings)
     names = 0
     if text:

@@ -1,10 +1,10 @@
 """The page's rare words (names, places, titles): kept beside the image to snap OCR near misses.
 
 A spelling dictionary corrects "plece" to "piece" but knows neither "Banff" nor "Bareilles".
-Each page keeps, in its side channel, the words it holds that the dictionary does not know,
+Each page keeps, among its reading aids, the words it holds that the dictionary does not know,
 so that a misread "Bantt" can snap back to "Banff", and so that every word the page holds is
 known to the corrector: a word it does not know is a misread. It is capped at `MAX_SHARE` of
-the page's characters so the side channel stays small.
+the page's characters so the aids stay small.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from functools import cache
 from .linecheck import WORD, fold
 from .speller import speller
 
-#: Side-channel kind of the row that holds a page's rare words (one row per page).
-KIND = "lexicon"
 #: The lexicon may take at most this share of the page's characters.
 MAX_SHARE = 0.05
 
@@ -59,11 +57,3 @@ def capped(words: list[str], max_chars: int) -> list[str]:
         out.append(word)
         used += len(word) + 1
     return out
-
-
-def pack(words: list[str]) -> str:
-    return " ".join(words)
-
-
-def unpack(value: str) -> list[str]:
-    return value.split()

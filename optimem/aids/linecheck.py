@@ -11,14 +11,11 @@ of ~90 characters is ~3–4% of the page's text; a wrong candidate passes by cha
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-#: Side-channel kind of the row that holds a page's line checks (one row per page).
-KIND = "lines"
 DIGEST_BYTES = 3
 #: A word, as the check, the lexicon and the corrector cut text into words.
 WORD = re.compile(r"\w+")
@@ -44,17 +41,24 @@ def digest(text: str) -> bytes:
     return digest_words(line_words(text))
 
 
-def pack(lines: Sequence[str]) -> str:
-    """The checks of a page's lines as one side-channel string (base64, 4 characters a line)."""
-    return base64.b64encode(b"".join(digest(line) for line in lines)).decode("ascii")
+def pack(lines: Sequence[str]) -> bytes:
+    """The checks of a page's lines, concatenated in line order (what the page keeps)."""
+    return b"".join(digest(line) for line in lines)
 
 
-def unpack(value: str) -> list[bytes]:
+def unpack(raw: bytes) -> list[bytes]:
     """The per-line checks `pack` wrote."""
-    raw = base64.b64decode(value)
     return [raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)]
 
 
 def verified(reading: str, check: bytes | None) -> bool:
     """True when `reading` has exactly the words the line was typeset with."""
     return check is not None and digest(reading) == check
+
+
+def count_verified(lines: Sequence[str] | None, checks: Sequence[bytes]) -> int | None:
+    """How many of a page's `lines` pass their checks; None when the page has no check for
+    each line (nothing to count against)."""
+    if lines is None or not checks or len(lines) != len(checks):
+        return None
+    return sum(verified(line, check) for line, check in zip(lines, checks, strict=True))

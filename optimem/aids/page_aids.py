@@ -2,7 +2,8 @@
 
 A 3-byte check of each line's words (`optimem.aids.linecheck`) and the page's rare words
 (`optimem.aids.lexicon`); with them a reader knows which lines it read exactly and which words
-the spelling dictionary would not offer.
+the spelling dictionary would not offer. The store keeps them as a `PageAids` record of their
+own (`Store.reading_aids`), apart from the page's verbatim strings.
 """
 
 from __future__ import annotations
@@ -10,26 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..layout import VerbatimItem
+from ..layout import PageAids
 from . import lexicon, linecheck
 
-#: Side-channel rows that help the reader rather than being strings to put back.
-AID_KINDS = frozenset({linecheck.KIND, lexicon.KIND})
 
-#: Marks a lexicon that was cut at its size cap (the page holds rare words it does not list).
-TRUNCATED = "\u2026"
-
-
-def side_channel_rows(lines: Sequence[str], text: str) -> list[VerbatimItem]:
+def page_aids(lines: Sequence[str], text: str) -> PageAids:
     """The reading aids a new page keeps: its line checks and its rare words (capped)."""
     every = lexicon.rare_words(text)
     words = lexicon.capped(every, int(len(text) * lexicon.MAX_SHARE))
-    complete = len(words) == len(every)
-    value = lexicon.pack(words) + ("" if complete else " " + TRUNCATED)
-    rows = [VerbatimItem(linecheck.KIND, linecheck.pack(lines), 0, 0)]
-    if value.strip():
-        rows.append(VerbatimItem(lexicon.KIND, value.strip(), 0, 0))
-    return rows
+    return PageAids(linecheck.pack(lines), tuple(words), lexicon_complete=len(words) == len(every))
 
 
 @dataclass(frozen=True)
@@ -39,19 +29,11 @@ class ReadingAids:
     checks: tuple[bytes, ...] = ()
     lexicon: tuple[str, ...] = ()
     complete_lexicon: bool = False
+    """True when the lexicon holds every rare word of the page (and the page has checks)."""
     labels: Mapping[int, str] = field(default_factory=dict)
     """Speaker label of each line index that starts a turn."""
 
     @classmethod
-    def from_rows(cls, rows: Sequence[VerbatimItem], labels: Mapping[int, str] | None = None) -> ReadingAids:
-        checks: tuple[bytes, ...] = ()
-        words: list[str] = []
-        complete = True
-        for row in rows:
-            if row.kind == linecheck.KIND:
-                checks = tuple(linecheck.unpack(row.value))
-            elif row.kind == lexicon.KIND:
-                parts = lexicon.unpack(row.value)
-                complete = TRUNCATED not in parts
-                words = [w for w in parts if w != TRUNCATED]
-        return cls(checks, tuple(words), complete and bool(checks), dict(labels or {}))
+    def from_kept(cls, kept: PageAids, labels: Mapping[int, str] | None = None) -> ReadingAids:
+        checks = tuple(linecheck.unpack(kept.checks))
+        return cls(checks, kept.lexicon, kept.lexicon_complete and bool(checks), dict(labels or {}))

@@ -17,9 +17,9 @@ from PIL import Image
 from ..aging.policies import AgingPlan, AgingPolicy, PageState
 from ..aging.pricing import Pricing, page_caption
 from ..aging.salience import salience
-from ..aids.page_aids import side_channel_rows
+from ..aids.page_aids import page_aids
 from ..backends import Backend, PageInput
-from ..layout import LineBox, Span, VerbatimItem
+from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 from ..records import page_text
 from ..store import NewPage, PageRecord, Store, TurnRecord
@@ -175,22 +175,23 @@ class Pager:
                     spans=spans,
                     text_tokens=text_tokens,
                     chars=chars,
-                    verbatim=verbatim + self._aids(page),
+                    verbatim=verbatim,
                     last_turn_seq=last.seq,
                     last_turn_at=last.created_at.isoformat(),
                     representation=rep,
                     representation_backend=backend.fingerprint() if rep is not None else None,
+                    aids=self._aids(page),
                 )
             )
         if not new_pages:
             return []
         return self.store.insert_pages(session_id, new_pages, sorted(done), reuse_id=reopened)
 
-    def _aids(self, page: RenderedPage) -> list[VerbatimItem]:
+    def _aids(self, page: RenderedPage) -> PageAids | None:
         if not self.reading_aids:
-            return []
+            return None
         drawn = [b.text for b in page.lines]
-        return side_channel_rows(drawn, "\n".join(drawn))
+        return page_aids(drawn, "\n".join(drawn))
 
     def _reopen_last_page(self, session_id: str) -> int | None:
         """Take back the session's last page if it is partly filled; its id is given to the
@@ -207,7 +208,7 @@ class Pager:
         last = pages[-1]
         if last.creation_mode is not self.creation_mode:
             return None
-        _, lines, _, _ = self.store.page_blobs(last.id)
+        lines = self.store.page_blobs(last.id).layout
         if lines and lines[-1].y1 / last.creation_canvas >= MIN_FILL:
             return None
         if last.mode is not self.creation_mode and self._archived(session_id, last) is None:
@@ -234,7 +235,7 @@ class Pager:
         if (options.canvas, options.font_px) != (page.creation_canvas, page.font_px):
             options = replace(options, canvas=page.creation_canvas, font_px=page.font_px)
         rendered = paginate(texts, options)
-        _, stored, _, _ = self.store.page_blobs(page.id)
+        stored = self.store.page_blobs(page.id).layout
         if len(rendered) != 1 or [(x.y0, x.y1, x.text) for x in rendered[0].lines] != [
             (x.y0, x.y1, x.text) for x in stored
         ]:
@@ -324,9 +325,9 @@ class Pager:
             target = plan.targets.get(page.id)
             if target is None or target.rank <= page.mode.rank:
                 continue
-            png, lines, _, _ = self.store.page_blobs(page.id)
-            image = resize_to(Image.open(io.BytesIO(png)), target.canvas)
-            rep, made_by = self._represent(backend, page, image, target, lines)
+            blobs = self.store.page_blobs(page.id)
+            image = resize_to(Image.open(io.BytesIO(blobs.png)), target.canvas)
+            rep, made_by = self._represent(backend, page, image, target, blobs.layout)
             self.store.set_page_mode(page.id, target, png_bytes(image), rep, made_by)
             aged.append((page.id, page.mode, target))
         return aged
@@ -383,5 +384,7 @@ class Pager:
 
     def _used(self, page: PageRecord, seq: int) -> None:
         """Note that a page was rehearsed at turn `seq` without changing its image."""
-        png, _, rep, made_by = self.store.page_blobs(page.id)
-        self.store.rehearse_page(page.id, page.mode, png, rep, made_by, seq)
+        blobs = self.store.page_blobs(page.id)
+        self.store.rehearse_page(
+            page.id, page.mode, blobs.png, blobs.representation, blobs.representation_backend, seq
+        )

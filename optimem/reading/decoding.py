@@ -24,8 +24,7 @@ from typing import Literal
 
 from PIL import Image
 
-from ..aids.linecheck import WORD
-from ..aids.page_aids import AID_KINDS
+from ..aids.linecheck import WORD, count_verified
 from ..backends import Backend, PageInput
 from ..errors import BackendUnavailable, DecodeError, InputError, PageNotFound, RepresentationMismatch
 from ..layout import restore_placeholders, speaker
@@ -132,13 +131,13 @@ class Decoder:
         """The page as the backend reads it, and what it keeps to be proofread: its line checks
         and rare words, and the speaker label of each line that starts a turn (from the turns'
         roles and names, which outlive the archive; `labels` is only called when needed)."""
-        png, layout, representation, _ = self.store.page_blobs(page.id)
-        image = Image.open(io.BytesIO(png))
+        blobs = self.store.page_blobs(page.id)
+        layout = blobs.layout
+        image = Image.open(io.BytesIO(blobs.png))
         image.load()
         aids = pr.ReadingAids()
-        kept = self.store.verbatim(page.id)
-        rows = [v for v in kept if v.kind in AID_KINDS]
-        if rows:
+        kept = self.store.reading_aids(page.id)
+        if kept is not None:
             by_turn = labels()
             by_line = {
                 i: by_turn[b.turn_id]
@@ -146,10 +145,11 @@ class Decoder:
                 # a turn's first row only: output kept as typed starts on the row after its label
                 if b.start == 0 and b.turn_id in by_turn and (i == 0 or layout[i - 1].turn_id != b.turn_id)
             }
-            aids = pr.ReadingAids.from_rows(rows, by_line)
+            aids = pr.ReadingAids.from_kept(kept, by_line)
             # the words of the page's verbatim strings are as good as its rare words for snapping
             # a misread back (an identifier's pieces are rarely in the dictionary)
-            words = [w for v in kept if v.kind not in AID_KINDS for w in WORD.findall(v.value) if len(w) > 1]
+            strings = self.store.verbatim(page.id)
+            words = [w for v in strings for w in WORD.findall(v.value) if len(w) > 1]
             if words:
                 aids = dataclasses.replace(aids, lexicon=tuple(dict.fromkeys((*aids.lexicon, *words))))
         factor = page.canvas / page.creation_canvas
@@ -160,7 +160,7 @@ class Decoder:
             font_px=page.font_px * factor,
             has_cjk=page.has_cjk,
             # the backend checks the fingerprint inside the blob and re-encodes on a mismatch
-            representation=representation,
+            representation=blobs.representation,
             checks=aids.checks,
         )
         return page_in, aids
@@ -217,17 +217,19 @@ class Decoder:
             if checked is not None:
                 lines = checked.lines
                 text = "\n".join(lines)
+            kept_lines = None if lines is None else tuple(restore_placeholders(x) for x in lines)
             record = DecodedRecord(
                 page_id=page.id,
                 mode=page.mode,
                 backend=backend.name,
                 fingerprint=fingerprint,
                 text=restore_placeholders(text),
-                lines=None if lines is None else tuple(restore_placeholders(x) for x in lines),
+                lines=kept_lines,
                 confidence=float(result.confidence),
                 seconds=float(result.seconds),
+                verified=count_verified(kept_lines, aid.checks),
             )
-            verbatim = " ".join(v.value for v in self.store.verbatim(page.id) if v.kind not in AID_KINDS)
+            verbatim = " ".join(v.value for v in self.store.verbatim(page.id))
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
             self._read(page.id)

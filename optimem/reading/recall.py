@@ -15,12 +15,11 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 
 from ..aids import linecheck
-from ..aids.page_aids import AID_KINDS
 from ..errors import BackendError, InputError, TurnNotFound
-from ..layout import LineBox, VerbatimItem, turn_texts
+from ..layout import LineBox, PageAids, VerbatimItem, turn_texts
 from ..pages.verbatim import repair
 from ..records import Hits, Page, Recall, RecalledTurn, RecallHit
-from ..store import Store
+from ..store import DecodedRecord, Store
 from .correction import with_label
 from .decoding import Decoder
 
@@ -62,15 +61,15 @@ def _recall_with_layout(
         record = decoder.decode([page.id], refresh=refresh).get(page.id)
         if record is None:
             raise BackendError(f"page {page_id} could not be decoded by {decoder.backend.name}")
-    rows = store.verbatim(page.id)
-    items = [v for v in rows if v.kind not in AID_KINDS]
-    checks = next((linecheck.unpack(v.value) for v in rows if v.kind == linecheck.KIND), [])
-    layout = store.page_blobs(page.id)[1] if record.lines is not None else []
+    items = store.verbatim(page.id)
+    aids = store.reading_aids(page.id)
+    checks = linecheck.unpack(aids.checks) if aids is not None else []
+    layout = store.page_blobs(page.id).layout if record.lines is not None else []
     turns: dict[int, str] = {}
     turns_verified: dict[int, bool | None] = {}
     verified: tuple[bool | None, ...]
     if record.lines is not None and checks and len(checks) == len(record.lines) == len(layout):
-        lines, verified = repair_checked(record.lines, checks, layout, items)
+        lines, verified = repair_checked(record.lines, checks, layout, items, known=_known(record))
         text = "\n".join(lines)
         turns = turn_texts(list(zip(layout, lines, strict=True)))
         for box, ok in zip(layout, verified, strict=True):
@@ -97,15 +96,35 @@ def _recall_with_layout(
         note=decoder.take_note(page.id),
         lines_checked=len(checks) if any(v is not None for v in verified) else 0,
         lines_exact=sum(v is True for v in verified),
-        side_channel_bytes=sum(len(v.value.encode()) for v in rows),
+        side_channel_bytes=sum(len(v.value.encode()) for v in items) + _aid_bytes(aids),
         lines=lines,
         verified=verified,
         turns_verified=turns_verified,
     ), layout
 
 
+def _known(record: DecodedRecord) -> bool | None:
+    """Whether every line (True) or none (False) passed its check when the page was read,
+    from the count kept with the text; None when some did and some did not, or unknown."""
+    if record.verified is None or record.lines is None:
+        return None
+    if record.verified == len(record.lines):
+        return True
+    return False if record.verified == 0 else None
+
+
+def _aid_bytes(aids: PageAids | None) -> int:
+    """What a page's reading aids take beside its image (checks and rare words)."""
+    return 0 if aids is None else len(aids.checks) + len(" ".join(aids.lexicon).encode())
+
+
 def repair_checked(
-    lines: Sequence[str], checks: Sequence[bytes], layout: Sequence[LineBox], items: Sequence[VerbatimItem]
+    lines: Sequence[str],
+    checks: Sequence[bytes],
+    layout: Sequence[LineBox],
+    items: Sequence[VerbatimItem],
+    *,
+    known: bool | None = None,
 ) -> tuple[tuple[str, ...], tuple[bool, ...]]:
     """Each line with the kept strings typeset on it put back, where that makes (or keeps) the
     line passing its check, and whether it passes.
@@ -115,12 +134,19 @@ def repair_checked(
     `FL-204`) are as close to each other as to their misreads, so such a repair could put the
     wrong one in, and the line keeps what was read. A string with no near duplicate is put back
     where OCR came close, and the line stays marked unverified either way.
+
+    `known` says every line passed (True) or none did (False) when the page was read (the
+    count kept with its text): a line with no kept string on it is then not checked again.
     """
     values = {v.value for v in items}
     crowded = {v for v in values if any(o != v and _near_duplicates(o, v) for o in values)}
     out, ok = [], []
     for line, check, box in zip(lines, checks, layout, strict=True):
         mine = [v for v in items if v.turn_id == box.turn_id and box.start <= v.offset < box.end]
+        if not mine and known is not None:
+            out.append(line)
+            ok.append(known)
+            continue
         passes = linecheck.verified(line, check)
         fixed = repair(line, mine) if mine else line
         if fixed != line and linecheck.verified(fixed, check):

@@ -1,7 +1,8 @@
 """Persistence behind one protocol; `open_store(url)` picks the engine by the URL's scheme.
 
 A file path, ``sqlite:///path`` or ``":memory:"`` opens the embedded SQLite store;
-``postgresql://…`` opens the PostgreSQL store (extra ``optimem[postgres]``).
+``postgresql://…`` opens the PostgreSQL store (extra ``optimem[postgres]``). Both are the one
+`SqlStore` (SQLAlchemy Core), with Alembic migrations run when the store opens.
 """
 
 from __future__ import annotations
@@ -10,7 +11,20 @@ import importlib
 import os
 
 from ..errors import StoreError
-from .base import DecodedRecord, NewPage, PageRecord, SessionInfo, Store, TurnRecord, parse_time, utcnow
+from ..layout import PageAids
+from .base import (
+    DecodedRecord,
+    NewPage,
+    PageBlobs,
+    PageRecord,
+    SessionInfo,
+    Store,
+    TurnRecord,
+    parse_time,
+    tenant_of,
+    utcnow,
+)
+from .sql import SqlStore
 from .sqlite import SQLiteStore
 
 # scheme → (module, class, pip extra)
@@ -45,12 +59,16 @@ def open_store(url: str | os.PathLike[str] | Store) -> Store:
 __all__ = [
     "DecodedRecord",
     "NewPage",
+    "PageAids",
+    "PageBlobs",
     "PageRecord",
     "SQLiteStore",
     "SessionInfo",
+    "SqlStore",
     "Store",
     "TurnRecord",
     "open_store",
     "parse_time",
+    "tenant_of",
     "utcnow",
 ]

@@ -3,9 +3,10 @@
 Implementing
     A store keeps sessions, turns, pages (image, layout, stored representation), the spans
     that say which characters of which turns a page holds, the verbatim side channel, the
-    decoded-text cache and its search index. Every write that must land whole runs inside
-    `transaction()`; nested calls join the outer one. `SQLiteStore` (embedded default) is the
-    reference; the same test suite runs against every implementation.
+    decoded-text cache and its search index, and each page's reading aids. Every write that
+    must land whole runs inside `transaction()`; nested calls join the outer one. `SqlStore`
+    (SQLAlchemy Core, for SQLite and PostgreSQL) is the implementation; the same test suite
+    runs against both engines.
 
 Using
     store = open_store("memory.db")        # or "sqlite:///memory.db", ":memory:"
@@ -21,12 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from ..layout import LineBox, Span, VerbatimItem
+from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 
 
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def tenant_of(session_id: str) -> str:
+    """The tenant a session belongs to: its id's prefix before the first ``/`` ('' without)."""
+    return session_id.split("/", 1)[0] if "/" in session_id else ""
 
 
 def parse_time(value: str | datetime) -> datetime:
@@ -104,6 +110,21 @@ class NewPage:
     last_turn_at: str
     representation: bytes | None = None
     representation_backend: str | None = None
+    aids: PageAids | None = None
+    """The page's reading aids (line checks, rare words), when it keeps them."""
+
+
+@dataclass(frozen=True)
+class PageBlobs:
+    """A page's heavy parts, read apart from its record: the image, its layout and the
+    representation a backend stored for it."""
+
+    png: bytes
+    layout: list[LineBox]
+    """Line boxes on the creation canvas."""
+    representation: bytes | None
+    representation_backend: str | None
+    """The backend (by fingerprint) that made `representation`."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,8 @@ class DecodedRecord:
     lines: tuple[str, ...] | None
     confidence: float
     seconds: float
+    verified: int | None = None
+    """How many lines passed their word check when this text was read (None: not checked)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +162,9 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractContextManager[Any]: ...
     def close(self) -> None: ...
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> str:
+        """The Alembic revision the database is at."""
+        ...
 
     def count_request(self, key: str, minute: int) -> tuple[int, int]:
         """Count one request of `key` in `minute` (Unix time // 60); returns the requests of
@@ -166,7 +191,7 @@ class Store(Protocol):
     def insert_pages(
         self,
         session_id: str,
-        pages: Sequence[NewPage],
+        new_pages: Sequence[NewPage],
         fully_paged: Sequence[int],
         reuse_id: int | None = None,
     ) -> list[int]: ...
@@ -174,7 +199,7 @@ class Store(Protocol):
     def pages(self, session_id: str) -> list[PageRecord]: ...
     def page(self, session_id: str, page_id: int) -> PageRecord: ...
     def page_by_id(self, page_id: int) -> PageRecord: ...
-    def page_blobs(self, page_id: int) -> tuple[bytes, list[LineBox], bytes | None, str | None]: ...
+    def page_blobs(self, page_id: int) -> PageBlobs: ...
     def set_page_mode(
         self, page_id: int, mode: Mode, png: bytes, representation: bytes | None, backend: str | None
     ) -> None: ...
@@ -188,6 +213,7 @@ class Store(Protocol):
         at_seq: int,
     ) -> None: ...
     def verbatim(self, page_id: int) -> list[VerbatimItem]: ...
+    def reading_aids(self, page_id: int) -> PageAids | None: ...
 
     # decoded text and its search index
     def put_decoded(self, record: DecodedRecord, index_text: str) -> None: ...

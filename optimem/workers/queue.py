@@ -90,7 +90,7 @@ class DecodeQueue:
 
     def install(self) -> None:
         """Create pgqueuer's tables and the worker registry once (idempotent, race-free)."""
-        with self.store.transaction() as db:
+        with self.store.pooled() as db, db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK,))
             settings = QueryBuilderEnvironment().settings
             exists = one(db.execute("SELECT to_regclass(%s) AS t", (settings.queue_table,)))

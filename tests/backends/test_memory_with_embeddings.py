@@ -37,7 +37,8 @@ def test_pages_store_embeddings_and_recall_decodes_from_them(tiny_ocr2, tmp_path
     s.compress(flush=True)
     pages = s.pages()
     assert pages and all(p.positions == 257 for p in pages)  # DeepSeek-OCR 2's Base: 1024 global view
-    _, _, representation, fingerprint = mem.store.page_blobs(pages[0].id)
+    blobs = mem.store.page_blobs(pages[0].id)
+    representation, fingerprint = blobs.representation, blobs.representation_backend
     assert representation and fingerprint == backend.fingerprint()
     first = s.recall_page(pages[0].id)
     assert not first.cached and first.backend == "deepseek-ocr2"
@@ -73,6 +74,6 @@ def test_aging_reencodes_and_budget_counts_deepseek2_positions(tiny_ocr2, tmp_pa
     assert aged.mode is Mode.SMALL and aged.positions == 145
     from optimem.backends import embeddings as emb
 
-    blob = mem.store.page_blobs(aged.id)[2]
+    blob = mem.store.page_blobs(aged.id).representation
     assert emb.unpack(blob, fingerprint=backend.fingerprint()).tensors["image"].shape[0] == 145
     assert result.tokens_after == s.stats().context_tokens
