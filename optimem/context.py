@@ -13,7 +13,7 @@ from .errors import InputError
 from .modes import Mode
 from .pages.paging import page_costs
 from .records import Context, ContextItem, ModeStats, Page, Stats, Turn
-from .store import PageRecord, Store
+from .store import Store, StoredPage
 
 
 def build_context(
@@ -21,7 +21,7 @@ def build_context(
     session_id: str,
     pricing: Pricing,
     budget_tokens: int,
-    public_page: Callable[[PageRecord], Page],
+    public_page: Callable[[StoredPage], Page],
     public_turn: Callable,
 ) -> Context:
     """Recent turns as text (newest kept first), then pages newest first, within the budget.

@@ -29,7 +29,7 @@ from .reading.decoding import DecodePool, Decoder, DecodeWhen, LocalDecoder
 from .reading.proofread import warm_up as proofread_warm_up
 from .reading.recall import recall_page, recall_turns, search
 from .records import CompressResult, Context, Deleted, Hits, Page, Recall, RecalledTurn, Stats, Turn
-from .store import PageRecord, Store, TurnRecord, open_store
+from .store import Store, StoredPage, StoredTurn, open_store
 from .tokens import DEFAULT_ENCODING, count_tokens
 from .turns import coerce_turns
 
@@ -255,7 +255,7 @@ class OpticalMemory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def public_page(self, p: PageRecord) -> Page:
+    def public_page(self, p: StoredPage) -> Page:
         return Page(
             id=p.id,
             mode=p.mode,
@@ -273,7 +273,7 @@ class OpticalMemory:
         )
 
 
-def public_turn(t: TurnRecord) -> Turn:
+def public_turn(t: StoredTurn) -> Turn:
     return Turn(
         id=t.id,
         role=t.role,

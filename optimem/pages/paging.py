@@ -22,7 +22,7 @@ from ..backends import Backend, PageInput
 from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 from ..records import page_text
-from ..store import NewPage, PageRecord, Store, TurnRecord
+from ..store import NewPage, Store, StoredPage, StoredTurn
 from ..tokens import count_tokens
 from . import calibration
 from .typeset import RenderedPage, TurnText, paginate, resize_to
@@ -57,7 +57,7 @@ def fill(page: RenderedPage) -> float:
 class PageCost:
     """What one page costs in context and how it is shown (see `page_costs`)."""
 
-    page: PageRecord
+    page: StoredPage
     image: int
     """Image tokens at the current mode plus the caption."""
     as_text: int | None
@@ -73,7 +73,7 @@ class PageCost:
         return "text" if self.as_text is not None and self.as_text < self.image else "image"
 
 
-def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[TurnRecord], list[PageCost]]:
+def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[StoredTurn], list[PageCost]]:
     """(every turn, every page priced) — the one computation behind compress's budget, the
     policy's page states, `stats()` and `context()`."""
     turns = store.turns(session_id)
@@ -131,7 +131,7 @@ class Pager:
         """
         backend = self._backend()
 
-        def eligible_turns() -> list[TurnRecord]:
+        def eligible_turns() -> list[StoredTurn]:
             unpaged = self.store.turns(session_id, paged=False)
             return unpaged if flush else unpaged[: max(0, len(unpaged) - self.keep_recent_turns)]
 
@@ -216,7 +216,7 @@ class Pager:
         self.store.unpage(last.id)
         return last.id
 
-    def _archived(self, session_id: str, page: PageRecord) -> list[TurnText] | None:
+    def _archived(self, session_id: str, page: StoredPage) -> list[TurnText] | None:
         """What the page was typeset from (its spans of its turns), while the archive holds
         every turn on it; None once any of them was dropped."""
         by_id = {t.id: t for t in self.store.turns(session_id)}
@@ -228,7 +228,7 @@ class Pager:
             texts.append(TurnText(turn.id, turn.role, turn.content[span.start : span.end], turn.name))
         return texts
 
-    def _retypeset(self, page: PageRecord, texts: list[TurnText]) -> RenderedPage | None:
+    def _retypeset(self, page: StoredPage, texts: list[TurnText]) -> RenderedPage | None:
         """The page typeset again from its source at its creation settings, or None where the
         result is not the page it was (a layout that moved would misplace every line box)."""
         options = calibration.render_options(self._backend().name, page.creation_mode)
@@ -244,7 +244,7 @@ class Pager:
         return rendered[0]
 
     def _page_contents(
-        self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, TurnRecord]
+        self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, StoredTurn]
     ) -> tuple[list[Span], int, int, list[VerbatimItem]]:
         """(spans in turn offsets, text tokens, characters, verbatim strings) of a page."""
         spans = [
@@ -300,7 +300,7 @@ class Pager:
         text = sum(t.text_tokens for t in turns if not t.paged)
         return policy.plan(states, text, datetime.now(UTC), cost=pricing.image)
 
-    def salience(self, page: PageRecord, turns: dict[int, TurnRecord]) -> float:
+    def salience(self, page: StoredPage, turns: dict[int, StoredTurn]) -> float:
         """The page's salience (`optimem.aging.salience`), from its source text while the archive
         holds it, else from its decoded text; computed once per page."""
         key = (page.id, page.created_at)
@@ -334,7 +334,7 @@ class Pager:
 
     @staticmethod
     def _represent(
-        backend: Backend, page: PageRecord, image: Image.Image, mode: Mode, lines: list[LineBox]
+        backend: Backend, page: StoredPage, image: Image.Image, mode: Mode, lines: list[LineBox]
     ) -> tuple[bytes | None, str | None]:
         """The backend's stored representation of the page image at `mode`, and who made it."""
         if not backend.capabilities.stores_representation:
@@ -382,7 +382,7 @@ class Pager:
         self.store.rehearse_page(page.id, target, png_bytes(image), rep, made_by, now)
         return target, self.age(session_id, plan)
 
-    def _used(self, page: PageRecord, seq: int) -> None:
+    def _used(self, page: StoredPage, seq: int) -> None:
         """Note that a page was rehearsed at turn `seq` without changing its image."""
         blobs = self.store.page_blobs(page.id)
         self.store.rehearse_page(

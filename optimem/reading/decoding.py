@@ -28,7 +28,7 @@ from ..aids.linecheck import WORD, count_verified
 from ..backends import Backend, PageInput
 from ..errors import BackendUnavailable, DecodeError, InputError, PageNotFound, RepresentationMismatch
 from ..layout import restore_placeholders, speaker
-from ..store import DecodedRecord, PageRecord, Store
+from ..store import DecodedRecord, Store, StoredPage
 from . import proofread as pr
 from .page_queue import BACKGROUND, PageQueue
 from .process_pool import ProcessReader
@@ -81,7 +81,7 @@ class Decoder:
         them again with the backend in this process and replaces what the cache held."""
         raise NotImplementedError
 
-    def cached(self, page: PageRecord) -> DecodedRecord | None:
+    def cached(self, page: StoredPage) -> DecodedRecord | None:
         """The page's text at its current mode, if this strategy has it cached."""
         return self.store.get_decoded(page.id, page.mode, self.fingerprint())
 
@@ -122,11 +122,11 @@ class Decoder:
 
     # -- reading a page in this process ------------------------------------------------------
 
-    def page_input(self, page: PageRecord) -> PageInput:
+    def page_input(self, page: StoredPage) -> PageInput:
         return self._prepare(page, lambda: self.turn_labels(page.session_id))[0]
 
     def _prepare(
-        self, page: PageRecord, labels: Callable[[], dict[int, str]]
+        self, page: StoredPage, labels: Callable[[], dict[int, str]]
     ) -> tuple[PageInput, pr.ReadingAids]:
         """The page as the backend reads it, and what it keeps to be proofread: its line checks
         and rare words, and the speaker label of each line that starts a turn (from the turns'
@@ -178,7 +178,7 @@ class Decoder:
         backend = self.backend
         fingerprint = self.fingerprint()
         out: dict[int, DecodedRecord] = {}
-        todo: list[PageRecord] = []
+        todo: list[StoredPage] = []
         for pid in page_ids:
             page = self.store.page_by_id(pid)
             hit = None if refresh else self.store.get_decoded(page.id, page.mode, fingerprint)

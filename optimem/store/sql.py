@@ -46,9 +46,9 @@ from .base import (
     DecodedRecord,
     NewPage,
     PageBlobs,
-    PageRecord,
     SessionInfo,
-    TurnRecord,
+    StoredPage,
+    StoredTurn,
     iter_chunks,
     tenant_of,
     utcnow,
@@ -458,8 +458,8 @@ class SqlStore:
         return out
 
     @staticmethod
-    def _turn(row: Row[Any]) -> TurnRecord:
-        return TurnRecord(
+    def _turn(row: Row[Any]) -> StoredTurn:
+        return StoredTurn(
             id=row.id,
             session_id=row.session_id,
             seq=row.seq,
@@ -474,7 +474,7 @@ class SqlStore:
             external_id=row.external_id,
         )
 
-    def turns(self, session_id: str, *, paged: bool | None = None) -> list[TurnRecord]:
+    def turns(self, session_id: str, *, paged: bool | None = None) -> list[StoredTurn]:
         self._lock(session_id)
         if paged is None:
             rows = self._rows(Q.turns_of, {"session_id": session_id})
@@ -627,8 +627,8 @@ class SqlStore:
         return out
 
     @staticmethod
-    def _page(row: Row[Any], spans: Sequence[Span]) -> PageRecord:
-        return PageRecord(
+    def _page(row: Row[Any], spans: Sequence[Span]) -> StoredPage:
+        return StoredPage(
             id=row.id,
             session_id=row.session_id,
             seq=row.seq,
@@ -648,22 +648,22 @@ class SqlStore:
             rehearsed_seq=row.rehearsed_seq,
         )
 
-    def _pages(self, statement: Any, params: dict[str, Any]) -> list[PageRecord]:
+    def _pages(self, statement: Any, params: dict[str, Any]) -> list[StoredPage]:
         rows = self._rows(statement, params)
         spans = self._spans([r.id for r in rows])
         return [self._page(r, spans[r.id]) for r in rows]
 
-    def pages(self, session_id: str) -> list[PageRecord]:
+    def pages(self, session_id: str) -> list[StoredPage]:
         self._lock(session_id)
         return self._pages(Q.pages_of, {"session_id": session_id})
 
-    def page(self, session_id: str, page_id: int) -> PageRecord:
+    def page(self, session_id: str, page_id: int) -> StoredPage:
         found = self._pages(Q.page_in_session, {"page_id": int(page_id), "session_id": session_id})
         if not found:
             raise PageNotFound(f"no page {page_id} in session {session_id!r}")
         return found[0]
 
-    def page_by_id(self, page_id: int) -> PageRecord:
+    def page_by_id(self, page_id: int) -> StoredPage:
         """A page whatever its session (for background decoding, which knows only ids)."""
         found = self._pages(Q.page_by_id, {"page_id": int(page_id)})
         if not found:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from ..backends import Backend
 from ..errors import PageNotFound
 from ..reading.decoding import Decoder, DecodeWhen
-from ..store import DecodedRecord, PageRecord, Store
+from ..store import DecodedRecord, Store, StoredPage
 from .queue import RECALL_PRIORITY, DecodeQueue
 
 log = logging.getLogger("optimem")
@@ -54,7 +54,7 @@ class QueueDecoder(Decoder):
         self._decoded_here = True
         return self.decode_here(page_ids, refresh=True)
 
-    def cached(self, page: PageRecord) -> DecodedRecord | None:
+    def cached(self, page: StoredPage) -> DecodedRecord | None:
         return self._cached_queue(page)
 
     def pending(self) -> int:
@@ -77,7 +77,7 @@ class QueueDecoder(Decoder):
             found.append(self.fingerprint())
         return list(dict.fromkeys(found))
 
-    def _cached_queue(self, page: PageRecord) -> DecodedRecord | None:
+    def _cached_queue(self, page: StoredPage) -> DecodedRecord | None:
         for fingerprint in self._fingerprints():
             hit = self.store.get_decoded(page.id, page.mode, fingerprint)
             if hit is not None:
