@@ -2,7 +2,7 @@
 
 A room is a top-level module or subpackage of `optimem`. Each may import itself and the rooms on
 lower floors, never a room on its own floor or above — lazy imports inside functions included,
-so a stage cannot quietly reach back up. `docs/concepts/architecture.md` draws the same floors.
+so a stage cannot quietly reach back up. `docs/architecture.md` draws the same floors.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _is_module(name: str) -> bool:
 def test_every_room_has_a_floor():
     rooms = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
     rooms -= {"__pycache__", "data"}
-    assert rooms == set(FLOOR), "a new room needs a floor in FLOORS (and in docs/concepts/architecture.md)"
+    assert rooms == set(FLOOR), "a new room needs a floor in FLOORS (and in docs/architecture.md)"
 
 
 def test_no_import_runs_back_up():
