@@ -135,6 +135,7 @@ class Q:
         pages.c.session_id == bindparam("session_id")
     )
     add_turns = insert(turns)
+    add_turn = insert(turns).returning(turns.c.id)
     add_page = insert(pages).returning(pages.c.id)
     add_spans = insert(page_spans)
     add_verbatim = insert(verbatim)
@@ -444,6 +445,8 @@ class SqlStore:
                 }
                 for i, row in enumerate(rows, start=1)
             ]
+            if len(values) == 1:  # one turn (a chat's usual call): its id comes back with it
+                return [int(conn.execute(Q.add_turn, values[0]).scalar_one())]
             conn.execute(Q.add_turns, values)
             # the session is locked: its new turns are the seqs just written, in order
             new = conn.execute(Q.turn_ids, {"session_id": session_id, "after": seq}).scalars()
