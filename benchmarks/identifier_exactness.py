@@ -293,7 +293,7 @@ def main() -> None:
         print(json.dumps(measure(args.corpus.resolve())))
         return
     sys.path.insert(0, str(ROOT / "scripts"))
-    from calibrate import _cores, _cpu_name
+    from optimem.bench.machine import cores, cpu_name
 
     trees = {"now": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     results = {}
@@ -303,7 +303,7 @@ def main() -> None:
         print(f"{label}: measured in {time.perf_counter() - t0:.0f} s", flush=True)
     print(table(results))
     doc = {
-        "machine": f"{_cpu_name()}, {_cores()} cores",
+        "machine": f"{cpu_name()}, {cores()} cores",
         "load_average_at_end": os.getloadavg()[0],
         "decoder": "cpu (tesseract + rapidocr) with reading aids, SQLite store",
         "corpus": str(args.corpus),

@@ -17,11 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from calibrate import _cores, _cpu_name
-
 from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.bench.datasets import load
+from optimem.bench.machine import cores, cpu_name
 from optimem.layout import restore_placeholders
 from optimem.modes import Mode
 from optimem.pages.typeset import RenderOptions, TurnText, paginate, resize_to
@@ -76,7 +75,7 @@ def main() -> None:
             r = rows[-1]
             print(f"{r['mode']:5} recheck={recheck!s:5} fidelity {100 * r['fidelity']:.2f}%  "
                   f"{r['chars_per_s']:,.0f} chars/s  re-read {checked}/{lines} lines, kept {replaced}")  # fmt: skip
-    doc = {"chat": name, "machine": f"{_cpu_name()}, {_cores()} cores", "decoder": "cpu", "rows": rows}
+    doc = {"chat": name, "machine": f"{cpu_name()}, {cores()} cores", "decoder": "cpu", "rows": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from calibrate import _cores, _cpu_name, calibration_turns, full_pages
+from calibrate import calibration_turns, full_pages
 
 from optimem.backends import backend_class
 from optimem.backends.base import PageInput
+from optimem.bench.machine import cores, cpu_name
 from optimem.modes import LADDER, Mode
 from optimem.pages.typeset import RenderOptions, resize_to
 from optimem.reading.fidelity import fidelity
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     texts = calibration_turns()
     result = {
-        "machine": f"{_cpu_name()} ({_cores()} cores)",
+        "machine": f"{cpu_name()} ({cores()} cores)",
         "load_avg_at_start": os.getloadavg(),
         "pages_per_cell": args.pages,
         "rows": [],

@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibrate import _cores, _cpu_name
 from line_recheck import page_input as recheck_page_input
 
 from optimem.aids import linecheck
@@ -36,6 +35,7 @@ from optimem.aids.speller import speller
 from optimem.backends.base import PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.bench.datasets import load
+from optimem.bench.machine import cores, cpu_name
 from optimem.layout import restore_placeholders
 from optimem.modes import Mode
 from optimem.pages.typeset import RenderOptions, TurnText, paginate
@@ -184,7 +184,7 @@ def main() -> None:
                       f"lines exact {100 * row['lines_exact']:.1f}%  side channel {100 * row['side_channel_share']:.1f}%  "
                       f"{row['chars_per_s']:,.0f} chars/s", flush=True)  # fmt: skip
     ablation = ablate(args.chat, args.pages, int(args.px.split(",")[0])) if args.ablation else []
-    doc = {"chat": name, "machine": f"{_cpu_name()}, {_cores()} cores", "decoder": "cpu",
+    doc = {"chat": name, "machine": f"{cpu_name()}, {cores()} cores", "decoder": "cpu",
            "pages": "distinct pages, evenly spread over the conversation; the same pages in every row",
            "speller_build_s": round(speller_s, 2), "rows": rows, "ablation": ablation}  # fmt: skip
     if args.out:

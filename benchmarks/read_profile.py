@@ -269,7 +269,7 @@ def main() -> None:
         print(json.dumps(build(args.build, args.chat)))
         return
     sys.path.insert(0, str(HERE.parent / "scripts"))
-    from calibrate import _cores, _cpu_name
+    from optimem.bench.machine import cores, cpu_name
 
     trees = {"now": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     rows = []
@@ -300,7 +300,7 @@ def main() -> None:
                           f"{row['lines_exact']:>5}/{row['lines_checked']:<5} {100 * row['fidelity']:7.2f}%  {stages}",
                           flush=True)  # fmt: skip
     doc = {
-        "machine": f"{_cpu_name()}, {_cores()} cores",
+        "machine": f"{cpu_name()}, {cores()} cores",
         "load_average_at_end": os.getloadavg()[0],
         "decoder": "cpu (tesseract + rapidocr) with reading aids; plain = tesseract alone, no aids",
         "inputs": "distinct pages, one of each kind; every row reads the same pages; medians of "

@@ -23,6 +23,7 @@ from sqlalchemy import delete
 from optimem import OpticalMemory
 from optimem.aging.policies import NoAging
 from optimem.bench.datasets import load_default
+from optimem.bench.machine import cores
 from optimem.modes import LADDER
 from optimem.pages.calibration import render_options
 from optimem.pages.typeset import TurnText, paginate
@@ -117,16 +118,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"machine": platform.node(), "cores": _cores(), "render": render, "recall": recall}, indent=2
+            {"machine": platform.node(), "cores": cores(), "render": render, "recall": recall}, indent=2
         )
     )
     print(f"wrote {args.out}")
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":
