@@ -186,3 +186,23 @@ def test_page_takes_a_backend(tmp_path):
     out = CliRunner().invoke(main, ["page", "1", "-o", str(png), "--db", db, "--backend", "test-double"])
     assert out.exit_code == 0, out.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_command_whose_extra_is_missing_names_it(tmp_path):
+    # `serve` is listed and fails in one line naming its extra, never vanishes from --help
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['pydantic_settings'] = None\n"  # as if the server extra were absent
+        "from optimem.cli import main\n"
+        "sys.argv = ['optimem'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    listed = subprocess.run([sys.executable, "-c", script, "--help"], capture_output=True, text=True)
+    assert "serve" in listed.stdout and "optimem[server]" in listed.stdout
+    run = subprocess.run(
+        [sys.executable, "-c", script, "serve"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 1
+    assert "`optimem serve` needs the server extra: pip install 'optimem[server]'" in run.stderr
