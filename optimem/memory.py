@@ -598,5 +598,4 @@ def _decoder(
         from .workers.queued import QueueDecoder
 
         return QueueDecoder(store, backend, backend_name=backend_name)
-    assert when != "queue"  # narrowed for the type checker; __init__ checked the name
     return LocalDecoder(store, backend, when, backend_name=backend_name, workers=workers, pool=pool)

@@ -27,11 +27,11 @@ from PIL import Image
 from ..aids.linecheck import WORD, count_verified
 from ..backends import Backend, PageInput
 from ..errors import BackendUnavailable, DecodeError, InputError, PageNotFound, RepresentationMismatch
-from ..layout import restore_placeholders, speaker
+from ..layout import VerbatimItem, restore_placeholders, speaker
 from ..store import DecodedRecord, Store, StoredPage
 from . import proofread as pr
 from .page_queue import BACKGROUND, PageQueue
-from .process_pool import ProcessReader
+from .process_pool import ProcessReader, check_shareable
 
 log = logging.getLogger("optimem")
 
@@ -123,14 +123,15 @@ class Decoder:
     # -- reading a page in this process ------------------------------------------------------
 
     def page_input(self, page: StoredPage) -> PageInput:
-        return self._prepare(page, lambda: self.turn_labels(page.session_id))[0]
+        return self._prepare(page, lambda: self.turn_labels(page.session_id), self.store.verbatim(page.id))[0]
 
     def _prepare(
-        self, page: StoredPage, labels: Callable[[], dict[int, str]]
+        self, page: StoredPage, labels: Callable[[], dict[int, str]], strings: Sequence[VerbatimItem]
     ) -> tuple[PageInput, pr.ReadingAids]:
         """The page as the backend reads it, and what it keeps to be proofread: its line checks
-        and rare words, and the speaker label of each line that starts a turn (from the turns'
-        roles and names, which outlive the archive; `labels` is only called when needed)."""
+        and rare words (with the words of its verbatim `strings`), and the speaker label of each
+        line that starts a turn (from the turns' roles and names, which outlive the archive;
+        `labels` is only called when needed)."""
         blobs = self.store.page_blobs(page.id)
         layout = blobs.layout
         image = Image.open(io.BytesIO(blobs.png))
@@ -148,7 +149,6 @@ class Decoder:
             aids = pr.ReadingAids.from_kept(kept, by_line)
             # the words of the page's verbatim strings are as good as its rare words for snapping
             # a misread back (an identifier's pieces are rarely in the dictionary)
-            strings = self.store.verbatim(page.id)
             words = [w for v in strings for w in WORD.findall(v.value) if len(w) > 1]
             if words:
                 aids = dataclasses.replace(aids, lexicon=tuple(dict.fromkeys((*aids.lexicon, *words))))
@@ -195,7 +195,11 @@ class Decoder:
                 labels[session_id] = self.turn_labels(session_id)
             return labels[session_id]
 
-        prepared = [self._prepare(p, functools.partial(session_labels, p.session_id)) for p in todo]
+        # each page's verbatim strings: words for proofreading, then text for the search index
+        strings = {p.id: self.store.verbatim(p.id) for p in todo}
+        prepared = [
+            self._prepare(p, functools.partial(session_labels, p.session_id), strings[p.id]) for p in todo
+        ]
         inputs = [page_in for page_in, _ in prepared]
         try:
             results = backend.decode_many(inputs)
@@ -229,7 +233,7 @@ class Decoder:
                 seconds=float(result.seconds),
                 verified=count_verified(kept_lines, aid.checks),
             )
-            verbatim = " ".join(v.value for v in self.store.verbatim(page.id))
+            verbatim = " ".join(v.value for v in strings[page.id])
             self.store.put_decoded(record, index_text=f"{record.text}\n{verbatim}")
             out[page.id] = record
             self._read(page.id)
@@ -258,6 +262,8 @@ class LocalDecoder(Decoder):
         super().__init__(store, backend, backend_name=backend_name)
         if pool not in ("threads", "processes"):
             raise InputError(f"decode pool must be 'threads' or 'processes', got {pool!r}")
+        if pool == "processes":  # at construction, not at the first page the pool would read
+            check_shareable(store.url)
         self.when: DecodeWhen = when
         self.workers = workers
         self.pool: DecodePool = pool

@@ -17,10 +17,17 @@ from concurrent.futures import ProcessPoolExecutor
 from ..errors import InputError
 
 
+def check_shareable(store_url: str) -> None:
+    """Raise InputError for a store that worker processes cannot open: an in-memory database."""
+    if store_url in (":memory:", "sqlite:///:memory:"):
+        raise InputError("decode_pool='processes' needs a database file or PostgreSQL, not ':memory:'")
+
+
 class ProcessReader:
     """Reads a page by id in one of `processes` worker processes (started on first use): each
     runs `start(store_url, backend_name)` once, then `read(page_id)` per page. Both must be
-    module-level functions (they are sent to the processes by name)."""
+    module-level functions (they are sent to the processes by name); the store must pass
+    `check_shareable`."""
 
     def __init__(
         self,
@@ -30,8 +37,6 @@ class ProcessReader:
         backend_name: str,
         processes: int,
     ) -> None:
-        if store_url in (":memory:", "sqlite:///:memory:"):
-            raise InputError("decode_pool='processes' needs a database file or PostgreSQL, not ':memory:'")
         # spawn, not fork: the parent runs threads (the page queue, onnxruntime's pool)
         self._pool = ProcessPoolExecutor(
             max_workers=processes,
