@@ -35,11 +35,7 @@ _lock = threading.Lock()
 
 def _installed() -> dict[str, tuple[str, str, str]]:
     """Backends that installed packages offer through the entry-point group."""
-    found = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        module, _, attr = ep.value.partition(":")
-        found[ep.name] = (module.strip(), attr.strip(), "")
-    return found
+    return {ep.name: (ep.module, ep.attr, "") for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def backend_names() -> list[str]:
