@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import json
 import os
@@ -51,7 +52,9 @@ STAGES = (
     ("optimem.reading.correction", "speller", "load"),
     ("optimem.aids.speller", "_speller_for", "load"),
     ("optimem.aids.lexicon", "dictionary_words", "load"),
-    ("optimem.backends.rapidocr", "RapidOCRBackend._engine_list", "load"),
+    ("optimem.backends.rapidocr", "RapidOCRBackend._engine_list", "load"),  # older trees
+    ("optimem.backends.rapidocr", "RapidOCRBackend._recogniser_list", "load"),
+    ("optimem.backends.rapidocr", "RapidOCRBackend._page_engine", "load"),
     ("optimem.backends.tesseract", "TesseractBackend._api", "load"),
     ("optimem.backends.cpu", "CpuBackend.decode", "first reading"),
     ("optimem.backends.cpu", "CpuBackend.decode_many", "first reading"),
@@ -238,6 +241,7 @@ def summarise(runs: list[dict]) -> dict:
         "fidelity": round(runs[0]["fidelity"], 4),
         "chars": runs[0]["chars"],
         "same_text_every_run": len({r["text"] for r in runs}) == 1,
+        "text_sha1": hashlib.sha1(runs[0]["text"].encode()).hexdigest()[:12],
     }
     if "plain_seconds" in runs[0]:
         out["plain_seconds"] = round(med(r["plain_seconds"] for r in runs), 3)
@@ -299,6 +303,13 @@ def main() -> None:
                           f"{row.get('plain_seconds', float('nan')):7.2f} {row.get('ratio_to_plain', float('nan')):5.1f} "
                           f"{row['lines_exact']:>5}/{row['lines_checked']:<5} {100 * row['fidelity']:7.2f}%  {stages}",
                           flush=True)  # fmt: skip
+    same = {
+        f"{kind} {when}": len({r["text_sha1"] for r in rows if r["page"] == kind and r["when"] == when}) == 1
+        for kind in args.kinds.split(",")
+        for when in ("cold", "warm")
+    }
+    if len(trees) > 1:
+        print("same text in every tree:", ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
     doc = {
         "machine": f"{cpu_name()}, {cores()} cores",
         "load_average_at_end": os.getloadavg()[0],
@@ -307,6 +318,7 @@ def main() -> None:
         f"{args.repeat} fresh processes per row",
         "trees": {k: str(v) for k, v in trees.items()},
         "rows": rows,
+        "same_text_in_every_tree": same,
         "cold_small_profile": cold_profile,
     }
     if args.out:
