@@ -1,6 +1,7 @@
 import json
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from optimem.cli.main import main
@@ -188,6 +189,7 @@ def test_page_takes_a_backend(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # fresh interpreters with an extra hidden
 def test_a_command_whose_extra_is_missing_names_it(tmp_path):
     # `serve` is listed and fails in one line naming its extra, never vanishes from --help
     import subprocess

@@ -324,6 +324,7 @@ _STUCK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a child process killed mid-transaction
 def test_sigkill_inside_the_compress_transaction(db_path):
     s = memory(db_path, keep_recent_turns=0).session("s")
     ids = s.add_turns(chat_turns(30))

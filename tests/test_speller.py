@@ -39,6 +39,7 @@ def symspell():
     return s
 
 
+@pytest.mark.slow  # symspellpy, the oracle, builds its own index (~3 s)
 @pytest.mark.parametrize("word", MISREADS)
 def test_near_words_are_symspells_in_its_order(symspell, word):
     from symspellpy import Verbosity

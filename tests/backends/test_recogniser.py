@@ -59,6 +59,6 @@ def test_order_given_is_order_returned():
 
 
 def test_missing_model_names_the_file(tmp_path):
-    with pytest.raises(BackendUnavailable, match="absent.onnx"):
+    with pytest.raises(BackendUnavailable, match=r"absent\.onnx"):
         LineRecogniser(path=tmp_path / "absent.onnx")
     assert model_path().name == "PP-OCRv6_rec_small.onnx"

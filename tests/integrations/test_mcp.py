@@ -365,6 +365,7 @@ def test_http_without_keys_serves_loopback_only(tmp_path):
     assert result.exit_code == 2 and "--keys applies to --http only" in result.output
 
 
+@pytest.mark.slow  # a fresh interpreter with the extra hidden
 def test_without_the_extra_one_clear_line(tmp_path):
     """The core imports without the SDK; `optimem mcp` then names the extra to install."""
     hide = "import sys; sys.modules['mcp'] = None; "

@@ -96,6 +96,7 @@ def test_settings_share_the_count_where_several_processes_serve():
     assert not Settings(db="m.db", workers=2, rate_per_minute=0).shared_rate_limit
 
 
+@pytest.mark.slow  # starts `optimem serve` with two worker processes
 def test_two_workers_of_optimem_serve_share_the_rate_limit(tmp_path):
     # the limit counts per minute: a run that crosses into the next minute starts again on a
     # fresh database (rare: the requests take a few seconds), instead of sleeping to avoid it

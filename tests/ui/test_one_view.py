@@ -21,6 +21,7 @@ def library_server(tmp_path_factory):
     srv.stop()
 
 
+@pytest.mark.slow  # Chromium
 def test_the_viewer_lists_library_sessions_and_opens_one_whose_id_holds_a_slash(browser, library_server):
     page = browser.new_page()
     console = Console(page)
