@@ -33,7 +33,12 @@ def line_words(text: str) -> list[str]:
 
 def digest_words(words: Iterable[str]) -> bytes:
     """The check of a line given its words (already folded)."""
-    return hashlib.blake2b(" ".join(words).encode(), digest_size=DIGEST_BYTES).digest()
+    return digest_joined(" ".join(words))
+
+
+def digest_joined(joined: str) -> bytes:
+    """The check of a line given its folded words already joined by single spaces."""
+    return hashlib.blake2b(joined.encode(), digest_size=DIGEST_BYTES).digest()
 
 
 def digest(text: str) -> bytes:

@@ -28,7 +28,7 @@ from functools import cache
 from rapidfuzz.distance import Levenshtein
 
 from ..aids.lexicon import dictionary_words
-from ..aids.linecheck import WORD, digest_words, fold, line_words
+from ..aids.linecheck import WORD, digest_joined, digest_words, fold, line_words
 from ..aids.speller import speller
 
 #: Combinations tried per misread line before the cheapest is kept unverified.
@@ -326,6 +326,8 @@ def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tup
     """Choices (one index per word) in order of total cost, until one's words pass `check`;
     returns the passing choice (or None) and how many were tried."""
     n = len(options)
+    # each variant's words joined once: a try joins n strings instead of every word again
+    joined = [[" ".join(v.words) for v in o] for o in options]
     start = (0,) * n
     heap = [(sum(o[0].cost for o in options), start)]
     seen = {start}
@@ -333,7 +335,7 @@ def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tup
     while heap and tried < limit:
         cost, idx = heapq.heappop(heap)
         tried += 1
-        if digest_words(w for o, i in zip(options, idx, strict=True) for w in o[i].words) == check:
+        if digest_joined(" ".join([w for j, i in zip(joined, idx, strict=True) if (w := j[i])])) == check:
             return idx, tried
         for k in range(n):
             if idx[k] + 1 < len(options[k]):
