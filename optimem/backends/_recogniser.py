@@ -54,7 +54,9 @@ class LineRecogniser:
         path = Path(path) if path is not None else model_path()
         if not path.is_file():
             raise BackendUnavailable(f"no recognition model at {path}")
-        self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         meta = self._session.get_modelmeta().custom_metadata_map
         if "character" not in meta:
             raise BackendUnavailable(f"{path} carries no character table: not a PP-OCR recogniser")
