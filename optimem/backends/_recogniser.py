@@ -42,7 +42,10 @@ class LineRecogniser:
     """Reads grey line crops (uint8, any width) to (text, score) with one onnxruntime session."""
 
     def __init__(self, threads: int = 2, batch: int = 8, path: Path | None = None) -> None:
+        import cv2  # rapidocr's own dependency: the same linear resize it uses
         import onnxruntime as ort
+
+        self._resize = cv2.resize
 
         options = ort.SessionOptions()
         options.log_severity_level = 4
@@ -80,14 +83,11 @@ class LineRecogniser:
                 texts[i], scores[i] = self._decoded(row)
         return texts, scores
 
-    @staticmethod
-    def _normalised(crop: np.ndarray, widest: float) -> np.ndarray:
+    def _normalised(self, crop: np.ndarray, widest: float) -> np.ndarray:
         """The crop scaled to 48 px high, to [-1, 1], zero-padded on the right to the batch width."""
-        import cv2
-
         width = int(HEIGHT * widest)
         resized_w = min(width, math.ceil(HEIGHT * crop.shape[1] / float(crop.shape[0])))
-        scaled = cv2.resize(crop, (resized_w, HEIGHT)).astype("float32") / 255
+        scaled = self._resize(crop, (resized_w, HEIGHT)).astype("float32") / 255
         scaled -= 0.5
         scaled /= 0.5
         out = np.zeros((1, 3, HEIGHT, width), dtype=np.float32)
