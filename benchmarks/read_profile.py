@@ -307,8 +307,9 @@ def main() -> None:
         f"{kind} {when}": len({r["text_sha1"] for r in rows if r["page"] == kind and r["when"] == when}) == 1
         for kind in args.kinds.split(",")
         for when in ("cold", "warm")
+        if len(trees) > 1  # with one tree there is nothing to compare
     }
-    if len(trees) > 1:
+    if same:
         print("same text in every tree:", ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
     doc = {
         "machine": f"{cpu_name()}, {cores()} cores",

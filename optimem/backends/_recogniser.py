@@ -27,14 +27,17 @@ MIN_RATIO = 320 / 48
 MODEL = "PP-OCRv6_rec_small.onnx"
 
 
-def model_path() -> Path:
-    """The recogniser's ONNX file inside the installed rapidocr wheel (no download)."""
-    try:
-        path = Path(str(resources.files("rapidocr") / "models" / MODEL))
-    except ModuleNotFoundError as exc:
-        raise BackendUnavailable("the rapidocr backend needs the rapidocr wheel for its models") from exc
+def model_path(path: Path | str | None = None) -> Path:
+    """`path`, or the recogniser's ONNX file inside the installed rapidocr wheel (no download),
+    checked to exist."""
+    if path is None:
+        try:
+            path = Path(str(resources.files("rapidocr") / "models" / MODEL))
+        except ModuleNotFoundError as exc:
+            raise BackendUnavailable("the rapidocr backend needs the rapidocr wheel for its models") from exc
+    path = Path(path)
     if not path.is_file():
-        raise BackendUnavailable(f"rapidocr's recognition model is missing: {path}")
+        raise BackendUnavailable(f"no recognition model at {path}")
     return path
 
 
@@ -54,9 +57,7 @@ class LineRecogniser:
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         self.batch = max(1, int(batch))
-        path = Path(path) if path is not None else model_path()
-        if not path.is_file():
-            raise BackendUnavailable(f"no recognition model at {path}")
+        path = model_path(path)
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -76,23 +77,24 @@ class LineRecogniser:
         for start in range(0, len(crops), self.batch):
             idx = order[start : start + self.batch]
             widest = max(MIN_RATIO, float(ratios[idx].max()))
-            tensor = np.concatenate([self._normalised(crops[i], widest) for i in idx])
+            tensor = np.zeros((len(idx), 3, HEIGHT, int(HEIGHT * widest)), dtype=np.float32)
+            for k, i in enumerate(idx):
+                self._normalise_into(tensor[k], crops[i])
             with self._lock:
                 (probs,) = self._session.run(None, {self._input: tensor})
             for i, row in zip(idx, probs, strict=True):
                 texts[i], scores[i] = self._decoded(row)
         return texts, scores
 
-    def _normalised(self, crop: np.ndarray, widest: float) -> np.ndarray:
-        """The crop scaled to 48 px high, to [-1, 1], zero-padded on the right to the batch width."""
-        width = int(HEIGHT * widest)
+    def _normalise_into(self, out: np.ndarray, crop: np.ndarray) -> None:
+        """The crop scaled to 48 px high and to [-1, 1], written into the left of `out` (one
+        batch row of zeros, as wide as the batch's widest crop)."""
+        width = out.shape[-1]
         resized_w = min(width, math.ceil(HEIGHT * crop.shape[1] / float(crop.shape[0])))
         scaled = self._resize(crop, (resized_w, HEIGHT)).astype("float32") / 255
         scaled -= 0.5
         scaled /= 0.5
-        out = np.zeros((1, 3, HEIGHT, width), dtype=np.float32)
-        out[0, :, :, :resized_w] = scaled  # grey: the three channels are the same
-        return out
+        out[:, :, :resized_w] = scaled  # grey: the three channels are the same
 
     def _decoded(self, probs: np.ndarray) -> tuple[str, float]:
         """Greedy CTC: the best class per column, repeats collapsed, blanks dropped."""
