@@ -30,8 +30,8 @@ def build_context(
     """
     if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens <= 0:
         raise InputError(f"budget_tokens must be a positive integer, got {budget_tokens!r}")
-    turns, costs = page_costs(store, session_id, pricing)
-    unpaged = [t for t in turns if not t.paged]
+    _, costs = page_costs(store, session_id, pricing)
+    unpaged = store.turns(session_id, paged=False)
     left = budget_tokens
     texts: list[ContextItem] = []
     omitted_turns: list[int] = []
@@ -61,8 +61,7 @@ def build_context(
 
 def build_stats(store: Store, session_id: str, pricing: Pricing) -> Stats:
     """Token accounting of a session: all turns as text against what the model sees."""
-    turns, costs = page_costs(store, session_id, pricing)
-    unpaged = [t for t in turns if not t.paged]
+    totals, costs = page_costs(store, session_id, pricing)
     per_mode: dict[Mode, ModeStats] = {}
     for mode in Mode:
         ps = [c.page for c in costs if c.page.mode is mode]
@@ -71,9 +70,9 @@ def build_stats(store: Store, session_id: str, pricing: Pricing) -> Stats:
                 len(ps), sum(p.text_tokens for p in ps), sum(pricing.image(p.mode) for p in ps)
             )
     return Stats(
-        turns=len(turns),
-        text_tokens=sum(t.text_tokens for t in turns),
-        unpaged_tokens=sum(t.text_tokens for t in unpaged),
+        turns=totals.count,
+        text_tokens=totals.text_tokens,
+        unpaged_tokens=totals.unpaged_tokens,
         paged_text_tokens=sum(c.page.text_tokens for c in costs),
         positions=sum(pricing.image(c.page.mode) for c in costs),
         per_mode=per_mode,

@@ -102,8 +102,7 @@ def test_salient_policy_string_keeps_the_page_of_names_and_numbers_sharper(db_pa
     s.add_turns(turns)
     s.compress()
     full = s.stats().context_tokens  # every page Small
-    by_id = {t.id: t for t in mem.store.turns("a")}
-    scores = [mem.pager.salience(p, by_id) for p in mem.store.pages("a")]
+    scores = [mem.pager.salience(p) for p in mem.store.pages("a")]
     assert len(scores) == 3 and scores[0] > 2 * max(scores[1:])  # page 0 holds the facts
     mem.close()
     outcome = {}

@@ -11,7 +11,17 @@ import pytest
 from optimem import DuplicateExternalId, PageNotFound, SchemaError, SessionNotFound, StoreError
 from optimem.layout import LineBox, Span, VerbatimItem
 from optimem.modes import Mode
-from optimem.store import DecodedRecord, NewPage, PageAids, PageBlobs, SQLiteStore, Store, migrate, open_store
+from optimem.store import (
+    DecodedRecord,
+    NewPage,
+    PageAids,
+    PageBlobs,
+    SQLiteStore,
+    Store,
+    TurnTotals,
+    migrate,
+    open_store,
+)
 
 #: A database written by optimem 0.1.0 (made by the script beside it, at commit 35d0a14).
 STORE_V0_1 = Path(__file__).parent / "data" / "store_v0_1.db"
@@ -181,6 +191,20 @@ def test_turns_external_ids_and_prefix_listing(store):
     assert store.turn_count("acme/t1") == 3
     info = store.session_info("acme/t1")
     assert (info.turns, info.pages) == (3, 0)
+
+
+def test_turn_totals_and_turns_by_id_without_loading_the_session(store):
+    assert store.turn_totals("s") == TurnTotals(0, 0, 0, 0)
+    ids = store.add_turns("s", [_row("one two"), _row("three"), _row("four five six")])
+    store.add_turns("other", [_row("seven eight")])
+    with store.transaction():
+        store.insert_pages("s", [_page(ids[0])], [ids[0]])
+    # 6 text tokens in all, of which turn 1's 2 are paged; the newest turn is seq 3
+    assert store.turn_totals("s") == TurnTotals(3, 3, 6, 4)
+    picked = store.turns("s", ids=[ids[2], ids[0], ids[0]])
+    assert [t.id for t in picked] == [ids[0], ids[2]]  # in session order, each once
+    assert [t.id for t in store.turns("s", ids=ids, paged=False)] == ids[1:]
+    assert store.turns("other", ids=ids) == []  # another session's turns are not found
 
 
 def test_duplicate_external_id_in_a_session_is_refused_whole(store):

@@ -26,7 +26,7 @@ from ..layout import LineBox
 CHARS = "".join(chr(c) for c in range(33, 127))
 """The glyphs cells are matched against: printable ASCII (a space is a blank column)."""
 BASELINE = 0.78
-"""Where the typesetter puts a row's baseline, as a share of the row's height (render._draw)."""
+"""Where the typesetter puts a row's baseline, as a share of the row's height (typeset._layout)."""
 # Ratios of a page's canvas after aging to the one it was typeset on (the mode ladder).
 _AGING = (1.0, 0.8, 0.625, 0.5, 0.4)
 

@@ -22,10 +22,10 @@ from ..backends import Backend, PageInput
 from ..layout import LineBox, PageAids, Span, VerbatimItem
 from ..modes import Mode
 from ..records import page_text
-from ..store import NewPage, Store, StoredPage, StoredTurn
+from ..store import NewPage, Store, StoredPage, StoredTurn, TurnTotals
 from ..tokens import count_tokens
 from . import calibration
-from .typeset import RenderedPage, TurnText, paginate, resize_to
+from .typeset import PageLayout, RenderedPage, TurnText, lay_out, paginate, resize_to
 from .verbatim import extract
 
 log = logging.getLogger("optimem")
@@ -44,13 +44,6 @@ def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
-
-
-def fill(page: RenderedPage) -> float:
-    """Share of the page's height that holds text."""
-    if not page.lines:
-        return 0.0
-    return page.lines[-1].y1 / page.options.canvas
 
 
 @dataclass(frozen=True)
@@ -73,17 +66,26 @@ class PageCost:
         return "text" if self.as_text is not None and self.as_text < self.image else "image"
 
 
-def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[StoredTurn], list[PageCost]]:
-    """(every turn, every page priced) — the one computation behind compress's budget, the
-    policy's page states, `stats()` and `context()`."""
-    turns = store.turns(session_id)
-    by_id = {t.id: t for t in turns}
+def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[TurnTotals, list[PageCost]]:
+    """(the session's turn totals, every page priced) — the one computation behind compress's
+    budget, the policy's page states, `stats()` and `context()`.
+
+    Only the turns of pages whose text might be cheaper than their image are loaded: pricing
+    runs several times a compress, and loading every turn made it grow with the session.
+    """
+    totals = store.turn_totals(session_id)
+    pages = store.pages(session_id)
+    images = [pricing.page(page) for page in pages]
+    # a page's text can only be cheaper than its image when its tokens are close to it
+    maybe = [
+        page.text_tokens - 2 * len(page.spans) < image for page, image in zip(pages, images, strict=True)
+    ]
+    wanted = {s.turn_id for page, m in zip(pages, maybe, strict=True) if m for s in page.spans}
+    by_id = {t.id: t for t in store.turns(session_id, ids=wanted)} if wanted else {}
     out = []
-    for page in store.pages(session_id):
-        image = pricing.page(page)
+    for page, image, m in zip(pages, images, maybe, strict=True):
         as_text = text = None
-        # a page's text can only be cheaper than its image when its tokens are close to it
-        if page.text_tokens - 2 * len(page.spans) < image:
+        if m:
             pieces: list[tuple[str, str | None, str]] = []
             for span in page.spans:
                 turn = by_id.get(span.turn_id)
@@ -95,7 +97,7 @@ def page_costs(store: Store, session_id: str, pricing: Pricing) -> tuple[list[St
                 text = page_text(pieces)
                 as_text = pricing.text(f"{page_caption(page)}\n{text}")
         out.append(PageCost(page, image, as_text, text))
-    return turns, out
+    return totals, out
 
 
 class Pager:
@@ -146,14 +148,18 @@ class Pager:
         resume = self.store.span_ends([t.id for t in eligible])
         texts = [TurnText(t.id, t.role, (t.content or "")[resume.get(t.id, 0) :], t.name) for t in eligible]
         options = calibration.render_options(backend.name, self.creation_mode)
-        rendered = paginate(texts, options)
+        laid_out = lay_out(texts, options)
         by_id = {t.id: t for t in eligible}
-        contents = [self._page_contents(page, resume, by_id) for page in rendered]
-        if not flush and reopened is None and rendered and fill(rendered[-1]) < MIN_FILL:
+        if not flush and reopened is None and laid_out and laid_out[-1].fill < MIN_FILL:
             page_cost = backend.positions(self.creation_mode)
-            worth_it = partial_ok and contents[-1][1] >= PARTIAL_MIN_RATIO * page_cost
+            worth_it = partial_ok and self._page_contents(laid_out[-1], resume, by_id)[1] >= (
+                PARTIAL_MIN_RATIO * page_cost
+            )
             if not worth_it:  # wait for more turns rather than pay for a half-empty page
-                rendered, contents = rendered[:-1], contents[:-1]
+                laid_out = laid_out[:-1]
+        # only pages that are kept are drawn and counted
+        rendered = [page.draw() for page in laid_out]
+        contents = [self._page_contents(page, resume, by_id) for page in rendered]
         new_pages: list[NewPage] = []
         done: set[int] = set()
         for page, (spans, text_tokens, chars, verbatim) in zip(rendered, contents, strict=True):
@@ -219,7 +225,7 @@ class Pager:
     def _archived(self, session_id: str, page: StoredPage) -> list[TurnText] | None:
         """What the page was typeset from (its spans of its turns), while the archive holds
         every turn on it; None once any of them was dropped."""
-        by_id = {t.id: t for t in self.store.turns(session_id)}
+        by_id = {t.id: t for t in self.store.turns(session_id, ids=[s.turn_id for s in page.spans])}
         texts = []
         for span in page.spans:
             turn = by_id.get(span.turn_id)
@@ -244,7 +250,7 @@ class Pager:
         return rendered[0]
 
     def _page_contents(
-        self, page: RenderedPage, resume: dict[int, int], by_id: dict[int, StoredTurn]
+        self, page: RenderedPage | PageLayout, resume: dict[int, int], by_id: dict[int, StoredTurn]
     ) -> tuple[list[Span], int, int, list[VerbatimItem]]:
         """(spans in turn offsets, text tokens, characters, verbatim strings) of a page."""
         spans = [
@@ -274,39 +280,37 @@ class Pager:
         used just now: what rehearsing it would make the policy do.
         """
         pricing = self._pricing()
-        turns, costs = page_costs(self.store, session_id, pricing)
-        total_turns = turns[-1].seq if turns else 0  # turns come in seq order
-        by_id = {t.id: t for t in turns} if policy.needs_salience else {}
+        totals, costs = page_costs(self.store, session_id, pricing)
         states = []
         for c in costs:
             page = c.page
             mode, recalled = page.mode, page.rehearsed_seq
             if rehearsing is not None and rehearsing[0] == page.id:
-                mode, recalled = rehearsing[1], total_turns
+                mode, recalled = rehearsing[1], totals.last_seq
             image = pricing.image(mode)
             states.append(
                 PageState(
                     page.id,
                     mode,
                     image,
-                    total_turns - page.last_turn_seq,
+                    totals.last_seq - page.last_turn_seq,
                     page.last_turn_at,
                     overhead=c.image - pricing.image(page.mode),
                     as_text=c.as_text,
-                    salience=self.salience(page, by_id) if policy.needs_salience else 0.0,
-                    turns_since_recall=None if recalled is None else total_turns - recalled,
+                    salience=self.salience(page) if policy.needs_salience else 0.0,
+                    turns_since_recall=None if recalled is None else totals.last_seq - recalled,
                 )
             )
-        text = sum(t.text_tokens for t in turns if not t.paged)
-        return policy.plan(states, text, datetime.now(UTC), cost=pricing.image)
+        return policy.plan(states, totals.unpaged_tokens, datetime.now(UTC), cost=pricing.image)
 
-    def salience(self, page: StoredPage, turns: dict[int, StoredTurn]) -> float:
+    def salience(self, page: StoredPage) -> float:
         """The page's salience (`optimem.aging.salience`), from its source text while the archive
         holds it, else from its decoded text; computed once per page."""
         key = (page.id, page.created_at)
         if key not in self._salience:
             if len(self._salience) >= SALIENCE_CACHE:
                 self._salience.clear()  # a cheap bound for long-running services
+            turns = {t.id: t for t in self.store.turns(page.session_id, ids=[s.turn_id for s in page.spans])}
             pieces = [turns.get(s.turn_id) for s in page.spans]
             if all(t is not None and t.content is not None for t in pieces):
                 text: str | None = "\n".join(
@@ -367,7 +371,7 @@ class Pager:
         texts = self._archived(session_id, page)
         if texts is None:
             return None
-        now = self.store.turns(session_id)[-1].seq
+        now = self.store.turn_totals(session_id).last_seq
         target = page.mode.sharper()
         rendered = None
         if target is not None and target.rank >= page.creation_mode.rank:

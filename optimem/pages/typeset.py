@@ -359,52 +359,103 @@ def _breaks(line: _Line) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------------------------
 # Public entry points
 
+#: Word widths a typesetter remembers before it starts again (a bound for long-running services).
+WIDTH_CACHE = 500_000
 
-def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[RenderedPage]:
-    """Typeset turns in order onto as many pages as they need.
+
+@lru_cache(maxsize=32)
+def _typesetter(options: RenderOptions) -> _Typesetter:
+    """One typesetter per set of options, kept between calls: its word widths are measured
+    once per process, not once per page."""
+    return _Typesetter(options)
+
+
+@lru_cache(maxsize=1024)
+def _turn_lines(options: RenderOptions, role: str, name: str | None, content: str) -> tuple[_Line, ...]:
+    """A turn broken into rows, remembered: a pager typesets the same turns again as new ones
+    arrive (the page it holds back, a reopened last page), and a turn's rows do not depend on
+    where on the page it lands. The rows are never changed once made."""
+    ts = _typesetter(options)
+    if len(ts._widths) > WIDTH_CACHE:
+        ts._widths.clear()
+    max_w = options.canvas - 2 * options.margin
+    turn = TurnText(0, role, content, name)
+    label_run = _Run(turn.label, "bold", 0, 0)
+    label_w = ts.width(turn.label, "bold")
+    first = True
+    blocks = list(_blocks(content, ts, pre=role == "tool"))
+    blocks = blocks or [([_Run("", "sans", 0, 0)], "text", False)]
+    lines: list[_Line] = []
+    if blocks[0][1] == "code":
+        # text kept as typed starts on the row after the label, so that every monospace
+        # row's columns start at the margin (a decoder measures them from there)
+        lines.append(_Line([label_run], label_w))
+        first = False
+    for runs, kind, tabs in blocks:
+        if not runs:
+            continue  # a blank line inside code
+        lines.extend(_wrap(runs, ts, label_w if first else 0.0, max_w, kind, tabs))
+        if first and lines:
+            lines[0].runs.insert(0, label_run)
+            first = False
+    return tuple(lines)
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """A page typeset but not drawn yet: its lines, its turns and where every word goes.
+
+    Drawing is most of typesetting's cost, and a pager often needs only the layout: a last
+    page that is not full yet waits for more turns, and is thrown away unseen.
+    """
+
+    options: RenderOptions
+    lines: tuple[LineBox, ...]
+    spans: tuple[Span, ...]
+    has_cjk: bool
+    words: tuple[tuple[str, str, int, int], ...]
+    """(text, font, x, baseline) of every word to draw."""
+
+    @property
+    def fill(self) -> float:
+        """Share of the page's height that holds text."""
+        return self.lines[-1].y1 / self.options.canvas if self.lines else 0.0
+
+    def draw(self) -> RenderedPage:
+        """The page's image, and the page."""
+        ts = _typesetter(self.options)
+        canvas = self.options.canvas
+        image = Image.new("L", (canvas, canvas), 255)
+        for text, font, x, baseline in self.words:
+            ts.stamp(image, text, font, x, baseline)
+        return RenderedPage(image, self.options, self.lines, self.spans, self.has_cjk)
+
+
+def lay_out(turns: Sequence[TurnText], options: RenderOptions) -> list[PageLayout]:
+    """Typeset turns in order onto as many pages as they need, without drawing them.
 
     Pages are filled to the bottom; a turn longer than the space left continues on the next
     page, and every character of every turn lands on exactly one page.
     """
     if not turns:
         return []
-    ts = _Typesetter(options)
     canvas, margin = options.canvas, options.margin
-    max_w = canvas - 2 * margin
     latin_h = max(options.font_px + 1, round(options.font_px * options.line_spacing))
     code_h = max(options.code_px + 1, round(options.code_px * options.line_spacing))
     cjk_h = max(options.cjk_px + 1, round(options.cjk_px * options.cjk_line_spacing))
 
-    pages: list[RenderedPage] = []
+    pages: list[PageLayout] = []
     placed: list[tuple[_Line, int, int]] = []  # line, turn_id, height
     y = margin
 
     def finish_page() -> None:
         nonlocal placed, y
         if placed:
-            pages.append(_draw(placed, ts, options))
+            pages.append(_layout(placed, options))
         placed, y = [], margin
 
     for turn in turns:
-        label_run = _Run(turn.label, "bold", 0, 0)
-        label_w = ts.width(turn.label, "bold")
-        first = True
-        blocks = list(_blocks(turn.content, ts, pre=turn.role == "tool"))
-        blocks = blocks or [([_Run("", "sans", 0, 0)], "text", False)]
-        lines: list[_Line] = []
-        if blocks[0][1] == "code":
-            # text kept as typed starts on the row after the label, so that every monospace
-            # row's columns start at the margin (a decoder measures them from there)
-            lines.append(_Line([label_run], label_w))
-            first = False
-        for runs, kind, tabs in blocks:
-            if not runs:
-                continue  # a blank line inside code
-            lines.extend(_wrap(runs, ts, label_w if first else 0.0, max_w, kind, tabs))
-            if first and lines:
-                lines[0].runs.insert(0, label_run)
-                first = False
-        for line in lines:
+        for line in _turn_lines(options, turn.role, turn.name, turn.content):
             if any(r.font == "cjk" for r in line.runs):
                 height = cjk_h
             else:
@@ -419,10 +470,16 @@ def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[Rendered
     return pages
 
 
-def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: RenderOptions) -> RenderedPage:
-    canvas, margin = options.canvas, options.margin
-    image = Image.new("L", (canvas, canvas), 255)
+def paginate(turns: Sequence[TurnText], options: RenderOptions) -> list[RenderedPage]:
+    """Typeset turns in order onto as many pages as they need, and draw them (see `lay_out`)."""
+    return [page.draw() for page in lay_out(turns, options)]
+
+
+def _layout(placed: list[tuple[_Line, int, int]], options: RenderOptions) -> PageLayout:
+    ts = _typesetter(options)
+    margin = options.margin
     boxes: list[LineBox] = []
+    words: list[tuple[str, str, int, int]] = []
     spans: dict[int, list[int]] = {}
     y = margin
     has_cjk = False
@@ -431,7 +488,7 @@ def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: Render
         baseline = y + round(height * 0.78)
         for run in line.runs:
             if run.text and not run.text.isspace():
-                ts.stamp(image, run.text, run.font, round(x), baseline)
+                words.append((run.text, run.font, round(x), baseline))
             x += ts.width(run.text, run.font)
             has_cjk = has_cjk or run.font == "cjk"
         src = [r for r in line.runs if r.font != "bold" or r.src_end > r.src_start]
@@ -457,12 +514,12 @@ def _draw(placed: list[tuple[_Line, int, int]], ts: _Typesetter, options: Render
             lo, hi = spans.setdefault(turn_id, [start, end])
             spans[turn_id] = [min(lo, start), max(hi, end)]
         y += height
-    return RenderedPage(
-        image=image,
+    return PageLayout(
         options=options,
         lines=tuple(boxes),
         spans=tuple(Span(t, lo, hi) for t, (lo, hi) in spans.items()),
         has_cjk=has_cjk,
+        words=tuple(words),
     )
 
 

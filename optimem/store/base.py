@@ -60,6 +60,18 @@ class StoredTurn:
 
 
 @dataclass(frozen=True)
+class TurnTotals:
+    """What pricing needs of a session's turns, without loading them."""
+
+    count: int
+    last_seq: int
+    """seq of the newest turn (0 with none): ages are counted from it."""
+    text_tokens: int
+    unpaged_tokens: int
+    """Text tokens of the turns not on a page yet (still in context as text)."""
+
+
+@dataclass(frozen=True)
 class StoredPage:
     """A page as the store keeps it, without its image bytes (see `Store.page_blobs`); the
     public record, priced for a consumer, is `optimem.Page`."""
@@ -184,7 +196,13 @@ class Store(Protocol):
     # turns
     def add_turns(self, session_id: str, rows: Sequence[dict]) -> list[int]: ...
     def lookup_external_ids(self, session_id: str, external_ids: Iterable[str]) -> dict[str, int]: ...
-    def turns(self, session_id: str, *, paged: bool | None = None) -> list[StoredTurn]: ...
+    def turns(
+        self, session_id: str, *, paged: bool | None = None, ids: Iterable[int] | None = None
+    ) -> list[StoredTurn]:
+        """The session's turns in order; only paged or unpaged ones, or only those of `ids`."""
+        ...
+
+    def turn_totals(self, session_id: str) -> TurnTotals: ...
     def turn_count(self, session_id: str) -> int: ...
     def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]: ...
     def drop_archive(self, session_id: str) -> int: ...

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -49,6 +50,7 @@ from .base import (
     SessionInfo,
     StoredPage,
     StoredTurn,
+    TurnTotals,
     iter_chunks,
     tenant_of,
     utcnow,
@@ -157,6 +159,15 @@ class Q:
     turn_count = select(func.coalesce(func.max(turns.c.seq), 0).label("n")).where(
         turns.c.session_id == bindparam("session_id")
     )
+    turns_by_id = turns_of.where(turns.c.id.in_(bindparam("ids", expanding=True)))
+    turn_totals = select(
+        func.count().label("n_turns"),
+        func.coalesce(func.max(turns.c.seq), 0).label("last_seq"),
+        func.coalesce(func.sum(turns.c.text_tokens), 0).label("text_tokens"),
+        func.coalesce(func.sum(case((turns.c.paged.is_(False), turns.c.text_tokens), else_=0)), 0).label(
+            "unpaged_tokens"
+        ),
+    ).where(turns.c.session_id == bindparam("session_id"))
     external_ids = select(turns.c.external_id, turns.c.id).where(
         turns.c.session_id == bindparam("session_id"),
         turns.c.external_id.in_(bindparam("ids", expanding=True)),
@@ -477,13 +488,27 @@ class SqlStore:
             external_id=row.external_id,
         )
 
-    def turns(self, session_id: str, *, paged: bool | None = None) -> list[StoredTurn]:
+    def turns(
+        self, session_id: str, *, paged: bool | None = None, ids: Iterable[int] | None = None
+    ) -> list[StoredTurn]:
         self._lock(session_id)
-        if paged is None:
+        if ids is not None:
+            found: list[Row[Any]] = []
+            for chunk in iter_chunks(sorted(set(ids))):
+                found += self._rows(Q.turns_by_id, {"session_id": session_id, "ids": list(chunk)})
+            rows: Sequence[Row[Any]] = sorted(found, key=lambda r: r.seq)
+            if paged is not None:
+                rows = [r for r in rows if bool(r.paged) is paged]
+        elif paged is None:
             rows = self._rows(Q.turns_of, {"session_id": session_id})
         else:
             rows = self._rows(Q.turns_paged, {"session_id": session_id, "paged": paged})
         return [self._turn(r) for r in rows]
+
+    def turn_totals(self, session_id: str) -> TurnTotals:
+        self._lock(session_id)
+        row = self._rows(Q.turn_totals, {"session_id": session_id})[0]
+        return TurnTotals(int(row.n_turns), int(row.last_seq), int(row.text_tokens), int(row.unpaged_tokens))
 
     def turn_count(self, session_id: str) -> int:
         self._lock(session_id)
