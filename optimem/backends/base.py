@@ -40,6 +40,11 @@ class Capabilities:
     reads_pixels: bool = True
     """False for a test double that reads the known layout: benchmarks and fidelity figures
     refuse it."""
+    reads_mode: bool = True
+    """decode() depends on the page's mode as well as its image (DeepSeek-OCR tiles a Gundam
+    page and views a Large one whole). False where the image and layout alone decide the
+    text, so identical images read alike at any mode: the benchmark then reads a Gundam page
+    that is pixel for pixel its Large twin once, not twice."""
 
 
 @dataclass(frozen=True)

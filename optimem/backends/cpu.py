@@ -32,7 +32,7 @@ class CpuBackend(Backend):
     """tesseract for sharp Latin lines, rapidocr for CJK lines and for aged, blurred pages."""
 
     name = "cpu"
-    capabilities = Capabilities(batches=True)
+    capabilities = Capabilities(batches=True, reads_mode=False)
 
     def __init__(
         self,

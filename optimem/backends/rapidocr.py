@@ -53,7 +53,7 @@ class RapidOCRBackend(Backend):
     """Reads pages with RapidOCR's PP-OCRv6 models on the CPU."""
 
     name = "rapidocr"
-    capabilities = Capabilities()
+    capabilities = Capabilities(reads_mode=False)
 
     def __init__(
         self,

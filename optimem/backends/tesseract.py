@@ -84,7 +84,7 @@ class TesseractBackend(Backend):
     """Reads pages with tesseract, line by line when the layout is known."""
 
     name = "tesseract"
-    capabilities = Capabilities(batches=True)
+    capabilities = Capabilities(batches=True, reads_mode=False)
 
     def __init__(
         self,

@@ -33,17 +33,24 @@ from .config import SCHEMA_ID, TEST_DOUBLE_WARNING, BenchConfig, is_test_double
 from .datasets import Chat
 from .replay import read_pages, replay, sample_pages
 from .score import r
+from .shared_reads import SharedReads
 
 __all__ = ["SCHEMA_ID", "BenchConfig", "is_test_double", "run", "run_chat", "sample_pages"]
 
 
-def _fixed_mode(chat: Chat, mode, cfg: BenchConfig, backend: Backend, folder: Path, text_tokens: int):
-    """One replay with pages typeset at `mode` and never aged; a sample of pages read back."""
+def _fixed_mode(
+    chat: Chat, mode, cfg: BenchConfig, backend: Backend, folder: Path, text_tokens: int, shared: SharedReads
+):
+    """One replay with pages typeset at `mode` and never aged; a sample of pages read back
+    (or given the reads of an earlier mode's identical pages, see `SharedReads`)."""
     rep = replay(
         chat, label=mode.value, cfg=cfg, backend=backend, folder=folder, policy=NoAging(), creation_mode=mode
     )
     pages = rep.session.pages()
-    read_pages(rep, sample_pages(pages, cfg.pages_per_mode), cfg, chat)
+    sample = sample_pages(pages, cfg.pages_per_mode)
+    shared_with = shared.give(rep, sample)
+    read_pages(rep, sample, cfg, chat)
+    shared.keep(rep, sample)
     reads = list(rep.reads.values())
     stats = rep.session.stats()
     tt = sum(p.text_tokens for p in pages)
@@ -51,6 +58,7 @@ def _fixed_mode(chat: Chat, mode, cfg: BenchConfig, backend: Backend, folder: Pa
     row = {
         "pages": len(pages),
         "pages_decoded": len(reads),
+        "reads_shared_with": shared_with,
         "font_px": pages[0].font_px if pages else None,
         "canvas": mode.canvas,
         "positions_per_page": backend.positions(mode),
@@ -111,9 +119,10 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
     # --- fixed modes ----------------------------------------------------------------------
     fixed: dict[str, Any] = {}
     fixed_recalled = {}
+    shared = SharedReads(backend)
     for mode in cfg.modes:
         fixed[mode.value], fixed_recalled[mode.value] = _fixed_mode(
-            chat, mode, cfg, backend, folder, text_tokens
+            chat, mode, cfg, backend, folder, text_tokens, shared
         )
 
     # --- strict runs at target savings ------------------------------------------------------

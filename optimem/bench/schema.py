@@ -113,6 +113,11 @@ MODE_RUN = _obj(
     {
         "pages": INT,
         "pages_decoded": INT,
+        "reads_shared_with": {
+            "type": ["string", "null"],
+            "description": "the earlier fixed mode whose reads of the same page images these pages were given "
+            "(a decoder that reads pixels, not modes: Gundam and Large pages are identical); null: read here",
+        },
         "font_px": INT_N,
         "canvas": INT,
         "positions_per_page": INT,

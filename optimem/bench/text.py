@@ -119,14 +119,15 @@ def _sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
                     name,
                     f"{r['canvas']}px/{r['font_px']}px",
                     _n(r["pages"]),
-                    f"{r['pages_decoded']}",
+                    f"{r['pages_decoded']}"
+                    + (f" ({r['reads_shared_with']}'s)" if r.get("reads_shared_with") else ""),
                     _x(r["compression"]),
                     _n(r["seen_tokens"]),
                     _x(r["savings"]),
                     _fid(r["fidelity"]),
                     _surv(r["answer_survival"]),
                     _pct(ids["share_ocr"]),
-                    _s(r["timing"]["recall_s_per_page"]),
+                    "shared" if r.get("reads_shared_with") else _s(r["timing"]["recall_s_per_page"]),
                 ]
             )
         if mrows:

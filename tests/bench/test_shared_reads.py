@@ -1,0 +1,87 @@
+"""Gundam and Large pages are the same images: a decoder that reads pixels reads them once."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimem.backends import get_backend
+from optimem.backends.base import Capabilities
+from optimem.backends.testing import TestDoubleBackend
+from optimem.bench import report, runner
+from optimem.bench.shared_reads import SharedReads
+from optimem.bench.text import format_table
+from optimem.modes import Mode
+
+from .conftest import config, tiny_chat
+
+#: What a page row says about the page and its read, apart from how long the read took.
+SAME = ("turn_ids", "text_tokens", "chars", "font_px", "canvas", "fidelity", "fidelity_with_verbatim",
+        "identifiers", "identifiers_exact_ocr", "recall_scope")  # fmt: skip
+
+#: 60 turns of 90 words fill a 1,280 px page (a page waits for more turns until it is full).
+CHAT = tiny_chat(60)
+
+
+def _fixed_modes(backend_name: str, modes, tmp_path, pages_per_mode: int = 2):
+    """The benchmark's fixed-mode runs of CHAT, in order, sharing reads as `run_chat` does."""
+    cfg = config(
+        backend=backend_name, allow_test_double=backend_name == "test-double", pages_per_mode=pages_per_mode
+    )
+    backend = get_backend(backend_name)
+    shared = SharedReads(backend)
+    tokens = sum(len(t.content.split()) for t in CHAT.turns)
+    return {m.value: runner._fixed_mode(CHAT, m, cfg, backend, tmp_path, tokens, shared)[0] for m in modes}
+
+
+def _same_reads(a, b) -> bool:
+    return [[row[k] for k in SAME] for row in a["page_rows"]] == [
+        [row[k] for k in SAME] for row in b["page_rows"]
+    ]
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The modes the test double was asked to read, in order."""
+    seen = []
+    original = TestDoubleBackend.decode
+
+    def counted(self, page):
+        seen.append(page.mode)
+        return original(self, page)
+
+    monkeypatch.setattr(TestDoubleBackend, "decode", counted)
+    return seen
+
+
+def test_large_takes_gundams_reads_of_the_same_images(reads, tmp_path):
+    modes = _fixed_modes("test-double", (Mode.GUNDAM, Mode.LARGE, Mode.SMALL), tmp_path)
+    gundam, large, small = modes["gundam"], modes["large"], modes["small"]
+    assert gundam["reads_shared_with"] is None and small["reads_shared_with"] is None
+    assert large["reads_shared_with"] == "gundam"
+    assert Mode.LARGE not in reads and reads.count(Mode.GUNDAM) == gundam["pages_decoded"] > 0
+    assert reads.count(Mode.SMALL) == small["pages_decoded"]  # Small pages are other images: read
+    assert large["pages_decoded"] == gundam["pages_decoded"] and _same_reads(large, gundam)
+    assert large["positions"] < gundam["positions"]  # what differs is what the pages cost
+
+
+def test_a_decoder_that_reads_the_mode_reads_every_run(reads, monkeypatch, tmp_path):
+    monkeypatch.setattr(TestDoubleBackend, "capabilities", Capabilities(reads_pixels=False, reads_mode=True))
+    modes = _fixed_modes("test-double", (Mode.GUNDAM, Mode.LARGE), tmp_path)
+    assert all(r["reads_shared_with"] is None for r in modes.values())
+    assert reads.count(Mode.LARGE) == modes["large"]["pages_decoded"] > 0
+
+
+def test_the_report_says_which_reads_were_shared(tmp_path):
+    doc = runner.run([CHAT], config(modes=(Mode.GUNDAM, Mode.LARGE), budget_tokens=10**6, pages_per_mode=1))
+    assert report.validate(doc) == []
+    assert doc["chats"][0]["modes"]["large"]["reads_shared_with"] == "gundam"
+    assert "1 (gundam's)" in format_table(doc)
+
+
+@pytest.mark.slow
+def test_through_the_cpu_ocr_large_reads_as_gundam_did(tmp_path):
+    get_backend("cpu")  # the real engines are installed by scripts/install.sh: no skip
+    modes = _fixed_modes("cpu", (Mode.GUNDAM, Mode.LARGE), tmp_path, pages_per_mode=1)
+    gundam, large = modes["gundam"], modes["large"]
+    assert large["reads_shared_with"] == "gundam" and _same_reads(large, gundam)
+    assert gundam["fidelity"]["mean"] >= 0.97 and large["identifiers"] == gundam["identifiers"]
