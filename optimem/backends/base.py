@@ -43,8 +43,8 @@ class Capabilities:
     reads_mode: bool = True
     """decode() depends on the page's mode as well as its image (DeepSeek-OCR tiles a Gundam
     page and views a Large one whole). False where the image and layout alone decide the
-    text, so identical images read alike at any mode: the benchmark then reads a Gundam page
-    that is pixel for pixel its Large twin once, not twice."""
+    text, so the same image reads alike in any session at any mode: the benchmark then reads
+    each distinct image once across a chat's replays (`optimem.bench.shared_reads`)."""
 
 
 @dataclass(frozen=True)

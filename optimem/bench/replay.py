@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rapidfuzz import fuzz
 from tqdm import tqdm
@@ -28,6 +28,9 @@ from ..records import Page, Recall, Turn
 from . import metrics as m
 from .config import BenchConfig
 from .datasets import Chat, ChatTurn
+
+if TYPE_CHECKING:
+    from .shared_reads import SharedReads
 
 T = TypeVar("T")
 _WS = re.compile(r"\s+")
@@ -53,6 +56,9 @@ class PageRead:
     scope: str
     """'turn' when the decoder read line by line, else 'page'."""
     recall: Recall
+    shared_from: str | None = None
+    """The earlier replay whose read of the same image this page was given (`SharedReads`);
+    None: read here."""
 
 
 @dataclass
@@ -113,8 +119,11 @@ def replay(
     return rep
 
 
-def read_pages(rep: Replay, pages: Sequence[Page], cfg: BenchConfig, chat: Chat) -> None:
-    """Recall each of `pages` once and score it against its source text."""
+def read_pages(
+    rep: Replay, pages: Sequence[Page], cfg: BenchConfig, chat: Chat, shared: SharedReads | None = None
+) -> None:
+    """Recall each of `pages` once and score it against its source text; with `shared`, a page
+    an earlier replay of the chat already read as the same image takes that read."""
     s = rep.session
     turns = {t.id: t for t in s.turns()}
     pages_per_turn: dict[int, int] = defaultdict(int)
@@ -123,9 +132,12 @@ def read_pages(rep: Replay, pages: Sequence[Page], cfg: BenchConfig, chat: Chat)
             pages_per_turn[tid] += 1
     total_turns = len(turns)
     for page in bar(pages, cfg, f"{chat.name} · {rep.label} · decode", unit="page"):
+        shared_from = shared.give(rep, page) if shared is not None else None
         t0 = time.perf_counter()
         recall = s.recall_page(page.id)
         wall = time.perf_counter() - t0
+        if shared is not None:
+            shared.keep(rep, page)
         by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for item in recall.verbatim:
             counts = by_kind[item.kind]
@@ -152,6 +164,7 @@ def read_pages(rep: Replay, pages: Sequence[Page], cfg: BenchConfig, chat: Chat)
             turn_text=turn_text,
             scope=scope,
             recall=recall,
+            shared_from=shared_from,
         )
 
 

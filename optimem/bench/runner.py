@@ -42,15 +42,12 @@ def _fixed_mode(
     chat: Chat, mode, cfg: BenchConfig, backend: Backend, folder: Path, text_tokens: int, shared: SharedReads
 ):
     """One replay with pages typeset at `mode` and never aged; a sample of pages read back
-    (or given the reads of an earlier mode's identical pages, see `SharedReads`)."""
+    (or given an earlier replay's reads of the same images, see `SharedReads`)."""
     rep = replay(
         chat, label=mode.value, cfg=cfg, backend=backend, folder=folder, policy=NoAging(), creation_mode=mode
     )
     pages = rep.session.pages()
-    sample = sample_pages(pages, cfg.pages_per_mode)
-    shared_with = shared.give(rep, sample)
-    read_pages(rep, sample, cfg, chat)
-    shared.keep(rep, sample)
+    read_pages(rep, sample_pages(pages, cfg.pages_per_mode), cfg, chat, shared)
     reads = list(rep.reads.values())
     stats = rep.session.stats()
     tt = sum(p.text_tokens for p in pages)
@@ -58,7 +55,6 @@ def _fixed_mode(
     row = {
         "pages": len(pages),
         "pages_decoded": len(reads),
-        "reads_shared_with": shared_with,
         "font_px": pages[0].font_px if pages else None,
         "canvas": mode.canvas,
         "positions_per_page": backend.positions(mode),
@@ -102,7 +98,8 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
     )
     s = rep.session
     pages = s.pages()
-    read_pages(rep, pages, cfg, chat)
+    shared = SharedReads(backend)
+    read_pages(rep, pages, cfg, chat, shared)
     reads = list(rep.reads.values())
     stats = s.stats()
     seen = stats.context_tokens
@@ -119,14 +116,13 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
     # --- fixed modes ----------------------------------------------------------------------
     fixed: dict[str, Any] = {}
     fixed_recalled = {}
-    shared = SharedReads(backend)
     for mode in cfg.modes:
         fixed[mode.value], fixed_recalled[mode.value] = _fixed_mode(
             chat, mode, cfg, backend, folder, text_tokens, shared
         )
 
     # --- strict runs at target savings ------------------------------------------------------
-    targets = [strict.run_target(chat, t, cfg, backend, folder, tokens) for t in cfg.target_savings]
+    targets = [strict.run_target(chat, t, cfg, backend, folder, tokens, shared) for t in cfg.target_savings]
 
     # --- questions ------------------------------------------------------------------------
     answers = []
@@ -305,6 +301,18 @@ def _warnings(results: Sequence[dict[str, Any]], cfg: BenchConfig, double: bool)
         warnings.append(
             f"fixed-mode fidelity decodes a sample of {cfg.pages_per_mode} pages per mode and chat "
             "(--pages-per-mode 0 decodes all); the budget run decodes every page"
+        )
+    shared = sum(
+        c["optimem"]["timing"]["pages_shared"]
+        + sum(m["timing"]["pages_shared"] for m in c["modes"].values())
+        + sum(t["pages_shared"] for t in c["targets"])
+        for c in results
+    )
+    if shared:
+        warnings.append(
+            f"{shared} pages read back were the same image as a page an earlier replay of the chat "
+            "had read (this decoder reads pixels, not modes): they took that read, and are left out "
+            "of the reading times"
         )
     missing = sum(c["questions"]["answerable"] - c["questions"]["in_source"] for c in results)
     if missing:

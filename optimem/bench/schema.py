@@ -77,6 +77,11 @@ TIMING = _obj(
         "compress_s_mean": NUM_N,
         "compress_s_max": NUM_N,
         "recall_pages": INT,
+        "pages_shared": {
+            **INT,
+            "description": "pages given an earlier replay's read of the same image "
+            "(a decoder that reads pixels, not modes); not in the recall or decoder figures",
+        },
         "recall_s_total": NUM_N,
         "recall_s_per_page": NUM_N,
         "decoder_s_total": NUM_N,
@@ -106,6 +111,11 @@ PAGE_ROW = _obj(
         "identifiers_exact_ocr": INT,
         "decoder_s": NUM_N,
         "recall_scope": {"enum": ["turn", "page"]},
+        "shared_from": {
+            "type": ["string", "null"],
+            "description": "the earlier replay of the chat whose read of "
+            "the same image this page was given (see pages_shared); null: read here",
+        },
     },
     desc="one decoded page; fidelity by the document's decoder",
 )
@@ -113,11 +123,6 @@ MODE_RUN = _obj(
     {
         "pages": INT,
         "pages_decoded": INT,
-        "reads_shared_with": {
-            "type": ["string", "null"],
-            "description": "the earlier fixed mode whose reads of the same page images these pages were given "
-            "(a decoder that reads pixels, not modes: Gundam and Large pages are identical); null: read here",
-        },
         "font_px": INT_N,
         "canvas": INT,
         "positions_per_page": INT,
@@ -235,6 +240,7 @@ _TARGET_COMMON = {
     "shown_tokens": INT,
     "savings_in_context": NUM_N,
     "pages": INT,
+    "pages_shared": {**INT, "description": "pages given an earlier replay's read of the same image"},
     "pages_in_context": INT,
     "eligible": INT,
     "survival": STRICT_SURVIVAL,

@@ -1,12 +1,14 @@
-"""Reads shared between a chat's fixed-mode replays whose pages are the same images.
+"""Reads shared between a chat's replays wherever they make the same page image.
 
-A Gundam page and a Large page are both 1,280 px and typeset at the same density, so for a
-decoder that reads pixels and never the mode (`Capabilities.reads_mode` False: the CPU
-engines) the two fixed-mode runs make identical pages and would read them identically, each
-page costing seconds. The second run takes the first one's reads instead: its sessions are
-given the cached text, as a service that had read the page would hold it, and `read_pages`
-then scores them exactly as it scores any read. Only what the positions cost differs between
-the two runs, and that comes from the pages, not the reads.
+The benchmark replays each chat many times (the budget run, each fixed mode, each strict
+target), and many of those replays make pages that are identical pixel for pixel: a Gundam
+page and a Large page are both 1,280 px at the same density, a page the budget run keeps at
+Small is the fixed Small run's page, and two strict runs that age the same Small page to Tiny
+make the same Tiny image. For a decoder that reads the pixels and never the mode
+(`Capabilities.reads_mode` False: the CPU engines), reading such a page again gives the same
+text, at seconds a page. A later replay is therefore given the earlier read: its session gets
+the cached text, as a service that had read the page would hold it, and `read_pages` scores it
+as it scores any read, marked `shared_from` and left out of the reading-time figures.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
 
 from ..backends import Backend
 from ..records import Page
@@ -23,7 +24,7 @@ from .replay import Replay
 
 
 class SharedReads:
-    """The reads of one chat's fixed-mode replays, by what each page looks like."""
+    """The reads of one chat's replays, by what each page looks like to the decoder."""
 
     def __init__(self, backend: Backend) -> None:
         self.enabled = not backend.capabilities.reads_mode
@@ -31,34 +32,32 @@ class SharedReads:
 
     @staticmethod
     def _key(rep: Replay, page: Page) -> str:
-        """What the decoder sees of a page: its image bytes, its layout and its type size."""
+        """What the decoder sees of a page: its image bytes, its layout (whence its reading
+        aids) and its type size."""
         blobs = rep.memory.store.page_blobs(page.id)
         layout = [dataclasses.astuple(line) for line in blobs.layout]
         digest = hashlib.sha256(blobs.png)
         digest.update(json.dumps([layout, page.font_px, page.canvas]).encode())
         return digest.hexdigest()
 
-    def give(self, rep: Replay, pages: Sequence[Page]) -> str | None:
-        """Cache in `rep`'s session the reads an earlier replay made of these same pages, when
-        it made them all; returns that replay's label, or None (they are read as usual)."""
-        if not self.enabled or not pages:
+    def give(self, rep: Replay, page: Page) -> str | None:
+        """Cache in `rep`'s session an earlier replay's read of the same image; returns that
+        replay's label, or None (the page is read as usual)."""
+        if not self.enabled:
             return None
-        keys = [self._key(rep, p) for p in pages]
-        if not all(k in self._reads for k in keys):
+        found = self._reads.get(self._key(rep, page))
+        if found is None:
             return None
-        store = rep.memory.store
-        for page, key in zip(pages, keys, strict=True):
-            _, record, index_text = self._reads[key]
-            store.put_decoded(dataclasses.replace(record, page_id=page.id, mode=page.mode), index_text)
-        return self._reads[keys[0]][0]
+        label, record, index_text = found
+        rep.memory.store.put_decoded(dataclasses.replace(record, page_id=page.id, mode=page.mode), index_text)
+        return label
 
-    def keep(self, rep: Replay, pages: Sequence[Page]) -> None:
-        """Remember `rep`'s reads of `pages` for the replays after it."""
+    def keep(self, rep: Replay, page: Page) -> None:
+        """Remember `rep`'s read of `page` for the replays after it."""
         if not self.enabled:
             return
-        store, fingerprint = rep.memory.store, rep.memory.decoder.fingerprint()
-        indexed = store.indexed_text([p.id for p in pages])
-        for page in pages:
-            record = store.get_decoded(page.id, page.mode, fingerprint)
-            if record is not None:
-                self._reads.setdefault(self._key(rep, page), (rep.label, record, indexed.get(page.id, "")))
+        store = rep.memory.store
+        record = store.get_decoded(page.id, page.mode, rep.memory.decoder.fingerprint())
+        if record is not None:
+            index_text = store.indexed_text([page.id]).get(page.id, "")
+            self._reads.setdefault(self._key(rep, page), (rep.label, record, index_text))

@@ -20,6 +20,7 @@ from .config import BenchConfig
 from .datasets import Chat, Question
 from .replay import Replay, read_pages, replay
 from .score import r
+from .shared_reads import SharedReads
 
 #: Savings the sliding-window curve is drawn at (the plot's x axis, 1x–25x).
 WINDOW_TARGETS: tuple[int, ...] = tuple(range(1, 26))
@@ -99,14 +100,21 @@ def _lines(reads: Sequence[Any]) -> dict[str, Any]:
 
 
 def run_target(
-    chat: Chat, target: float, cfg: BenchConfig, backend: Backend, folder: Path, tokens: Sequence[int]
+    chat: Chat,
+    target: float,
+    cfg: BenchConfig,
+    backend: Backend,
+    folder: Path,
+    tokens: Sequence[int],
+    shared: SharedReads | None = None,
 ) -> dict[str, Any]:
-    """One strict run: replay at text ÷ `target`, read every page, score every eligible question."""
+    """One strict run: replay at text ÷ `target`, read every page (or take an earlier replay's
+    read of the same image, with `shared`), score every eligible question."""
     text = sum(tokens)
     budget = max(1, int(text / target))
     rep = replay(chat, label=f"x{target:g}", cfg=cfg, backend=backend, folder=folder,
                  policy=BudgetPolicy(max_tokens=budget), creation_mode=cfg.creation_mode)  # fmt: skip
-    return score_run(rep, chat, target, budget, cfg, backend, tokens)
+    return score_run(rep, chat, target, budget, cfg, backend, tokens, shared)
 
 
 def score_run(
@@ -117,11 +125,12 @@ def score_run(
     cfg: BenchConfig,
     backend: Backend,
     tokens: Sequence[int],
+    shared: SharedReads | None = None,
 ) -> dict[str, Any]:
     """Read every page of a finished replay and score every eligible question (closes its memory)."""
     text = sum(tokens)
     pages = rep.session.pages()
-    read_pages(rep, pages, cfg, chat)
+    read_pages(rep, pages, cfg, chat, shared)
     recalled = score.recalled_text(rep)
     visible, as_text = _visible(rep, budget)
     content = {t.id: t.content for t in chat.turns}
@@ -153,6 +162,7 @@ def score_run(
         "shown_tokens": shown,
         "savings_in_context": r(m.savings(text, shown)),
         "pages": len(pages),
+        "pages_shared": sum(x.shared_from is not None for x in reads),
         "pages_in_context": len(pages) - len(rep.session.context(budget_tokens=budget).omitted_page_ids),
         "modes": {
             mode: sum(p.mode.value == mode for p in pages) for mode in sorted({p.mode.value for p in pages})
@@ -192,6 +202,7 @@ def pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "shown_tokens": shown,
         "savings_in_context": r(m.savings(text, shown)),
         "pages": sum(x["pages"] for x in runs),
+        "pages_shared": sum(x["pages_shared"] for x in runs),
         "pages_in_context": sum(x["pages_in_context"] for x in runs),
         "eligible": n,
         "survival": {k: {"survived": v, "share": r(m.share(v, n))} for k, v in surv.items()},

@@ -120,14 +120,14 @@ def _sections(doc: dict[str, Any], markdown: bool) -> list[tuple[str, str]]:
                     f"{r['canvas']}px/{r['font_px']}px",
                     _n(r["pages"]),
                     f"{r['pages_decoded']}"
-                    + (f" ({r['reads_shared_with']}'s)" if r.get("reads_shared_with") else ""),
+                    + (f" ({r['timing']['pages_shared']} shared)" if r["timing"].get("pages_shared") else ""),
                     _x(r["compression"]),
                     _n(r["seen_tokens"]),
                     _x(r["savings"]),
                     _fid(r["fidelity"]),
                     _surv(r["answer_survival"]),
                     _pct(ids["share_ocr"]),
-                    "shared" if r.get("reads_shared_with") else _s(r["timing"]["recall_s_per_page"]),
+                    _s(r["timing"]["recall_s_per_page"]) if r["timing"]["recall_pages"] else "shared",
                 ]
             )
         if mrows:

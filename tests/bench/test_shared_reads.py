@@ -1,4 +1,4 @@
-"""Gundam and Large pages are the same images: a decoder that reads pixels reads them once."""
+"""Replays of a chat that make the same page image: a decoder that reads pixels reads it once."""
 
 from __future__ import annotations
 
@@ -56,24 +56,38 @@ def reads(monkeypatch):
 def test_large_takes_gundams_reads_of_the_same_images(reads, tmp_path):
     modes = _fixed_modes("test-double", (Mode.GUNDAM, Mode.LARGE), tmp_path)
     gundam, large = modes["gundam"], modes["large"]
-    assert gundam["reads_shared_with"] is None and large["reads_shared_with"] == "gundam"
+    assert gundam["timing"]["pages_shared"] == 0 and large["timing"]["recall_pages"] == 0
+    assert large["timing"]["pages_shared"] == large["pages_decoded"] == gundam["pages_decoded"]
+    assert {row["shared_from"] for row in large["page_rows"]} == {"gundam"}
     assert Mode.LARGE not in reads and reads.count(Mode.GUNDAM) == gundam["pages_decoded"] > 0
-    assert large["pages_decoded"] == gundam["pages_decoded"] and _same_reads(large, gundam)
+    assert _same_reads(large, gundam)
     assert large["positions"] < gundam["positions"]  # what differs is what the pages cost
 
 
 def test_a_decoder_that_reads_the_mode_reads_every_run(reads, monkeypatch, tmp_path):
     monkeypatch.setattr(TestDoubleBackend, "capabilities", Capabilities(reads_pixels=False, reads_mode=True))
     modes = _fixed_modes("test-double", (Mode.GUNDAM, Mode.LARGE), tmp_path)
-    assert all(r["reads_shared_with"] is None for r in modes.values())
+    assert all(r["timing"]["pages_shared"] == 0 for r in modes.values())
     assert reads.count(Mode.LARGE) == modes["large"]["pages_decoded"] > 0
 
 
 def test_the_report_says_which_reads_were_shared(tmp_path):
     doc = runner.run([CHAT], config(modes=(Mode.GUNDAM, Mode.LARGE), budget_tokens=10**6, pages_per_mode=1))
     assert report.validate(doc) == []
-    assert doc["chats"][0]["modes"]["large"]["reads_shared_with"] == "gundam"
-    assert "1 (gundam's)" in format_table(doc)
+    assert doc["chats"][0]["modes"]["large"]["timing"]["pages_shared"] == 1
+    table = format_table(doc)
+    assert "1 (1 shared)" in table and "pages read back were the same image" in table
+
+
+def test_strict_runs_share_pages_aged_alike(reads):
+    """Two tight budgets age the same Small pages to the same Tiny images: read once."""
+    doc = runner.run([CHAT], config(modes=(), target_savings=(10, 12)))
+    assert report.validate(doc) == []
+    chat = doc["chats"][0]
+    first, second = chat["targets"]
+    assert first["pages"] > 0 and second["pages_shared"] > 0
+    read = chat["optimem"]["timing"]["recall_pages"] + first["pages"] - first["pages_shared"]
+    assert len(reads) == read + second["pages"] - second["pages_shared"]
 
 
 @pytest.mark.slow
@@ -81,5 +95,5 @@ def test_through_the_cpu_ocr_large_reads_as_gundam_did(tmp_path):
     get_backend("cpu")  # the real engines are installed by scripts/install.sh: no skip
     modes = _fixed_modes("cpu", (Mode.GUNDAM, Mode.LARGE), tmp_path, pages_per_mode=1)
     gundam, large = modes["gundam"], modes["large"]
-    assert large["reads_shared_with"] == "gundam" and _same_reads(large, gundam)
+    assert large["timing"]["pages_shared"] == 1 and _same_reads(large, gundam)
     assert gundam["fidelity"]["mean"] >= 0.97 and large["identifiers"] == gundam["identifiers"]
