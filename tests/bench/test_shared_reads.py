@@ -79,6 +79,7 @@ def test_the_report_says_which_reads_were_shared(tmp_path):
     assert "1 (1 shared)" in table and "pages read back were the same image" in table
 
 
+@pytest.mark.slow
 def test_strict_runs_share_pages_aged_alike(reads):
     """Two tight budgets age the same Small pages to the same Tiny images: read once."""
     doc = runner.run([CHAT], config(modes=(), target_savings=(10, 12)))
