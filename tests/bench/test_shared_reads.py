@@ -92,9 +92,16 @@ def test_strict_runs_share_pages_aged_alike(reads):
 
 
 @pytest.mark.slow
-def test_through_the_cpu_ocr_large_reads_as_gundam_did(tmp_path):
+def test_through_the_cpu_ocr_a_replay_takes_the_read_of_the_same_image(tmp_path):
+    """Two replays at Small (a 640 px page reads in about a second): the second reads nothing."""
     get_backend("cpu")  # the real engines are installed by scripts/install.sh: no skip
-    modes = _fixed_modes("cpu", (Mode.GUNDAM, Mode.LARGE), tmp_path, pages_per_mode=1)
-    gundam, large = modes["gundam"], modes["large"]
-    assert large["timing"]["pages_shared"] == 1 and _same_reads(large, gundam)
-    assert gundam["fidelity"]["mean"] >= 0.97 and large["identifiers"] == gundam["identifiers"]
+    cfg = config(backend="cpu", allow_test_double=False, pages_per_mode=1)
+    backend = get_backend("cpu")
+    shared = SharedReads(backend)
+    chat = tiny_chat(14)
+    tokens = sum(len(t.content.split()) for t in chat.turns)
+    first, _ = runner._fixed_mode(chat, Mode.SMALL, cfg, backend, tmp_path / "a", tokens, shared)
+    second, _ = runner._fixed_mode(chat, Mode.SMALL, cfg, backend, tmp_path / "b", tokens, shared)
+    assert first["timing"]["recall_pages"] == 1 and first["fidelity"]["mean"] >= 0.97
+    assert second["timing"]["pages_shared"] == 1 and second["timing"]["recall_pages"] == 0
+    assert _same_reads(first, second) and second["identifiers"] == first["identifiers"]
