@@ -188,7 +188,7 @@ def test_turns_external_ids_and_prefix_listing(store):
     assert [t.external_id for t in store.turns("acme/t1")] == ["m-1", None, "m-3"]
     assert store.session_ids(prefix="acme/") == ["acme/t1"]  # '_' and '%' are not wildcards
     assert store.session_ids(prefix="ACME/") == []
-    assert store.turn_count("acme/t1") == 3
+    assert store.turn_totals("acme/t1").last_seq == 3
     info = store.session_info("acme/t1")
     assert (info.turns, info.pages) == (3, 0)
 

@@ -132,12 +132,13 @@ def read_pages(
             pages_per_turn[tid] += 1
     total_turns = len(turns)
     for page in bar(pages, cfg, f"{chat.name} · {rep.label} · decode", unit="page"):
-        shared_from = shared.give(rep, page) if shared is not None else None
+        key = shared.key(rep, page) if shared is not None else None
+        shared_from = shared.give(rep, page, key) if shared is not None else None
         t0 = time.perf_counter()
         recall = s.recall_page(page.id)
         wall = time.perf_counter() - t0
         if shared is not None:
-            shared.keep(rep, page)
+            shared.keep(rep, page, key)
         by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for item in recall.verbatim:
             counts = by_kind[item.kind]

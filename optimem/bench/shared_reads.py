@@ -30,34 +30,32 @@ class SharedReads:
         self.enabled = not backend.capabilities.reads_mode
         self._reads: dict[str, tuple[str, DecodedRecord, str]] = {}
 
-    @staticmethod
-    def _key(rep: Replay, page: Page) -> str:
-        """What the decoder sees of a page: its image bytes, its layout (whence its reading
-        aids) and its type size."""
+    def key(self, rep: Replay, page: Page) -> str | None:
+        """What the decoder sees of a page (its image bytes, its layout, whence its reading aids,
+        and its type size), or None where reads are not shared."""
+        if not self.enabled:
+            return None
         blobs = rep.memory.store.page_blobs(page.id)
         layout = [dataclasses.astuple(line) for line in blobs.layout]
         digest = hashlib.sha256(blobs.png)
         digest.update(json.dumps([layout, page.font_px, page.canvas]).encode())
         return digest.hexdigest()
 
-    def give(self, rep: Replay, page: Page) -> str | None:
-        """Cache in `rep`'s session an earlier replay's read of the same image; returns that
+    def give(self, rep: Replay, page: Page, key: str | None) -> str | None:
+        """Cache in `rep`'s session an earlier replay's read of the image `key`; returns that
         replay's label, or None (the page is read as usual)."""
-        if not self.enabled:
-            return None
-        found = self._reads.get(self._key(rep, page))
+        found = self._reads.get(key) if key is not None else None
         if found is None:
             return None
         label, record, index_text = found
         rep.memory.store.put_decoded(dataclasses.replace(record, page_id=page.id, mode=page.mode), index_text)
         return label
 
-    def keep(self, rep: Replay, page: Page) -> None:
-        """Remember `rep`'s read of `page` for the replays after it."""
-        if not self.enabled:
+    def keep(self, rep: Replay, page: Page, key: str | None) -> None:
+        """Remember `rep`'s read of `page` (the image `key`) for the replays after it."""
+        if key is None or key in self._reads:
             return
         store = rep.memory.store
         record = store.get_decoded(page.id, page.mode, rep.memory.decoder.fingerprint())
         if record is not None:
-            index_text = store.indexed_text([page.id]).get(page.id, "")
-            self._reads.setdefault(self._key(rep, page), (rep.label, record, index_text))
+            self._reads[key] = (rep.label, record, store.indexed_text([page.id]).get(page.id, ""))

@@ -150,16 +150,20 @@ class Pager:
         options = calibration.render_options(backend.name, self.creation_mode)
         laid_out = lay_out(texts, options)
         by_id = {t.id: t for t in eligible}
-        if not flush and reopened is None and laid_out and laid_out[-1].fill < MIN_FILL:
-            page_cost = backend.positions(self.creation_mode)
-            worth_it = partial_ok and self._page_contents(laid_out[-1], resume, by_id)[1] >= (
-                PARTIAL_MIN_RATIO * page_cost
-            )
-            if not worth_it:  # wait for more turns rather than pay for a half-empty page
-                laid_out = laid_out[:-1]
-        # only pages that are kept are drawn and counted
+        # only the pages kept are counted and drawn: a part-filled last page usually waits
+        contents = [self._page_contents(page, resume, by_id) for page in laid_out[:-1]]
+        if laid_out:
+            tail = laid_out[-1]
+            counted = None
+            if not flush and reopened is None and tail.fill < MIN_FILL:
+                if partial_ok:
+                    counted = self._page_contents(tail, resume, by_id)
+                page_cost = backend.positions(self.creation_mode)
+                if counted is None or counted[1] < PARTIAL_MIN_RATIO * page_cost:
+                    laid_out = laid_out[:-1]  # wait for more turns rather than pay for a half-empty page
+            if len(laid_out) > len(contents):
+                contents.append(counted or self._page_contents(tail, resume, by_id))
         rendered = [page.draw() for page in laid_out]
-        contents = [self._page_contents(page, resume, by_id) for page in rendered]
         new_pages: list[NewPage] = []
         done: set[int] = set()
         for page, (spans, text_tokens, chars, verbatim) in zip(rendered, contents, strict=True):
@@ -250,7 +254,7 @@ class Pager:
         return rendered[0]
 
     def _page_contents(
-        self, page: RenderedPage | PageLayout, resume: dict[int, int], by_id: dict[int, StoredTurn]
+        self, page: PageLayout, resume: dict[int, int], by_id: dict[int, StoredTurn]
     ) -> tuple[list[Span], int, int, list[VerbatimItem]]:
         """(spans in turn offsets, text tokens, characters, verbatim strings) of a page."""
         spans = [

@@ -126,6 +126,10 @@ class _Line:
         return "".join(r.text for r in self.runs)
 
 
+#: Word widths a typesetter remembers before it starts again (a bound for long-running services).
+WIDTH_CACHE = 500_000
+
+
 class _Typesetter:
     def __init__(self, options: RenderOptions) -> None:
         self.options = options
@@ -145,6 +149,8 @@ class _Typesetter:
     def width(self, text: str, key: str) -> float:
         w = self._widths.get((key, text))
         if w is None:
+            if len(self._widths) >= WIDTH_CACHE:
+                self._widths.clear()  # a typesetter lives as long as the process
             w = self.font(key).getlength(text)
             self._widths[(key, text)] = w
         return w
@@ -359,9 +365,6 @@ def _breaks(line: _Line) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------------------------
 # Public entry points
 
-#: Word widths a typesetter remembers before it starts again (a bound for long-running services).
-WIDTH_CACHE = 500_000
-
 
 @lru_cache(maxsize=32)
 def _typesetter(options: RenderOptions) -> _Typesetter:
@@ -376,8 +379,6 @@ def _turn_lines(options: RenderOptions, role: str, name: str | None, content: st
     arrive (the page it holds back, a reopened last page), and a turn's rows do not depend on
     where on the page it lands. The rows are never changed once made."""
     ts = _typesetter(options)
-    if len(ts._widths) > WIDTH_CACHE:
-        ts._widths.clear()
     max_w = options.canvas - 2 * options.margin
     turn = TurnText(0, role, content, name)
     label_run = _Run(turn.label, "bold", 0, 0)

@@ -156,9 +156,6 @@ class Q:
     )
     unindex = delete(page_index).where(page_index.c.page_id == bindparam("page_id"))
     index = insert(page_index)
-    turn_count = select(func.coalesce(func.max(turns.c.seq), 0).label("n")).where(
-        turns.c.session_id == bindparam("session_id")
-    )
     turns_by_id = turns_of.where(turns.c.id.in_(bindparam("ids", expanding=True)))
     turn_totals = select(
         func.count().label("n_turns"),
@@ -509,10 +506,6 @@ class SqlStore:
         self._lock(session_id)
         row = self._rows(Q.turn_totals, {"session_id": session_id})[0]
         return TurnTotals(int(row.n_turns), int(row.last_seq), int(row.text_tokens), int(row.unpaged_tokens))
-
-    def turn_count(self, session_id: str) -> int:
-        self._lock(session_id)
-        return int(self._rows(Q.turn_count, {"session_id": session_id})[0].n)
 
     def span_ends(self, turn_ids: Sequence[int]) -> dict[int, int]:
         """Turn id → offset just past the last character of it already on a page."""
