@@ -1,6 +1,9 @@
+import subprocess
+import sys
+
 import pytest
 
-from optimem import InputError
+from optimem import InputError, tokens
 from optimem.reading.fidelity import edit_distance, fidelity, normalise
 from optimem.tokens import count_tokens
 
@@ -16,6 +19,25 @@ def test_counts_offline_with_both_encodings():
 
 def test_special_tokens_are_counted_as_text():
     assert count_tokens("<|endoftext|>") > 1
+
+
+def test_a_fresh_cache_is_filled_from_the_wheel_without_importing_it(tmp_path):
+    """The encoding files come out of bpe-openai's data folder; importing bpe_openai itself
+    would parse all three of its encodings first."""
+    code = (
+        "import sys; from optimem.tokens import count_tokens; "
+        "print(count_tokens('hello world'), 'bpe_openai' in sys.modules)"
+    )
+    env = {"OPTIMEM_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False"]
+    assert len(list((tmp_path / "tiktoken").iterdir())) == 1  # o200k_base, under tiktoken's name
+
+
+def test_without_the_wheel_the_error_names_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokens.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(InputError, match="pip install bpe-openai"):
+        tokens._install_encoding("o200k_base", tmp_path)
 
 
 def test_unknown_encoding():

@@ -10,6 +10,8 @@ from optimem.bench import runner
 from optimem.bench.datasets import Chat, ChatTurn, Question
 from optimem.modes import Mode
 
+from ..conftest import SHARED_CACHE
+
 VOCAB = (
     "migration replica database cutover schedule budget weekend owner latency index table "
     "backup restore warehouse cluster region invoice review birthday dinner flight hotel "
@@ -59,5 +61,5 @@ def bench_doc(tmp_path_factory):
     """One test-double run over two tiny chats, shared by the bench tests (read only: a test
     that changes it works on a deep copy)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OPTIMEM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        mp.setenv("OPTIMEM_CACHE_DIR", str(SHARED_CACHE))
         return runner.run([tiny_chat(), tiny_chat(18, 60, "tinier")], config())
