@@ -65,11 +65,12 @@ def test_processes_need_a_shared_database_and_a_backend_by_name(tmp_path):
 def test_real_pages_read_in_processes_match_a_read_in_this_process(db_path):
     from optimem.bench.datasets import load_default
 
-    mem = _memory(db_path, "cpu")
+    mem = _memory(db_path, "cpu", creation_mode="small")  # Small pages: ~1 s a read, not ~5 s
     s = mem.session("t")
-    s.add_turns([(t.role, t.content) for t in load_default().turns[:40]])
+    s.add_turns([(t.role, t.content) for t in load_default().turns[:12]])
     s.compress(flush=True)
     ids = [p.id for p in s.pages()][:2]
+    assert len(ids) == 2
     assert mem.wait(600)
     mem.close()
     here = OpticalMemory(db_path, backend="cpu", decode="now", policy="none")

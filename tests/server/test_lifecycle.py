@@ -164,7 +164,7 @@ def test_sigterm_stops_promptly_and_the_next_start_reads_what_was_left(tmp_path)
     try:
         deadline = time.monotonic() + 300
         while httpx.get(again.url + "/readyz").json()["decode_queue"] and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.1)
     finally:
         again.stop()
     if unread:
