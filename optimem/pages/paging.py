@@ -151,18 +151,18 @@ class Pager:
         laid_out = lay_out(texts, options)
         by_id = {t.id: t for t in eligible}
         # only the pages kept are counted and drawn: a part-filled last page usually waits
-        contents = [self._page_contents(page, resume, by_id) for page in laid_out[:-1]]
-        if laid_out:
-            tail = laid_out[-1]
-            counted = None
-            if not flush and reopened is None and tail.fill < MIN_FILL:
-                if partial_ok:
-                    counted = self._page_contents(tail, resume, by_id)
-                page_cost = backend.positions(self.creation_mode)
-                if counted is None or counted[1] < PARTIAL_MIN_RATIO * page_cost:
-                    laid_out = laid_out[:-1]  # wait for more turns rather than pay for a half-empty page
-            if len(laid_out) > len(contents):
-                contents.append(counted or self._page_contents(tail, resume, by_id))
+        tail = None  # the last page's contents, where deciding whether it waits counted them
+        if laid_out and not flush and reopened is None and laid_out[-1].fill < MIN_FILL:
+            tail = self._page_contents(laid_out[-1], resume, by_id) if partial_ok else None
+            if tail is None or tail[1] < PARTIAL_MIN_RATIO * backend.positions(self.creation_mode):
+                laid_out, tail = (
+                    laid_out[:-1],
+                    None,
+                )  # wait for more turns rather than pay for a half-empty page
+        contents = [
+            tail if tail is not None and i == len(laid_out) - 1 else self._page_contents(page, resume, by_id)
+            for i, page in enumerate(laid_out)
+        ]
         rendered = [page.draw() for page in laid_out]
         new_pages: list[NewPage] = []
         done: set[int] = set()

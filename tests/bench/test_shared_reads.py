@@ -94,9 +94,8 @@ def test_strict_runs_share_pages_aged_alike(reads):
 @pytest.mark.slow
 def test_through_the_cpu_ocr_a_replay_takes_the_read_of_the_same_image(tmp_path):
     """Two replays at Small (a 640 px page reads in about a second): the second reads nothing."""
-    get_backend("cpu")  # the real engines are installed by scripts/install.sh: no skip
+    backend = get_backend("cpu")  # the real engines are installed by scripts/install.sh: no skip
     cfg = config(backend="cpu", allow_test_double=False, pages_per_mode=1)
-    backend = get_backend("cpu")
     shared = SharedReads(backend)
     chat = tiny_chat(14)
     tokens = sum(len(t.content.split()) for t in chat.turns)
