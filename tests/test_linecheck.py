@@ -6,7 +6,7 @@ import pytest
 
 from optimem.aids import lexicon, linecheck
 from optimem.aids.page_aids import ReadingAids, page_aids
-from optimem.reading.correction import Corrector
+from optimem.reading.correction import Corrector, Variant, _search
 
 
 def test_check_sees_words_not_punctuation_case_or_spacing():
@@ -122,6 +122,36 @@ def test_a_line_that_cannot_be_made_to_pass_is_not_claimed(corrector):
     # code and CJK lines are checked but never respelled
     code = corrector.correct(["x = fooo(1)"], linecheck.digest("x = foo(1)"), prose=False)
     assert code == type(code)("x = fooo(1)", False)
+
+
+def _combinations(sizes):
+    import itertools
+    import random
+
+    rng = random.Random(sum(sizes))
+    # costs in 0.05 steps, like the corrector's, many of them tied; each list cheapest first
+    options = [
+        [
+            Variant((f"w{k}v{i}",), f"w{k}v{i}", c)
+            for i, c in enumerate(sorted(rng.randrange(0, 8) * 0.05 for _ in range(n)))
+        ]
+        for k, n in enumerate(sizes)
+    ]
+    choices = list(itertools.product(*(range(n) for n in sizes)))
+    # what the search promises: total cost first (exactly, not as floats add up), then index order
+    choices.sort(key=lambda c: (sum(round(options[k][i].cost * 100) for k, i in enumerate(c)), c))
+    return options, choices
+
+
+@pytest.mark.parametrize("sizes", [(3, 1, 4, 2), (1, 1, 5), (2, 2, 2, 2, 2), (1,), ()])
+def test_the_search_tries_each_choice_once_cheapest_first_ties_in_index_order(sizes):
+    options, choices = _combinations(sizes)
+    for rank, choice in enumerate(choices):
+        words = [w for k, i in enumerate(choice) for w in options[k][i].words]
+        assert _search(options, linecheck.digest_words(words), limit=1000) == (choice, rank + 1)
+    # a check nothing passes: every choice is tried once, then the search stops
+    assert _search(options, b"\x00\x00\x00", limit=1000) == (None, len(choices))
+    assert _search(options, b"\x00\x00\x00", limit=3) == (None, min(3, len(choices)))
 
 
 def _page(lines):

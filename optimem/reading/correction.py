@@ -33,6 +33,8 @@ from ..aids.speller import speller
 
 #: Combinations tried per misread line before the cheapest is kept unverified.
 SEARCH_LIMIT = 300
+#: The search sums variant costs in these units, exactly (every cost is a multiple of 0.01).
+COST_UNIT = 0.0001
 #: The kinds of variant a word may get (each can be left out, to measure what it adds).
 STEPS = frozenset(
     {"label", "other", "dictionary", "lexicon", "apostrophes", "punctuation", "splits", "glyphs", "dropped"}
@@ -324,26 +326,41 @@ def with_label(reading: str, label: str) -> str:
 
 def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tuple[int, ...] | None, int]:
     """Choices (one index per word) in order of total cost, until one's words pass `check`;
-    returns the passing choice (or None) and how many were tried."""
-    n = len(options)
-    # each variant's words joined once: a try joins n strings instead of every word again
+    returns the passing choice (or None) and how many were tried.
+
+    Only words with more than one variant vary, and each choice is reached from one parent
+    only (the choice with its last raised index lowered), so no set of seen choices is kept.
+    Costs are summed in whole `COST_UNIT`s: choices of equal cost are tried in index order,
+    never in an order that float rounding along different paths would pick.
+    """
     joined = [[" ".join(v.words) for v in o] for o in options]
-    start = (0,) * n
-    heap = [(sum(o[0].cost for o in options), start)]
-    seen = {start}
+    varying = [k for k, o in enumerate(options) if len(o) > 1]
+    # per varying word, each variant written after the fixed words before it
+    pieces, prev = [], 0
+    for k in varying:
+        before = " ".join(w for w in (j[0] for j in joined[prev:k]) if w)
+        pieces.append([" ".join(p for p in (before, w) if p) for w in joined[k]])
+        prev = k + 1
+    tail = " ".join(w for w in (j[0] for j in joined[prev:]) if w)
+    costs = [[round(v.cost / COST_UNIT) for v in options[k]] for k in varying]
+    heap = [(sum(round(o[0].cost / COST_UNIT) for o in options), (0,) * len(varying), 0)]
     tried = 0
     while heap and tried < limit:
-        cost, idx = heapq.heappop(heap)
+        cost, idx, last = heapq.heappop(heap)
         tried += 1
-        if digest_joined(" ".join([w for j, i in zip(joined, idx, strict=True) if (w := j[i])])) == check:
-            return idx, tried
-        for k in range(n):
-            if idx[k] + 1 < len(options[k]):
-                nxt = (*idx[:k], idx[k] + 1, *idx[k + 1 :])
-                if nxt not in seen:
-                    seen.add(nxt)
-                    step = options[k][idx[k] + 1].cost - options[k][idx[k]].cost
-                    heapq.heappush(heap, (cost + step, nxt))
+        parts = [p for p in map(list.__getitem__, pieces, idx) if p]
+        if tail:
+            parts.append(tail)
+        if digest_joined(" ".join(parts)) == check:
+            choice = [0] * len(options)
+            for k, i in zip(varying, idx, strict=True):
+                choice[k] = i
+            return tuple(choice), tried
+        for j in range(last, len(varying)):
+            i = idx[j] + 1
+            if i < len(costs[j]):
+                step = costs[j][i] - costs[j][i - 1]
+                heapq.heappush(heap, (cost + step, (*idx[:j], i, *idx[j + 1 :]), j))
     return None, tried
 
 
