@@ -151,7 +151,11 @@ def test_the_search_tries_each_choice_once_cheapest_first_ties_in_index_order(si
         assert _search(options, linecheck.digest_words(words), limit=1000) == (choice, rank + 1)
     # a check nothing passes: every choice is tried once, then the search stops
     assert _search(options, b"\x00\x00\x00", limit=1000) == (None, len(choices))
-    assert _search(options, b"\x00\x00\x00", limit=3) == (None, min(3, len(choices)))
+    # a limit never cuts a tie: the choices that cost as much as the last one are tried too
+    cost = [sum(round(options[k][i].cost * 100) for k, i in enumerate(c)) for c in choices]
+    for limit in (1, 3, 5):
+        tied = sum(c <= cost[limit - 1] for c in cost) if limit <= len(choices) else len(choices)
+        assert _search(options, b"\x00\x00\x00", limit=limit) == (None, min(tied, 2 * limit))
 
 
 def _page(lines):

@@ -35,6 +35,8 @@ from ..aids.speller import speller
 SEARCH_LIMIT = 300
 #: The search sums variant costs in these units, exactly (every cost is a multiple of 0.01).
 COST_UNIT = 0.0001
+#: How far past `SEARCH_LIMIT` the search may go to finish the choices tied with the last one.
+TIE_LIMIT = 2
 #: The kinds of variant a word may get (each can be left out, to measure what it adds).
 STEPS = frozenset(
     {"label", "other", "dictionary", "lexicon", "apostrophes", "punctuation", "splits", "glyphs", "dropped"}
@@ -331,7 +333,9 @@ def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tup
     Only words with more than one variant vary, and each choice is reached from one parent
     only (the choice with its last raised index lowered), so no set of seen choices is kept.
     Costs are summed in whole `COST_UNIT`s: choices of equal cost are tried in index order,
-    never in an order that float rounding along different paths would pick.
+    never in an order that float rounding along different paths would pick, and past `limit`
+    the search finishes the choices that cost as much as the last one tried (up to
+    `TIE_LIMIT` times `limit`): the choices tried are the cheapest, whatever the order of ties.
     """
     joined = [[" ".join(v.words) for v in o] for o in options]
     varying = [k for k, o in enumerate(options) if len(o) > 1]
@@ -344,8 +348,10 @@ def _search(options: list[list[Variant]], check: bytes, limit: int) -> tuple[tup
     tail = " ".join(w for w in (j[0] for j in joined[prev:]) if w)
     costs = [[round(v.cost / COST_UNIT) for v in options[k]] for k in varying]
     heap = [(sum(round(o[0].cost / COST_UNIT) for o in options), (0,) * len(varying), 0)]
-    tried = 0
-    while heap and tried < limit:
+    tried, cost = 0, None
+    # the limit never cuts a tie: what costs as much as the last choice tried is tried too, so
+    # which choices are tried depends on their costs alone, never on how ties are ordered
+    while heap and (tried < limit or (heap[0][0] == cost and tried < TIE_LIMIT * limit)):
         cost, idx, last = heapq.heappop(heap)
         tried += 1
         parts = [p for p in map(list.__getitem__, pieces, idx) if p]
