@@ -1,7 +1,7 @@
 """Exact, offline text-token counting with tiktoken encodings bundled in a wheel.
 
 tiktoken fetches its encodings from the network on first use. The `bpe-openai` wheel ships
-the same files gzipped, so we copy them into a private cache under the name tiktoken looks
+the same files gzipped, so we copy them into optimem's cache folder (`optimem.cache`) under the name tiktoken looks
 for (sha1 of the official URL) and let tiktoken verify the sha256 as usual.
 """
 
@@ -15,7 +15,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from .errors import InputError
+from .cache import cache_dir
+from .errors import InputError, OptimemError
 
 DEFAULT_ENCODING = "o200k_base"
 ENCODINGS = ("o200k_base", "cl100k_base")
@@ -23,10 +24,18 @@ _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("OPTIMEM_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "optimem-cache")
-    path = Path(base) / "tiktoken"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """optimem's cache folder (`optimem.cache`), or a temporary one where that cannot be written."""
+    for base in (cache_dir(), Path(tempfile.gettempdir()) / "optimem-cache"):
+        path = base / "tiktoken"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise OptimemError(
+        f"no writable folder for token encodings: set OPTIMEM_CACHE_DIR ({cache_dir()} is not)"
+    )
 
 
 def _bpe_data() -> Path:

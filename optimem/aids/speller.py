@@ -9,8 +9,8 @@ prefix, verified by the optimal-string-alignment distance, ranked by distance th
 but stores the index as flat arrays in a cache folder, built once per machine (~3 s) and
 memory-mapped after that, and splits words into known words by their frequencies alone.
 
-The cache folder is ``$OPTIMEM_CACHE_DIR``, else ``$XDG_CACHE_HOME/optimem``, else
-``~/.cache/optimem``; an unwritable one falls back to building in memory.
+The cache folder is optimem's (`optimem.cache`); an unwritable one falls back to building in
+memory.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz.distance import OSA
 
+from ..cache import cache_dir
+
 log = logging.getLogger("optimem")
 
 #: Edits a near word may be away; the index is built for this many.
@@ -43,15 +45,6 @@ MAX_PART = 24
 def dictionary_path() -> str:
     """symspellpy's bundled English frequency dictionary (82,765 words with their counts)."""
     return str(resources.files("symspellpy").joinpath("frequency_dictionary_en_82_765.txt"))
-
-
-def cache_dir() -> Path:
-    """Where built indexes are kept (see the module docstring)."""
-    explicit = os.environ.get("OPTIMEM_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "optimem"
 
 
 def _deletes(word: str, distance: int = MAX_DISTANCE) -> set[str]:
