@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trees import commit  # benchmarks/trees.py (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "30.json"
@@ -96,14 +98,6 @@ def run_child(tree: Path, case: str) -> dict:
     if done.returncode:
         raise SystemExit(f"{case} under {tree} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1])
-
-
-def commit(tree: Path) -> str:
-    """The tree's commit, with "+changes" where it has uncommitted ones."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
-                           capture_output=True, text=True)  # fmt: skip
-    return (done.stdout.strip() or "?") + ("+changes" if dirty.stdout.strip() else "")
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trees import commit  # benchmarks/trees.py (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -91,14 +93,6 @@ def run_child(tree: Path, *args: str) -> dict | None:
         raise SystemExit(f"{' '.join(args)} under {tree} failed:\n{done.stderr[-3000:]}")
     out = done.stdout.strip().splitlines()
     return json.loads(out[-1]) if out else None
-
-
-def commit(tree: Path) -> str:
-    """The tree's commit, with "+changes" where it has uncommitted ones."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
-                           capture_output=True, text=True)  # fmt: skip
-    return (done.stdout.strip() or "?") + ("+changes" if dirty.stdout.strip() else "")
 
 
 def main() -> None:
