@@ -15,7 +15,7 @@ import optimem
 PACKAGE = Path(optimem.__file__).parent
 
 FLOORS: list[set[str]] = [
-    {"errors"},
+    {"errors", "cache"},
     {"tokens", "modes", "layout", "fonts"},
     {"backends", "store", "aids"},
     {"aging"},
