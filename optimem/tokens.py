@@ -1,8 +1,9 @@
 """Exact, offline text-token counting with tiktoken encodings bundled in a wheel.
 
 tiktoken fetches its encodings from the network on first use. The `bpe-openai` wheel ships
-the same files gzipped, so we copy them into optimem's cache folder (`optimem.cache`) under the name tiktoken looks
-for (sha1 of the official URL) and let tiktoken verify the sha256 as usual.
+the same files gzipped, so we copy them into optimem's cache folder (`optimem.cache`) under
+the name tiktoken looks for (sha1 of the official URL) and let tiktoken verify the sha256 as
+usual.
 """
 
 from __future__ import annotations

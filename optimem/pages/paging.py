@@ -155,10 +155,8 @@ class Pager:
         if laid_out and not flush and reopened is None and laid_out[-1].fill < MIN_FILL:
             tail = self._page_contents(laid_out[-1], resume, by_id) if partial_ok else None
             if tail is None or tail[1] < PARTIAL_MIN_RATIO * backend.positions(self.creation_mode):
-                laid_out, tail = (
-                    laid_out[:-1],
-                    None,
-                )  # wait for more turns rather than pay for a half-empty page
+                laid_out = laid_out[:-1]  # wait for more turns rather than pay for a half-empty page
+                tail = None
         contents = [
             tail if tail is not None and i == len(laid_out) - 1 else self._page_contents(page, resume, by_id)
             for i, page in enumerate(laid_out)
