@@ -3,11 +3,13 @@
 With the page's layout, detection is skipped: each line is cut out `crop_em` ems tall around
 its centre and the crops go to the recogniser in batches, run by optimem's own
 `LineRecogniser` (the same model and text, without rapidocr's import cost and with
-onnxruntime's memory arena on: 1.5x faster). The crop height
-is the speed knob: the recogniser scales every crop to 48 px high, so its cost grows with
-width × 48 / crop height, and a 2-em crop reads as well as a tight one at about twice the
-speed (docs/cpu-backends.md). Without a layout, the page is detected and recognised whole
-(upscaled 2x for small type) and the boxes re-sorted by centre.
+onnxruntime's memory arena on: 1.5x faster). The crop height sets the type's size at the
+recogniser's input (it scales every crop to 48 px high), so its cost grows with
+width × 48 / crop height. Crops are rounded out to whole pixels: 1.8 em gives 8 px Latin lines
+16 px (2 ems: as exact as a tight crop at twice the speed) and blurred 6.4 px Tiny lines 12 px
+(1.88 ems), where 2.0 em gave them 14 px (2.19 ems) and far fewer lines read exactly
+(docs/cpu-backends.md, benchmarks/crop_height.py). Without a layout, the page is detected and
+recognised whole (upscaled 2x for small type) and the boxes re-sorted by centre.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ._recogniser import LineRecogniser, model_path
 from .base import Backend, Capabilities, Decoded, PageInput
 
 PIP_LINE = "pip install 'rapidocr>=3.10' onnxruntime"
+#: Line crop height in ems: after rounding out to whole pixels the type fills about half of it.
+CROP_EM = 1.8
 # Whole-page detection: upscale pages whose text is under 9 px per em (DESIGN §5: the
 # detector does not upscale inputs ≥736 px, so small type on large canvases is missed).
 PAGE_UPSCALE: tuple[tuple[float, int], ...] = ((9.0, 1), (0.0, 2))
@@ -61,7 +65,7 @@ class RapidOCRBackend(Backend):
         threads: int = 2,
         *,
         batch: int = 8,
-        crop_em: float = 2.0,
+        crop_em: float = CROP_EM,
         use_layout: bool = True,
         page_upscale: Sequence[tuple[float, int]] = PAGE_UPSCALE,
     ) -> None:
@@ -69,7 +73,9 @@ class RapidOCRBackend(Backend):
         workers: engines run side by side on separate lines (each with `threads`).
         threads: onnxruntime intra-op threads per engine.
         batch: line crops per recogniser call (crops are sorted by width first).
-        crop_em: height of each line crop in ems; larger is faster, 2.6 starts to lose text.
+        crop_em: height of each line crop in ems, rounded out to whole pixels; larger is
+            faster until the type is too small to read (2.6 ems loses text on sharp pages,
+            2.2 on blurred ones).
         use_layout: read known line boxes; False detects text on the whole page.
         page_upscale: (minimum em px, factor) steps for whole-page detection.
         """

@@ -220,3 +220,23 @@ def test_line_em_tells_cjk_lines_by_height():
 def test_tidy_cjk():
     assert _lines.tidy_cjk("user：陈伟 你 好 , 谢谢") == "user: 陈伟你好，谢谢"
     assert _lines.tidy_cjk("Vim 是 一个 editor") == "Vim 是一个 editor"
+
+
+def test_line_crops_keep_the_type_about_half_their_height_after_rounding():
+    """rapidocr scales every crop to 48 px, so the crop's height in ems decides how large the
+    type reaches the model. Crops round out to whole pixels: the default gives sharp 8 px
+    lines and blurred 6.4 px Tiny lines ~2 ems (2.0 em gave Tiny lines 14 px, 2.19 ems, and
+    far fewer of them read exactly: benchmarks/crop_height.py)."""
+    from optimem.backends.rapidocr import CROP_EM
+
+    turns = [TurnText(1, "user", "Which crop height reads blurred type best?")]
+    for mode, px, want in ((Mode.SMALL, 8, 16), (Mode.TINY, 6.4, 12)):
+        page = _page(turns, mode.canvas, 8)
+        factor = mode.canvas / Mode.SMALL.canvas
+        gray = _lines.as_gray(resize_to(page.image, mode.canvas))
+        for line in page.lines:
+            box = line.scaled(factor)
+            em, _ = _lines.line_em(box, px)
+            height = _lines.crop_line(gray, box, em, CROP_EM).shape[0]
+            assert height == want, (mode, height)
+            assert 1.8 <= height / em <= 2.0
