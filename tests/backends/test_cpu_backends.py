@@ -229,9 +229,8 @@ def test_line_crops_keep_the_type_about_half_their_height_after_rounding():
     far fewer of them read exactly: benchmarks/crop_height.py)."""
     from optimem.backends.rapidocr import CROP_EM
 
-    turns = [TurnText(1, "user", "Which crop height reads blurred type best?")]
-    for mode, px, want in ((Mode.SMALL, 8, 16), (Mode.TINY, 6.4, 12)):
-        page = _page(turns, mode.canvas, 8)
+    page = _page([TurnText(1, "user", "Which crop height reads blurred type best?")], Mode.SMALL.canvas, 8)
+    for mode, px, want in ((Mode.SMALL, 8, 16), (Mode.TINY, 6.4, 12)):  # typeset at Small, aged
         factor = mode.canvas / Mode.SMALL.canvas
         gray = _lines.as_gray(resize_to(page.image, mode.canvas))
         for line in page.lines:
