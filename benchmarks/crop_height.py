@@ -66,16 +66,14 @@ def child(db: str, crop_em: float) -> dict:
     from optimem.backends.rapidocr import RapidOCRBackend
     from optimem.reading.fidelity import fidelity
 
-    backend = CpuBackend(cjk=RapidOCRBackend(crop_em=crop_em))
-    mem = OpticalMemory(db, backend=backend, decode="lazy", policy="none")
+    rapid = RapidOCRBackend(crop_em=crop_em)
+    mem = OpticalMemory(db, backend=CpuBackend(cjk=rapid), decode="lazy", policy="none")
     sessions = [s for s in mem.store.session_ids() if s.startswith(("tiny-", "cjk"))]
     first = True
     out: dict[str, dict] = {}
     for sid in sessions:
         session = mem.session(sid)
-        ids = [p.id for p in session.pages()]
-        if sid.startswith("tiny-"):
-            ids = [p.id for p in session.pages() if p.mode.value == "tiny"]
+        ids = [p.id for p in session.pages() if sid == "cjk" or p.mode.value == "tiny"]
         if first:  # engines, spelling index and onnxruntime's first run outside the timing
             session.recall_page(ids[0], refresh=True)
             first = False
@@ -84,9 +82,7 @@ def child(db: str, crop_em: float) -> dict:
         for pid in ids:
             page_in = mem.decoder.page_input(mem.store.page(sid, pid))
             gray = _lines.as_gray(page_in.image)
-            for box in page_in.lines:
-                em, _ = _lines.line_em(box, page_in.font_px)
-                heights[_lines.crop_line(gray, box, em, crop_em, 0.3).shape[0]] += 1
+            heights.update(rapid.cut_line(gray, box, page_in.font_px).shape[0] for box in page_in.lines)
             t0 = time.perf_counter()
             recall = session.recall_page(pid, refresh=True)
             seconds = time.perf_counter() - t0

@@ -167,9 +167,14 @@ class RapidOCRBackend(Backend):
 
     # -- reading --------------------------------------------------------------------------
 
-    def _crop(self, gray: np.ndarray, box, font_px: float) -> np.ndarray:
+    def cut_line(self, gray: np.ndarray, box, font_px: float) -> np.ndarray:
+        """The line's pixels, `crop_em` ems tall rounded out to whole pixels: its height is
+        how large the type reaches the recogniser."""
         em, _ = _lines.line_em(box, font_px)
-        crop = _lines.crop_line(gray, box, em, self.crop_em, 0.3)
+        return _lines.crop_line(gray, box, em, self.crop_em, 0.3)
+
+    def _crop(self, gray: np.ndarray, box, font_px: float) -> np.ndarray:
+        crop = self.cut_line(gray, box, font_px)
         # Upscale tiny crops with a good filter; the recogniser's own resize to 48 px is linear.
         if crop.shape[0] < 32:
             crop = _lines.resize(crop, 48 / crop.shape[0], Image.Resampling.BICUBIC)

@@ -227,15 +227,14 @@ def test_line_crops_keep_the_type_about_half_their_height_after_rounding():
     type reaches the model. Crops round out to whole pixels: the default gives sharp 8 px
     lines and blurred 6.4 px Tiny lines ~2 ems (2.0 em gave Tiny lines 14 px, 2.19 ems, and
     far fewer of them read exactly: benchmarks/crop_height.py)."""
-    from optimem.backends.rapidocr import CROP_EM
-
+    rapid = _backend("rapidocr")
     page = _page([TurnText(1, "user", "Which crop height reads blurred type best?")], Mode.SMALL.canvas, 8)
-    for mode, px, want in ((Mode.SMALL, 8, 16), (Mode.TINY, 6.4, 12)):  # typeset at Small, aged
+    for mode, want in ((Mode.SMALL, 16), (Mode.TINY, 12)):  # typeset at Small, then aged
         factor = mode.canvas / Mode.SMALL.canvas
         gray = _lines.as_gray(resize_to(page.image, mode.canvas))
         for line in page.lines:
             box = line.scaled(factor)
-            em, _ = _lines.line_em(box, px)
-            height = _lines.crop_line(gray, box, em, CROP_EM).shape[0]
+            em, _ = _lines.line_em(box, 8 * factor)
+            height = rapid.cut_line(gray, box, 8 * factor).shape[0]
             assert height == want, (mode, height)
             assert 1.8 <= height / em <= 2.0
