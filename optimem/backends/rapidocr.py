@@ -15,6 +15,7 @@ recognised whole (upscaled 2x for small type) and the boxes re-sorted by centre.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -85,6 +86,8 @@ class RapidOCRBackend(Backend):
         self.threads = max(1, int(threads))
         self.batch = max(1, int(batch))
         self.crop_em = float(crop_em)
+        if not 0 < self.crop_em < math.inf:
+            raise ValueError(f"crop_em must be a positive number of ems, got {crop_em!r}")
         self.use_layout = use_layout
         self.page_upscale = tuple(page_upscale)
         self._engine: Any = None  # rapidocr's whole pipeline, for pages without a layout

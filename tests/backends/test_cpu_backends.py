@@ -238,3 +238,12 @@ def test_line_crops_keep_the_type_about_half_their_height_after_rounding():
             height = rapid.cut_line(gray, box, 8 * factor).shape[0]
             assert height == want, (mode, height)
             assert 1.8 <= height / em <= 2.0
+
+
+@pytest.mark.parametrize("crop_em", [0, -1.8, float("nan"), float("inf")])
+def test_a_crop_height_that_cannot_cut_a_line_is_refused(crop_em):
+    pytest.importorskip("onnxruntime")
+    from optimem.backends.rapidocr import RapidOCRBackend
+
+    with pytest.raises(ValueError, match="crop_em must be a positive number"):
+        RapidOCRBackend(crop_em=crop_em)
