@@ -36,8 +36,9 @@ ROOT = HERE.parent
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 
 
-def build(db: str, chats: list[str], pages: int) -> None:
-    """One session per chat with its first `pages` full pages aged to Tiny; one of Chinese."""
+def build(db: str, chats: list[str], pages: int, chinese: bool = True) -> None:
+    """One session per chat with its first `pages` full pages aged to Tiny; with `chinese`,
+    one of the embedded chat's Chinese turns."""
     from optimem import OpticalMemory
     from optimem.aging.policies import AgingPlan
     from optimem.bench.datasets import load, load_default
@@ -52,23 +53,32 @@ def build(db: str, chats: list[str], pages: int) -> None:
         ids = [p.id for p in session.pages()][:-1][:pages]  # full pages only
         with mem.store.transaction():
             mem.pager.age(f"tiny-{chat}", AgingPlan({i: Mode.TINY for i in ids}, 0))
-    cjk = mem.session("cjk")
-    cjk.add_turns([(t.role, t.content) for t in load_default().turns if is_cjk(t.content)])
-    cjk.compress(flush=True)
+    if chinese:
+        cjk = mem.session("cjk")
+        cjk.add_turns([(t.role, t.content) for t in load_default().turns if is_cjk(t.content)])
+        cjk.compress(flush=True)
     mem.close()
 
 
 def child(db: str, crop_em: float) -> dict:
     """Every page of the memory read uncached with `crop_em`, after one read to warm up."""
-    from optimem import OpticalMemory
-    from optimem.backends import _lines
     from optimem.backends.cpu import CpuBackend
     from optimem.backends.rapidocr import RapidOCRBackend
+
+    return read_pages(db, CpuBackend(cjk=RapidOCRBackend(crop_em=crop_em)))
+
+
+def read_pages(db: str, backend, prefixes: tuple[str, ...] = ("tiny-", "cjk")) -> dict:
+    """Every Tiny and Chinese page of `build`'s memory (of the sessions whose names start with one of
+    `prefixes`) read uncached by `backend` (a `CpuBackend`), after one read to warm up: seconds,
+    lines exact and fidelity of each page, and the heights of its rapidocr's crops."""
+    from optimem import OpticalMemory
+    from optimem.backends import _lines
     from optimem.reading.fidelity import fidelity
 
-    rapid = RapidOCRBackend(crop_em=crop_em)
-    mem = OpticalMemory(db, backend=CpuBackend(cjk=rapid), decode="lazy", policy="none")
-    sessions = [s for s in mem.store.session_ids() if s.startswith(("tiny-", "cjk"))]
+    rapid = backend.cjk
+    mem = OpticalMemory(db, backend=backend, decode="lazy", policy="none")
+    sessions = [s for s in mem.store.session_ids() if s.startswith(prefixes)]
     first = True
     out: dict[str, dict] = {}
     for sid in sessions:
