@@ -110,12 +110,24 @@ def read_pages(db: str, backend, prefixes: tuple[str, ...] = ("tiny-", "cjk")) -
 
 
 def run_child(db: str, crop_em: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--db", db, "--crop", repr(crop_em)]
+    return child_json(__file__, ["--crop", repr(crop_em)], db, f"crop_em={crop_em}")
+
+
+def child_json(script: str, args: list[str], db: str, setting: str) -> dict:
+    """`script --child ARGS --db DB` run in a fresh process of this checkout; the JSON it
+    prints last. A failing child stops the benchmark with its error and the setting it had."""
+    cmd = [sys.executable, str(Path(script).resolve()), "--child", *args, "--db", db]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if done.returncode != 0:
-        raise SystemExit(f"child failed at crop_em={crop_em}:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"child failed at {setting}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_page_options(ap: argparse.ArgumentParser) -> None:
+    """The options that choose `build`'s pages."""
+    ap.add_argument("--chats", default="42,43", help="LoCoMo conversations whose pages age to Tiny")
+    ap.add_argument("--pages", type=int, default=8, help="full pages of each chat aged to Tiny")
 
 
 def summarise(crop_em: float, runs: list[dict]) -> list[dict]:
@@ -146,8 +158,7 @@ def main() -> None:
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--crop", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--crops", default="1.8,2.0", help="crop heights in ems, comma list")
-    ap.add_argument("--chats", default="42,43", help="LoCoMo conversations whose pages age to Tiny")
-    ap.add_argument("--pages", type=int, default=8, help="full pages of each chat aged to Tiny")
+    add_page_options(ap)
     ap.add_argument("--repeat", type=int, default=1, help="fresh processes per setting (medians)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

@@ -136,12 +136,7 @@ def part_first_reader(db: str, repeat: int) -> list[dict]:
     runs: dict[str, list[dict]] = {r: [] for r in FIRST_READERS}
     for _ in range(repeat):
         for reader in FIRST_READERS:  # interleaved, a fresh process each
-            cmd = [sys.executable, __file__, "--child", reader, "--db", db]
-            env = dict(os.environ, PYTHONPATH=str(ROOT))
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
-            if done.returncode != 0:
-                raise SystemExit(f"child failed for {reader}:\n{done.stderr[-3000:]}")
-            runs[reader].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            runs[reader].append(crop_height.child_json(__file__, [reader], db, f"first reader {reader}"))
     rows = []
     for reader, got in runs.items():
         pages = got[0]["pages"]
@@ -257,8 +252,7 @@ def main() -> None:
     ap.add_argument("--child", choices=tuple(FIRST_READERS), help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
-    ap.add_argument("--chats", default="42,43", help="LoCoMo conversations whose pages age to Tiny")
-    ap.add_argument("--pages", type=int, default=8, help="full pages of each chat aged to Tiny")
+    crop_height.add_page_options(ap)
     ap.add_argument("--repeat", type=int, default=2, help="interleaved runs per setting (medians)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
