@@ -131,25 +131,31 @@ def add_page_options(ap: argparse.ArgumentParser) -> None:
 
 
 def summarise(crop_em: float, runs: list[dict]) -> list[dict]:
-    rows = []
-    for kind in runs[0]:
-        pages = runs[0][kind]["pages"]
-        per_page = [
-            statistics.median(r[kind]["pages"][i]["seconds"] for r in runs) for i in range(len(pages))
-        ]
-        rows.append({
+    return [
+        {
             "crop_em": crop_em,
             "pages": kind,
             "crop_px": runs[0][kind]["crop_px"],
-            "page_count": len(pages),
-            "lines_exact": sum(p["lines_exact"] or 0 for p in pages),
-            "lines_checked": sum(p["lines_checked"] or 0 for p in pages),
-            "fidelity": round(statistics.fmean(p["fidelity"] for p in pages), 4),
-            "seconds_per_page": round(statistics.median(per_page), 3),
-            "seconds_all_pages": round(sum(per_page), 2),
-            "same_lines_every_run": len({json.dumps([p["lines_exact"] for p in r[kind]["pages"]]) for r in runs}) == 1,
-        })  # fmt: skip
-    return rows
+            **pages_read([r[kind] for r in runs]),
+        }
+        for kind in runs[0]
+    ]
+
+
+def pages_read(runs: list[dict]) -> dict:
+    """The same pages read in several runs (`read_pages`' groups), summed: lines exact and
+    fidelity of the first run, median seconds of each page over the runs."""
+    pages = runs[0]["pages"]
+    per_page = [statistics.median(r["pages"][i]["seconds"] for r in runs) for i in range(len(pages))]
+    return {
+        "page_count": len(pages),
+        "lines_exact": sum(p["lines_exact"] or 0 for p in pages),
+        "lines_checked": sum(p["lines_checked"] or 0 for p in pages),
+        "fidelity": round(statistics.fmean(p["fidelity"] for p in pages), 4),
+        "seconds_per_page": round(statistics.median(per_page), 3),
+        "seconds_all_pages": round(sum(per_page), 2),
+        "same_lines_every_run": len({json.dumps([p["lines_exact"] for p in r["pages"]]) for r in runs}) == 1,
+    }
 
 
 def main() -> None:

@@ -137,20 +137,7 @@ def part_first_reader(db: str, repeat: int) -> list[dict]:
     for _ in range(repeat):
         for reader in FIRST_READERS:  # interleaved, a fresh process each
             runs[reader].append(crop_height.child_json(__file__, [reader], db, f"first reader {reader}"))
-    rows = []
-    for reader, got in runs.items():
-        pages = got[0]["pages"]
-        per_page = [statistics.median(r["pages"][i]["seconds"] for r in got) for i in range(len(pages))]
-        rows.append({
-            "first_reader": reader,
-            "pages": len(pages),
-            "lines_exact": sum(p["lines_exact"] or 0 for p in pages),
-            "lines_checked": sum(p["lines_checked"] or 0 for p in pages),
-            "fidelity": round(statistics.fmean(p["fidelity"] for p in pages), 4),
-            "seconds_per_page": round(statistics.median(per_page), 2),
-            "seconds_all_pages": round(sum(per_page), 1),
-        })  # fmt: skip
-    return rows
+    return [{"first_reader": reader, **crop_height.pages_read(got)} for reader, got in runs.items()]
 
 
 def part_int8(db: str, chats: list[str], repeat: int) -> dict:
