@@ -40,6 +40,7 @@ from pathlib import Path
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
@@ -247,9 +248,7 @@ def main() -> None:
         "load_average_at_end": os.getloadavg()[0],
         "rows": rows,
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

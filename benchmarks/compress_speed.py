@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 from trees import commit  # benchmarks/trees.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
@@ -168,9 +169,7 @@ def main() -> None:
         if "baseline" in trees:
             cells += [f"{row['ratio']:.2f}", "yes" if row["same_pages"] else "**no**"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
@@ -58,6 +60,31 @@ def build(db: str, chats: list[str], pages: int, chinese: bool = True) -> None:
         cjk.add_turns([(t.role, t.content) for t in load_default().turns if is_cjk(t.content)])
         cjk.compress(flush=True)
     mem.close()
+
+
+def tiny_line_boxes(db: str, prefix: str = "tiny-"):
+    """(grey page, line box, type size) of every line of every Tiny page of `build`'s memory,
+    in the sessions whose names start with `prefix`: what a recogniser is asked to read."""
+    from optimem import OpticalMemory
+    from optimem.backends import _lines
+
+    mem = OpticalMemory(db, backend="cpu", decode="lazy", policy="none")
+    try:
+        for sid in [s for s in mem.store.session_ids() if s.startswith(prefix)]:
+            for page in [p for p in mem.session(sid).pages() if p.mode.value == "tiny"]:
+                page_in = mem.decoder.page_input(mem.store.page(sid, page.id))
+                gray = _lines.as_gray(page_in.image)
+                for box in page_in.lines:
+                    yield gray, box, page_in.font_px
+    finally:
+        mem.close()
+
+
+def words_right(texts: list[str], truth: list[str]) -> int:
+    """Lines whose words (as the line check compares them) are all right."""
+    from optimem.aids.linecheck import line_words
+
+    return sum(line_words(t) == line_words(w) for t, w in zip(texts, truth, strict=True))
 
 
 def child(db: str, crop_em: float) -> dict:
@@ -197,9 +224,7 @@ def main() -> None:
         f"the embedded chat's Chinese pages; {args.repeat} fresh process(es) per setting, interleaved",
         "rows": rows,
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import random
 import statistics
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -112,11 +112,17 @@ def tiny_lines(turns) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def save_lines(lines: list[tuple[np.ndarray, str]], path: Path) -> None:
-    widths = np.array([c.shape[1] for c, _ in lines])
-    x = np.full((len(lines), HEIGHT, widths.max()), 255, np.uint8)
-    for i, (crop, _) in enumerate(lines):
+def packed(crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Crops as one white-padded (N, 12, widest) array, and each crop's width."""
+    widths = np.array([c.shape[1] for c in crops])
+    x = np.full((len(crops), HEIGHT, widths.max()), 255, np.uint8)
+    for i, crop in enumerate(crops):
         x[i, :, : crop.shape[1]] = crop[:HEIGHT]
+    return x, widths
+
+
+def save_lines(lines: list[tuple[np.ndarray, str]], path: Path) -> None:
+    x, widths = packed([c for c, _ in lines])
     np.savez_compressed(path, x=x, w=widths, y=np.array([t for _, t in lines], dtype=object))
 
 
@@ -217,9 +223,6 @@ def evaluate(weights: Path, chats: list[str], pages: int) -> dict:
     import crop_height
     import torch
 
-    from optimem import OpticalMemory
-    from optimem.aids.linecheck import line_words
-    from optimem.backends import _lines
     from optimem.backends._recogniser import LineRecogniser
     from optimem.backends.rapidocr import RapidOCRBackend
     from optimem.bench.machine import cores, cpu_name
@@ -236,20 +239,11 @@ def evaluate(weights: Path, chats: list[str], pages: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "pages.db")
         crop_height.build(db, chats, pages, chinese=False)
-        mem = OpticalMemory(db, backend="cpu", decode="lazy", policy="none")
-        for sid in mem.store.session_ids():
-            for page in [p for p in mem.session(sid).pages() if p.mode.value == "tiny"]:
-                page_in = mem.decoder.page_input(mem.store.page(sid, page.id))
-                gray = _lines.as_gray(page_in.image)
-                for box in page_in.lines:
-                    raw.append(rapid.cut_line(gray, box, page_in.font_px))
-                    upscaled.append(rapid._crop(gray, box, page_in.font_px))
-                    truth.append(box.text)
-        mem.close()
-    x = np.full((len(raw), HEIGHT, max(c.shape[1] for c in raw)), 255, np.uint8)
-    for i, crop in enumerate(raw):
-        x[i, :, : crop.shape[1]] = crop[:HEIGHT]
-    widths = np.array([c.shape[1] for c in raw])
+        for gray, box, font_px in crop_height.tiny_line_boxes(db):
+            raw.append(rapid.cut_line(gray, box, font_px))
+            upscaled.append(rapid._crop(gray, box, font_px))
+            truth.append(box.text)
+    x, widths = packed(raw)
     order = np.argsort(widths)
 
     def probe_read() -> list[str]:
@@ -276,7 +270,7 @@ def evaluate(weights: Path, chats: list[str], pages: int) -> dict:
         rows.append({
             "reader": name,
             "ms_per_line": round(1000 * statistics.median(seconds[name]) / len(raw), 1),
-            "lines_words_right": sum(line_words(t) == line_words(w) for t, w in zip(got, truth, strict=True)),
+            "lines_words_right": crop_height.words_right(got, truth),
             "lines_exact_to_the_character": sum(t == w for t, w in zip(got, truth, strict=True)),
             "fidelity": round(statistics.fmean(fidelity(t, w) for t, w in zip(got, truth, strict=True)), 4),
         })  # fmt: skip
@@ -324,9 +318,7 @@ def main() -> None:
         for row in doc["rows"]:
             print(f"{row['reader']:34} {row['ms_per_line']:6.1f} ms/line  words right {row['lines_words_right']}/"
                   f"{doc['lines']}  exact {row['lines_exact_to_the_character']}  fidelity {100 * row['fidelity']:.2f}%")  # fmt: skip
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        write_json(args.out, doc)
 
 
 if __name__ == "__main__":

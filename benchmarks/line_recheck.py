@@ -10,10 +10,11 @@ does not fit its known character count is re-read by the other engine).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -76,9 +77,7 @@ def main() -> None:
             print(f"{r['mode']:5} recheck={recheck!s:5} fidelity {100 * r['fidelity']:.2f}%  "
                   f"{r['chars_per_s']:,.0f} chars/s  re-read {checked}/{lines} lines, kept {replaced}")  # fmt: skip
     doc = {"chat": name, "machine": f"{cpu_name()}, {cores()} cores", "decoder": "cpu", "rows": rows}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ import argparse
 import dataclasses
 import difflib
 import functools
-import json
 import sys
 import time
 from pathlib import Path
+
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -187,9 +188,7 @@ def main() -> None:
     doc = {"chat": name, "machine": f"{cpu_name()}, {cores()} cores", "decoder": "cpu",
            "pages": "distinct pages, evenly spread over the conversation; the same pages in every row",
            "speller_build_s": round(speller_s, 2), "rows": rows, "ablation": ablation}  # fmt: skip
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

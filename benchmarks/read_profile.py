@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "42.json"
@@ -322,9 +324,7 @@ def main() -> None:
         "same_text_in_every_tree": same,
         "cold_small_profile": cold_profile,
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

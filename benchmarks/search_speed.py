@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 from trees import commit  # benchmarks/trees.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
@@ -169,9 +170,7 @@ def main() -> None:
             f"{doc['different_choice']}; that found the same one after a different number of tries: "
             f"{doc['different_tries_only']}"
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
 
 
 if __name__ == "__main__":

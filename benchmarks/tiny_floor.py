@@ -42,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import crop_height  # noqa: E402  (the Tiny pages and their reading, shared with this benchmark)
+import crop_height  # noqa: E402
+from results_file import write_json  # noqa: E402  (the Tiny pages and their reading, shared with this benchmark)
 
 PARTS = ("recogniser", "first-reader", "int8", "demo")
 FIRST_READERS = {"rapidocr": 7.5, "tesseract": 6.0}  # CpuBackend's blur_px: Tiny type is 6.4 px
@@ -51,37 +52,17 @@ FIRST_READERS = {"rapidocr": 7.5, "tesseract": 6.0}  # CpuBackend's blur_px: Tin
 def tiny_crops(db: str, prefix: str) -> tuple[list, list[str]]:
     """The recogniser's input crops of every Tiny page of the sessions starting with `prefix`,
     and the text each line was typeset with."""
-    from optimem import OpticalMemory
-    from optimem.backends import _lines
     from optimem.backends.rapidocr import RapidOCRBackend
 
     rapid = RapidOCRBackend()
-    mem = OpticalMemory(db, backend="cpu", decode="lazy", policy="none")
-    crops, truth = [], []
-    for sid in [s for s in mem.store.session_ids() if s.startswith(prefix)]:
-        for page in mem.session(sid).pages():
-            if page.mode.value != "tiny":
-                continue
-            page_in = mem.decoder.page_input(mem.store.page(sid, page.id))
-            gray = _lines.as_gray(page_in.image)
-            for box in page_in.lines:
-                crops.append(rapid._crop(gray, box, page_in.font_px))
-                truth.append(box.text)
-    mem.close()
-    return crops, truth
-
-
-def words_right(texts: list[str], truth: list[str]) -> int:
-    """Lines whose words (as the line check compares them) are all right."""
-    from optimem.aids.linecheck import line_words
-
-    return sum(line_words(t) == line_words(w) for t, w in zip(texts, truth, strict=True))
+    lines = [(rapid._crop(g, box, px), box.text) for g, box, px in crop_height.tiny_line_boxes(db, prefix)]
+    return [c for c, _ in lines], [t for _, t in lines]
 
 
 def part_recogniser(db: str, repeat: int) -> dict:
     import onnxruntime as ort
 
-    from optimem.backends._recogniser import LineRecogniser
+    from optimem.backends._recogniser import LineRecogniser, model_path
 
     crops, truth = tiny_crops(db, "tiny-")
     one, two = LineRecogniser(threads=1), LineRecogniser(threads=2)
@@ -102,7 +83,7 @@ def part_recogniser(db: str, repeat: int) -> dict:
     options.log_severity_level = 4
     options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "optimem-recogniser")
     profiled._session = ort.InferenceSession(
-        str(two._session._model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        str(model_path()), sess_options=options, providers=["CPUExecutionProvider"]
     )
     profiled.read(crops)
     trace = Path(profiled._session.end_profiling())
@@ -121,7 +102,7 @@ def part_recogniser(db: str, repeat: int) -> dict:
         },
         "seconds_each_run": {str(k): [round(s, 2) for s in v] for k, v in seconds.items()},
         "same_text_1_and_2_threads": texts[1] == texts[2],
-        "raw_lines_words_right": words_right(texts[2], truth),
+        "raw_lines_words_right": crop_height.words_right(texts[2], truth),
         "operator_share": {op: round(us / total, 3) for op, us in by_op.most_common(8)},
     }
 
@@ -204,7 +185,7 @@ def part_int8(db: str, chats: list[str], repeat: int) -> dict:
         "calibrated_on": f"{len(calibration[::3])} crops of conversation {chats[0]}",
         "lines": len(held_out),
         "seconds_median": {k: round(statistics.median(v), 2) for k, v in seconds.items()},
-        "raw_lines_words_right": {k: words_right(v, truth) for k, v in texts.items()},
+        "raw_lines_words_right": {k: crop_height.words_right(v, truth) for k, v in texts.items()},
         "int8_lines_same_text_as_float": sum(
             a == b for a, b in zip(texts["float"], texts["int8"], strict=True)
         ),
@@ -285,10 +266,7 @@ def main() -> None:
         print(f"optimem demo: {d['wall_s']} s wall, {d['cpu_s']} CPU s, {d['cores_busy']} cores busy; "
               f"no schedule of the same work beats {d['least_wall_s_on_these_cores']} s on {cores()} cores")  # fmt: skip
     doc["load_average_at_end"] = os.getloadavg()[0]
-    if args.out:  # parts not run this time keep what an earlier run wrote there
-        earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(earlier | doc, indent=1) + "\n")
+    write_json(args.out, doc, keep_earlier=True)  # parts not run this time keep what was there
 
 
 if __name__ == "__main__":
