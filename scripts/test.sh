@@ -2,7 +2,7 @@
 # Install optimem with every extra the tests need, then lint, type-check, build the docs and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev,gpu,langchain,server,postgres,mcp,docs
+bash scripts/install.sh dev,gpu,train,langchain,server,postgres,mcp,docs
 code=(optimem tests benchmarks scripts examples)
 .venv/bin/ruff check "${code[@]}"
 .venv/bin/ruff format --check "${code[@]}"

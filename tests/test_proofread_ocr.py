@@ -21,8 +21,8 @@ TURNS = [
 ]  # fmt: skip
 
 
-def aged_page(path, reading_aids):
-    mem = OpticalMemory(path, backend="cpu", decode="lazy", keep_recent_turns=0, creation_mode=Mode.SMALL,
+def aged_page(path, reading_aids, backend="cpu"):
+    mem = OpticalMemory(path, backend=backend, decode="lazy", keep_recent_turns=0, creation_mode=Mode.SMALL,
                         policy=BudgetPolicy(max_tokens=60), reading_aids=reading_aids)  # fmt: skip
     s = mem.session("p")
     s.add_turns([(role, text) for role, text in TURNS])
@@ -43,11 +43,18 @@ def word_errors(recalled: dict[int, str], truth: list[str]) -> int:
 
 @pytest.mark.slow
 def test_aids_make_aged_lines_exact_and_say_how_many(tmp_path):
+    from optimem.backends.cpu import CpuBackend
+    from optimem.backends.rapidocr import RapidOCRBackend
+
+    # the line model reads this page's words all right unaided (below); rapidocr, which read
+    # aged pages before it, misreads some, so the aids have something to mend
+    rapid = RapidOCRBackend()
+    engine = CpuBackend(cjk=rapid, blurred=rapid)
     truth = [text for _, text in TURNS]
-    plain_mem, plain, page = aged_page(tmp_path / "plain.db", reading_aids=False)
+    plain_mem, plain, page = aged_page(tmp_path / "plain.db", reading_aids=False, backend=engine)
     raw = plain.recall_page(page.id)
     assert raw.lines_checked == 0 and raw.lines_exact == 0
-    aided_mem, aided, page = aged_page(tmp_path / "aided.db", reading_aids=True)
+    aided_mem, aided, page = aged_page(tmp_path / "aided.db", reading_aids=True, backend=engine)
     got = aided.recall_page(page.id)
     layout = aided_mem.store.page_blobs(page.id).layout
     assert got.lines_checked == len(layout) == len(got.raw_text.split("\n"))
@@ -63,3 +70,20 @@ def test_aids_make_aged_lines_exact_and_say_how_many(tmp_path):
     assert [v.kind for v in got.verbatim if v.kind in ("lines", "lexicon")] == []
     plain_mem.close()
     aided_mem.close()
+
+
+@pytest.mark.slow
+def test_the_line_model_reads_an_aged_page_at_least_as_well_unaided(tmp_path):
+    from optimem.backends.cpu import CpuBackend
+    from optimem.backends.rapidocr import RapidOCRBackend
+
+    truth = [text for _, text in TURNS]
+    mem, session, page = aged_page(tmp_path / "plain.db", reading_aids=False)
+    raw = session.recall_page(page.id)
+    rapid = RapidOCRBackend()
+    old_mem, old, old_page = aged_page(
+        tmp_path / "old.db", reading_aids=False, backend=CpuBackend(cjk=rapid, blurred=rapid)
+    )
+    assert word_errors(raw.turns, truth) <= word_errors(old.recall_page(old_page.id).turns, truth)
+    mem.close()
+    old_mem.close()

@@ -388,6 +388,13 @@ def crop_line(
     return out
 
 
+def cut_line(gray: np.ndarray, box: LineBox, font_px: float, crop_em: float) -> np.ndarray:
+    """The line's pixels, `crop_em` ems tall around its centre rounded out to whole pixels (its
+    height is how large the type reaches a recogniser), padded 0.3 em either side."""
+    em, _ = line_em(box, font_px)
+    return crop_line(gray, box, em, crop_em, 0.3)
+
+
 def is_blank(crop: np.ndarray, ink: int = 160) -> bool:
     """True when no pixel of the crop is darker than `ink`: nothing to read (engines invent
     text on empty crops)."""

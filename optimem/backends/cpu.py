@@ -8,9 +8,11 @@ Code rows (monospace, kept as typed) go to tesseract too: alone, rapidocr reads 
 and operators better (84.6% against 81.7% at 8 px), but both engines' readings of code rows
 are judged cell by cell against the code font's own glyphs (`_glyphs`), and then tesseract
 reads them as well (100% against 99.8%) at five times the speed (benchmarks/code_recall.py).
-Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) go wholly to rapidocr, which
-reads blurred small type far better: a Small page aged to Tiny reads at 94–96% with rapidocr
-against 89% with tesseract (default chat, measured here).
+Pages aged below `blur_px` (8 px type shrunk one rung is 6.4 px) are read by `blurred`:
+optimem's own line model for their Latin prose lines (`line_model`, trained on nothing but
+optimem's aged type: ~4 ms a line against rapidocr's 36, and more lines right) and rapidocr
+for the rest. Blurred small type defeats tesseract: a Small page aged to Tiny reads at 94–96%
+with rapidocr against 89% with tesseract (default chat, measured here).
 
 Misread lines are caught from the layout: a page knows how many characters each of its lines
 holds (`LineBox.start`/`end`, never the text), so a reading two or more characters shorter
@@ -26,10 +28,12 @@ from collections.abc import Collection, Sequence
 
 from . import _lines
 from .base import Backend, Capabilities, Decoded, PageInput
+from .line_model import AgedLineBackend
 
 
 class CpuBackend(Backend):
-    """tesseract for sharp Latin lines, rapidocr for CJK lines and for aged, blurred pages."""
+    """tesseract for sharp Latin lines, rapidocr for CJK lines, optimem's line model for the
+    Latin lines of aged, blurred pages."""
 
     name = "cpu"
     capabilities = Capabilities(batches=True, reads_mode=False)
@@ -38,6 +42,7 @@ class CpuBackend(Backend):
         self,
         latin: Backend | None = None,
         cjk: Backend | None = None,
+        blurred: Backend | None = None,
         *,
         blur_px: float = 7.5,
         recheck: bool = True,
@@ -46,8 +51,10 @@ class CpuBackend(Backend):
     ) -> None:
         """Args:
         latin: reads sharp Latin lines (default tesseract).
-        cjk: reads CJK lines and blurred pages (default rapidocr).
-        blur_px: pages whose type is smaller than this (px per em, after aging) go to `cjk`.
+        cjk: reads CJK lines (default rapidocr).
+        blurred: reads pages aged below `blur_px` (default optimem's line model for their Latin
+            prose lines and `cjk` for the rest; pass `cjk` itself to read them as before).
+        blur_px: pages whose type is smaller than this (px per em, after aging) go to `blurred`.
         recheck: re-read lines whose reading does not fit their known character count with
             the other engine, keeping the reading that fits better.
         code_to_cjk: read code rows with `cjk` on sharp pages (rapidocr alone reads brackets
@@ -64,6 +71,9 @@ class CpuBackend(Backend):
 
         self.latin = latin or TesseractBackend()
         self.cjk = cjk or RapidOCRBackend()
+        if blurred is None:
+            blurred = AgedLineBackend(rest=self.cjk)
+        self.blurred = blurred
         self.blur_px = blur_px
         self.recheck = recheck
         self.code_to_cjk = code_to_cjk
@@ -72,8 +82,10 @@ class CpuBackend(Backend):
     def fingerprint(self) -> str:
         check = (";recheck" if self.recheck else "") + (";code=cjk" if self.code_to_cjk else "")
         check += "" if self.sharp_reread == "unverified" else f";sharp_reread={self.sharp_reread}"
+        blurred = "cjk" if self.blurred is self.cjk else self.blurred.fingerprint()
         return (
-            f"cpu[latin={self.latin.fingerprint()};cjk={self.cjk.fingerprint()};blur<{self.blur_px}{check}]"
+            f"cpu[latin={self.latin.fingerprint()};cjk={self.cjk.fingerprint()};blur<{self.blur_px}"
+            f";blurred={blurred}{check}]"
         )
 
     def decode(self, page: PageInput) -> Decoded:
@@ -82,7 +94,7 @@ class CpuBackend(Backend):
         # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
         code = {i for i, box in enumerate(page.lines) if box.kind == "code"}
         if page.font_px < self.blur_px:
-            return self._checked(page, self.cjk.decode(page), self.latin, merge=True, skip=code)
+            return self._checked(page, self.blurred.decode(page), self.latin, merge=True, skip=code)
         if not page.lines:
             return self._renamed(self.latin.decode(page))
         cjk_idx = self._cjk_lines(page)
@@ -94,7 +106,7 @@ class CpuBackend(Backend):
     def _first_reading(self, page: PageInput) -> Decoded:
         """Each line read once by the engine that reads it best, indentation put back."""
         if page.font_px < self.blur_px:
-            return self._indented(page, self.cjk.decode(page))
+            return self._indented(page, self.blurred.decode(page))
         if not page.lines:
             return self._renamed(self.latin.decode(page))
         return self._indented(page, self._read_split(page, self._cjk_lines(page)))
@@ -129,9 +141,10 @@ class CpuBackend(Backend):
     def alternates(
         self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
     ) -> dict[int, list[str]]:
-        """The other engine's reading of these Latin lines (on a blurred page, also rapidocr's
-        letters with the word gaps of both readings): what proofreading tries next. On a sharp
-        page read by tesseract, `sharp_reread="misfit"` sends only lines whose length is off to
+        """The other engines' readings of these Latin lines: what proofreading tries next. On a
+        blurred page, tesseract's and (where the line model read first) rapidocr's, each also as
+        the first reading's letters with the word gaps of both. On a sharp page read by
+        tesseract, rapidocr's; `sharp_reread="misfit"` sends only lines whose length is off to
         rapidocr (the slower engine): faster, fewer lines exact."""
         blurred = page.font_px < self.blur_px
         # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
@@ -144,14 +157,19 @@ class CpuBackend(Backend):
             idx = [i for i in idx if _lines.misfit(first_read[i], bounds[i]) >= 2]
         if not idx:
             return {}
-        other = self.latin if blurred else self.cjk
-        again = self._indented(_subset(page, idx), other.decode(_subset(page, idx)))
+        others = [(self.latin, idx)] if blurred else [(self.cjk, idx)]
+        if blurred and isinstance(self.blurred, AgedLineBackend):  # rapidocr where the model read
+            modelled = set(self.blurred.model_lines(page))
+            others.append((self.cjk, [i for i in idx if i in modelled]))
         first = dict(zip(lines, readings, strict=True))
-        out: dict[int, list[str]] = {}
-        for i, text in zip(idx, again.lines or ("",) * len(idx), strict=True):
-            found = [_lines.merge_spaces(first[i], text), text] if blurred else [text]
-            out[i] = [t for t in dict.fromkeys(found) if t and t != first[i]]
-        return out
+        found: dict[int, list[str]] = {i: [] for i in idx}
+        for other, some in others:
+            if not some:
+                continue
+            again = self._indented(_subset(page, some), other.decode(_subset(page, some)))
+            for i, text in zip(some, again.lines or ("",) * len(some), strict=True):
+                found[i] += [_lines.merge_spaces(first[i], text), text] if blurred else [text]
+        return {i: [t for t in dict.fromkeys(texts) if t and t != first[i]] for i, texts in found.items()}
 
     def _checked(
         self,
@@ -219,11 +237,13 @@ class CpuBackend(Backend):
         )
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
-        return self.latin.warm_up(batch_sizes) + self.cjk.warm_up(batch_sizes)
+        seconds = self.latin.warm_up(batch_sizes) + self.cjk.warm_up(batch_sizes)
+        return seconds + (0.0 if self.blurred is self.cjk else self.blurred.warm_up(batch_sizes))
 
     def close(self) -> None:
         self.latin.close()
         self.cjk.close()
+        self.blurred.close()
 
 
 def _subset(page: PageInput, idx: Sequence[int]) -> PageInput:

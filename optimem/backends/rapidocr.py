@@ -173,8 +173,7 @@ class RapidOCRBackend(Backend):
     def cut_line(self, gray: np.ndarray, box, font_px: float) -> np.ndarray:
         """The line's pixels, `crop_em` ems tall rounded out to whole pixels: its height is
         how large the type reaches the recogniser."""
-        em, _ = _lines.line_em(box, font_px)
-        return _lines.crop_line(gray, box, em, self.crop_em, 0.3)
+        return _lines.cut_line(gray, box, font_px, self.crop_em)
 
     def _crop(self, gray: np.ndarray, box, font_px: float) -> np.ndarray:
         crop = self.cut_line(gray, box, font_px)

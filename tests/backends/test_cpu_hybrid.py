@@ -42,10 +42,10 @@ def test_fingerprint_names_both_engines():
     assert fp.startswith("cpu[latin=tesseract-") and ";cjk=rapidocr-" in fp
 
 
-def test_blurred_pages_go_to_rapidocr():
+def _aged(turns):
     from optimem.pages.typeset import resize_to
 
-    page, _ = _page([MIXED[0], MIXED[2]])
+    page, _ = _page(turns)
     factor = Mode.TINY.canvas / Mode.SMALL.canvas  # aged one rung: 8 px → 6.4 px
     aged = PageInput(
         resize_to(page.image, Mode.TINY.canvas),
@@ -54,7 +54,40 @@ def test_blurred_pages_go_to_rapidocr():
         8.0 * factor,
         False,
     )
-    assert CpuBackend(recheck=False).decode(aged).text == get_backend("rapidocr").decode(aged).text
+    return page, aged
+
+
+def test_blurred_pages_go_to_the_line_model():
+    from optimem.backends.line_model import AgedLineBackend
+
+    page, aged = _aged([MIXED[0], MIXED[2]])
+    line_model = AgedLineBackend()
+    assert line_model.model_lines(aged) == list(range(len(page.lines)))
+    read = CpuBackend(recheck=False).decode(aged)
+    assert read.text == line_model.decode(aged).text
+    assert fidelity(read.text, page.text) >= 0.97
+
+
+def test_blurred_pages_can_go_to_rapidocr_as_before():
+    rapid = get_backend("rapidocr")
+    _, aged = _aged([MIXED[0], MIXED[2]])
+    before = CpuBackend(cjk=rapid, blurred=rapid, recheck=False)
+    assert before.decode(aged).text == rapid.decode(aged).text
+    assert ";blurred=cjk" in before.fingerprint()
+    assert ";blurred=lines[model=" in CpuBackend().fingerprint()
+
+
+def test_blurred_lines_that_fail_are_re_read_by_tesseract_and_rapidocr():
+    page, aged = _aged([MIXED[0], MIXED[2]])
+    backend = CpuBackend()
+    wrong = ["user: nothing like it", "user: nor this"]
+    found = backend.alternates(aged, [0, 1], wrong)
+    assert set(found) == {0, 1}
+    for i, readings in found.items():
+        assert wrong[i] not in readings
+        assert max(fidelity(r, page.lines[i].text) for r in readings) >= 0.9
+    # tesseract's reading, rapidocr's, and each merged with the first reading's word gaps
+    assert len(found[0]) >= 2
 
 
 CODE = (

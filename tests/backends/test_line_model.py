@@ -1,0 +1,108 @@
+"""optimem's line model: the shipped ONNX file read by onnxruntime, its routing, its build."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimem.backends import _lines
+from optimem.backends.base import PageInput
+from optimem.backends.line_model import AgedLineBackend, LineModel, cut_line, model_path
+from optimem.backends.testing import TestDoubleBackend
+from optimem.errors import BackendUnavailable
+from optimem.modes import Mode
+from optimem.pages import calibration
+from optimem.pages.typeset import TurnText, paginate, resize_to
+from optimem.reading.fidelity import fidelity
+
+ROOT = Path(__file__).resolve().parents[2]
+PROSE = [
+    TurnText(1, "user", "We drove to the lake on Saturday and stayed until 7:45, when the rain came in."),
+    TurnText(2, "assistant", "That sounds lovely! Did Melanie bring the new camera she bought in March?"),
+    TurnText(3, "user", "She did, and she took 214 photos. I'll send you the best ones tomorrow."),
+]
+
+
+def _aged(turns, created: Mode = Mode.SMALL, aged: Mode = Mode.TINY):
+    """A page typeset as the cpu backend typesets `created` pages, aged to `aged`."""
+    options = calibration.render_options("cpu", created)
+    (page,) = paginate(turns, options)
+    factor = aged.canvas / options.canvas
+    image = resize_to(page.image, aged.canvas)
+    lines = tuple(line.scaled(factor) for line in page.lines)
+    return page, PageInput(image, aged, lines, options.font_px * factor, page.has_cjk)
+
+
+def test_the_shipped_model_says_what_it_reads():
+    model = LineModel()
+    assert model.height == 12
+    assert set("abcxyzABC0189 .,:;!?'\"-") <= set(model._chars)
+    assert model.trained["lines"] > 10_000  # the training record travels in the file
+    assert len(model.digest) == 10
+
+
+def test_it_reads_aged_lines_it_never_saw():
+    page, aged = _aged(PROSE)
+    gray = _lines.as_gray(aged.image)
+    crops = [cut_line(gray, box, aged.font_px) for box in aged.lines]
+    model = LineModel()
+    assert all(model.fits(c) for c in crops)
+    texts, scores = model.read(crops)
+    assert fidelity("\n".join(texts), page.text) >= 0.98
+    assert all(0.5 < s <= 1.0 for s in scores)
+    # order given is order returned, whatever the batching by width
+    assert model.read(crops[::-1])[0] == texts[::-1]
+
+
+def test_a_blank_crop_reads_as_nothing():
+    texts, _ = LineModel().read([np.full((12, 90), 255, np.uint8)])
+    assert texts == [""]
+
+
+def test_missing_or_foreign_model_files_say_so(tmp_path):
+    with pytest.raises(BackendUnavailable, match=r"no line model at .*train_line_model\.py"):
+        model_path(tmp_path / "absent.onnx")
+    from optimem.backends._recogniser import model_path as ppocr_path
+
+    with pytest.raises(BackendUnavailable, match="not an optimem line model"):
+        LineModel(path=ppocr_path())  # PP-OCRv6's recogniser: a character table but no height
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(BackendUnavailable, match="could not load"):
+        LineModel(path=broken)
+
+
+def test_only_latin_prose_lines_of_the_model_s_height_go_to_the_model():
+    rest = TestDoubleBackend()
+    backend = AgedLineBackend(rest=rest)
+    mixed = [*PROSE[:1], TurnText(2, "assistant", "我们四月二十三日在成都办公室开会。")]
+    page, aged = _aged(mixed)
+    cjk = [i for i, box in enumerate(page.lines) if "成都" in box.text]
+    assert cjk and not set(cjk) & set(backend.model_lines(aged))
+    decoded = backend.decode(aged)
+    assert rest.calls == 1
+    assert [decoded.lines[i] for i in cjk] == [page.lines[i].text for i in cjk]  # the double's
+    assert decoded.backend == "lines"
+    # 5 px type (Base aged to Small) cuts crops the model was not trained on: all to `rest`
+    _, smaller = _aged(PROSE, Mode.BASE, Mode.SMALL)
+    assert backend.model_lines(smaller) == []
+
+
+def test_the_training_script_builds_a_model_the_backend_loads(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    script = [sys.executable, str(ROOT / "scripts" / "train_line_model.py")]
+    data, run, onnx_file = tmp_path / "d.npz", tmp_path / "run", tmp_path / "m.onnx"
+    for args in (
+        ["data", "--turns", "12", "--out", str(data)],
+        ["train", str(data), "--minutes", "0.01", "--out", str(run)],
+        ["export", str(run / "crnn.pt"), "--out", str(onnx_file)],
+    ):
+        done = subprocess.run([*script, *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    model = LineModel(path=onnx_file)
+    assert model.height == 12 and model.trained["device"] == "cpu"
+    texts, scores = model.read([np.full((12, 40), 200, np.uint8)])
+    assert isinstance(texts[0], str) and 0.0 <= scores[0] <= 1.0
