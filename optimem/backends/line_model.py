@@ -118,7 +118,9 @@ class LineModel:
         keep[1:] = best[1:] != best[:-1]
         keep &= best != 0
         confs = probs.max(axis=1)[keep]
-        return "".join(self._chars[best[keep]]), float(confs.mean()) if confs.size else 0.0
+        # spaces at either end are the crop's margins (code rows, whose indentation counts, are
+        # never given to the model)
+        return "".join(self._chars[best[keep]]).strip(), float(confs.mean()) if confs.size else 0.0
 
 
 class AgedLineBackend(Backend):

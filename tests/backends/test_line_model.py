@@ -56,6 +56,16 @@ def test_it_reads_aged_lines_it_never_saw():
     assert model.read(crops[::-1])[0] == texts[::-1]
 
 
+def test_it_keeps_the_punctuation_inside_words():
+    # the line check compares words, not the marks between them: a hyphen read as a space
+    # would pass it, so the model must read "self-care" and "OPS-4821" as they are
+    text = "My self-care is a not-so-great habit; ticket OPS-4821, v2.0.3 and advice/assistance."
+    _, aged = _aged([TurnText(1, "user", text)])
+    read = AgedLineBackend().decode(aged).text
+    for mark in ("self-care", "not-so-great", "OPS-4821", "v2.0.3", "advice/assistance"):
+        assert mark in read, (mark, read)
+
+
 def test_a_blank_crop_reads_as_nothing():
     texts, _ = LineModel().read([np.full((12, 90), 255, np.uint8)])
     assert texts == [""]
