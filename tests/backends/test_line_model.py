@@ -87,14 +87,18 @@ def test_missing_or_foreign_model_files_say_so(tmp_path):
 def test_only_latin_prose_lines_of_the_model_s_height_go_to_the_model():
     rest = TestDoubleBackend()
     backend = AgedLineBackend(rest=rest)
-    mixed = [*PROSE[:1], TurnText(2, "assistant", "我们四月二十三日在成都办公室开会。")]
-    page, aged = _aged(mixed)
-    cjk = [i for i, box in enumerate(page.lines) if "成都" in box.text]
-    assert cjk and not set(cjk) & set(backend.model_lines(aged))
+    code = TurnText(2, "assistant", "Run this:\n```python\nfor x in range(3):\n    print(x)\n```")
+    page, aged = _aged([PROSE[0], code])
+    rows = [i for i, box in enumerate(page.lines) if box.kind == "code"]
+    assert rows and not set(rows) & set(backend.model_lines(aged))
+    assert backend.model_lines(aged) == [i for i in range(len(page.lines)) if i not in rows]
     decoded = backend.decode(aged)
     assert rest.calls == 1
-    assert [decoded.lines[i] for i in cjk] == [page.lines[i].text for i in cjk]  # the double's
+    assert [decoded.lines[i] for i in rows] == [page.lines[i].text for i in rows]  # the double's
     assert decoded.backend == "lines"
+    # a page holding CJK sets its Latin lines otherwise in their crops: all of it to `rest`
+    _, mixed = _aged([*PROSE[:1], TurnText(2, "assistant", "我们四月二十三日在成都办公室开会。")])
+    assert mixed.has_cjk and backend.model_lines(mixed) == []
     # 5 px type (Base aged to Small) cuts crops the model was not trained on: all to `rest`
     _, smaller = _aged(PROSE, Mode.BASE, Mode.SMALL)
     assert backend.model_lines(smaller) == []
