@@ -64,6 +64,19 @@ class PageInput:
     a reading whose digest differs was misread somewhere. Empty for pages made without them."""
 
 
+def lines_subset(page: PageInput, idx: Sequence[int]) -> PageInput:
+    """The page with only lines `idx` to read (for a second engine): the same image and size,
+    without the line checks, which belong to the whole page's lines."""
+    return PageInput(
+        image=page.image,
+        mode=page.mode,
+        lines=tuple(page.lines[i] for i in idx),
+        font_px=page.font_px,
+        has_cjk=page.has_cjk,
+        representation=page.representation,
+    )
+
+
 @dataclass(frozen=True)
 class Decoded:
     """Text read back from one page, with the decoder's own confidence in [0, 1]."""

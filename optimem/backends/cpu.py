@@ -28,6 +28,7 @@ from collections.abc import Collection, Sequence
 
 from . import _lines
 from .base import Backend, Capabilities, Decoded, PageInput
+from .base import lines_subset as _subset
 from .line_model import AgedLineBackend
 
 
@@ -244,14 +245,3 @@ class CpuBackend(Backend):
         self.latin.close()
         self.cjk.close()
         self.blurred.close()
-
-
-def _subset(page: PageInput, idx: Sequence[int]) -> PageInput:
-    return PageInput(
-        image=page.image,
-        mode=page.mode,
-        lines=tuple(page.lines[i] for i in idx),
-        font_px=page.font_px,
-        has_cjk=page.has_cjk,
-        representation=page.representation,
-    )

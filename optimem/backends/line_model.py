@@ -17,6 +17,7 @@ without a layout) to another backend, rapidocr by default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable
 from . import _lines
-from .base import Backend, Capabilities, Decoded, PageInput
+from .base import Backend, Capabilities, Decoded, PageInput, lines_subset
 from .rapidocr import CROP_EM
 
 MODEL = "line_model.onnx"
@@ -47,6 +48,12 @@ def model_path(path: Path | str | None = None) -> Path:
             "with scripts/train_line_model.py"
         )
     return path
+
+
+@functools.cache
+def model_digest(path: Path) -> str:
+    """The first 10 hex digits of the model file's SHA-256: what a cache key names it by."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
 def cut_line(gray: np.ndarray, box, font_px: float) -> np.ndarray:
@@ -81,7 +88,7 @@ class LineModel:
         self.height = int(meta["height"])
         self.trained = json.loads(meta.get("trained", "{}"))
         self._chars = np.array(["", *meta["character"].split("\n")], dtype=object)  # 0: CTC blank
-        self.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        self.digest = model_digest(path)
         self.batch = max(1, int(batch))
         self._input = self._session.get_inputs()[0].name
         self._lock = threading.Lock()
@@ -160,7 +167,7 @@ class AgedLineBackend(Backend):
             return self._model
 
     def fingerprint(self) -> str:
-        return f"lines[model={self.model().digest};crop={CROP_EM}em;rest={self.rest.fingerprint()}]"
+        return f"lines[model={model_digest(self.path)};crop={CROP_EM}em;rest={self.rest.fingerprint()}]"
 
     def decode(self, page: PageInput) -> Decoded:
         t0 = time.perf_counter()
@@ -171,10 +178,10 @@ class AgedLineBackend(Backend):
         texts, scores = [""] * len(page.lines), [0.0] * len(page.lines)
         ink = [i for i, crop in ours.items() if not _lines.is_blank(crop)]
         for i, text, score in zip(ink, *model.read([ours[i] for i in ink]), strict=True):
-            texts[i], scores[i] = text.strip(), score
+            texts[i], scores[i] = text, score
         others = [i for i in range(len(page.lines)) if i not in ours]
         if others:
-            part = self.rest.decode(dataclasses.replace(page, lines=tuple(page.lines[i] for i in others)))
+            part = self.rest.decode(lines_subset(page, others))
             for i, text in zip(others, part.lines or ("",) * len(others), strict=True):
                 texts[i], scores[i] = text, part.confidence
         return Decoded(
