@@ -1,5 +1,6 @@
 """optimem's line model: the shipped ONNX file read by onnxruntime, its routing, its build."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,9 @@ def test_the_training_script_builds_a_model_the_backend_loads(tmp_path):
         ["train", str(data), "--minutes", "0.01", "--out", str(run)],
         ["export", str(run / "crnn.pt"), "--out", str(onnx_file)],
     ):
-        done = subprocess.run([*script, *args], capture_output=True, text=True, timeout=300)
+        # one torch thread: beside another xdist worker the train step was seen to stall past 300 s
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([*script, *args], capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr
     model = LineModel(path=onnx_file)
     assert model.height == 12 and model.trained["device"] == "cpu"
