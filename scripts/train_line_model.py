@@ -129,24 +129,45 @@ class SyntheticText:
         return " ".join(sentences)
 
 
-def tiny_lines(turns) -> list[tuple[np.ndarray, str]]:
+def tiny_lines(turns, shifts: int = 0, seed: int = 7) -> list[tuple[np.ndarray, str]]:
     """Each prose line of `turns` typeset at Small, aged to Tiny and cut as the line model
-    reads it (`optimem.backends.line_model.cut_line`)."""
-    from optimem.backends import _lines
+    reads it (`optimem.backends.line_model.cut_line`), with its text."""
     from optimem.backends.line_model import cut_line
+
+    return [(cut_line(gray, box, font_px), box.text) for gray, box, font_px in tiny_boxes(turns, shifts, seed)]
+
+
+def tiny_boxes(turns, shifts: int = 0, seed: int = 7, moved: float = 0.5):
+    """(grey Tiny page, line box on it, type size) of each prose line of `turns` typeset at
+    Small and aged to Tiny.
+
+    With `shifts`, a share `moved` of the pages (chosen at random) are first moved down by 1 to
+    `shifts` Small pixels: a taller line above (a Chinese line, an emoji) puts the lines below it off the
+    8-pixel grid of an all-Latin page, so they shrink to Tiny at another sub-pixel phase and
+    their boxes round a pixel otherwise. A model that saw only the grid's phase read such lines
+    as noise (a page of the embedded chat at 23% fidelity)."""
+    import dataclasses
+
+    from PIL import Image
+
+    from optimem.backends import _lines
     from optimem.modes import Mode
     from optimem.pages import calibration
     from optimem.pages.typeset import paginate, resize_to
 
     options = calibration.render_options("cpu", Mode.SMALL)
     factor = Mode.TINY.canvas / options.canvas
-    out = []
+    rng = random.Random(seed)
     for page in paginate(turns, options):
-        gray = _lines.as_gray(resize_to(page.image, Mode.TINY.canvas))
+        image, shift = page.image, (rng.randint(1, shifts) if shifts and rng.random() < moved else 0)
+        if shift:
+            image = Image.new(page.image.mode, page.image.size, "white")
+            image.paste(page.image, (0, shift))
+        gray = _lines.as_gray(resize_to(image, Mode.TINY.canvas))
         for box in page.lines:
             if box.kind == "text":
-                out.append((cut_line(gray, box.scaled(factor), options.font_px * factor), box.text))
-    return out
+                box = dataclasses.replace(box, y0=box.y0 + shift, y1=box.y1 + shift)
+                yield gray, box.scaled(factor), options.font_px * factor
 
 
 def packed(crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -221,11 +242,13 @@ def train(data: Path, minutes: float, out: Path, init: Path | None = None, lr: f
     chars = sorted({c for t in texts for c in t} | set(ASCII))
     index = {c: i + 1 for i, c in enumerate(chars)}  # 0 is CTC's blank
     model = make_model(len(chars) + 1).to(device)
+    folded = False
     if init is not None:
-        start = torch.load(init, weights_only=False)
+        start = from_onnx(model, init) if init.suffix == ".onnx" else torch.load(init, weights_only=False)
         if start["chars"] != chars:
             raise SystemExit(f"{init} reads other characters than this data holds")
         model.load_state_dict(start["state"])
+        folded = start.get("folded", False)
     held = set(range(0, len(texts), 50))
     order = np.argsort(widths)
     batches = [b for b in (order[i : i + 64] for i in range(0, len(order), 64))]
@@ -237,6 +260,10 @@ def train(data: Path, minutes: float, out: Path, init: Path | None = None, lr: f
     while time.time() - t0 < minutes * 60:
         random.shuffle(batches)
         model.train()
+        if folded:  # the batch norms stay the identity the ONNX weights were folded through
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+                    m.eval()
         for b in batches:
             done = min(1.0, (time.time() - t0) / (minutes * 60))
             for group in opt.param_groups:
@@ -261,6 +288,43 @@ def train(data: Path, minutes: float, out: Path, init: Path | None = None, lr: f
     if init is not None:  # a fine-tune: keep what it started from
         record["from"] = start.get("meta") or {k: start.get(k) for k in ("minutes", "device", "lines")}
     torch.save({"state": state, "chars": chars, "meta": record, **record}, out / "crnn.pt")
+
+
+def from_onnx(model, path: Path) -> dict:
+    """Load an exported model's weights into `model` (a `make_model`), whose batch norms
+    become the identity: export folded them into the convolutions. Returns a start as `train`
+    saves one (where onnx is missing, as on a GPU box, `torch.save` it and pass that)."""
+    import json
+
+    import onnx
+    import torch
+    import torch.nn as nn
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path))
+    weights = [numpy_helper.to_array(t) for t in graph.graph.initializer]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d)]
+    fc = weights[:2]  # the classifier keeps its own names and comes first
+    pairs = list(zip(weights[2::2], weights[3::2], strict=True)) + [tuple(fc)]
+    if len(pairs) != len(convs):
+        raise SystemExit(f"{path} does not hold this model's {len(convs)} convolutions")
+    with torch.no_grad():
+        for conv, (w, b) in zip(convs, pairs, strict=True):
+            if tuple(conv.weight.shape) != w.shape:
+                raise SystemExit(f"{path}: a {w.shape} convolution where this model has {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.from_numpy(w.copy()))
+            conv.bias.copy_(torch.from_numpy(b.copy()))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+                m.reset_parameters()
+                m.eps = 0.0  # the exact identity
+    meta = {p.key: p.value for p in graph.metadata_props}
+    return {
+        "state": {k: v.cpu() for k, v in model.state_dict().items()},
+        "chars": meta["character"].split("\n"),
+        "meta": json.loads(meta.get("trained", "{}")),
+        "folded": True,
+    }
 
 
 def export(weights: Path, out: Path) -> None:
@@ -306,12 +370,15 @@ def main() -> None:
     d.add_argument("--turns", type=int, default=10500)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--compounds", action="store_true", help="also hyphenated words, slashes and identifiers")
+    d.add_argument("--shifts", type=int, default=0,
+                   help="move half the pages down by 1 to this many Small pixels (off the line grid)")
     d.add_argument("--dictionary", help="a word-frequency file (default: symspellpy's English one)")
     d.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("train", help="train the model (a GPU if torch sees one)")
     t.add_argument("data", type=Path)
     t.add_argument("--minutes", type=float, default=5)
-    t.add_argument("--init", type=Path, help="start from these weights (crnn.pt) rather than afresh")
+    t.add_argument("--init", type=Path,
+                   help="start from these weights (crnn.pt, or an exported .onnx) rather than afresh")
     t.add_argument("--lr", type=float, default=2e-3, help="the learning rate the cosine starts from")
     t.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("export", help="write the trained model as ONNX")
@@ -331,7 +398,7 @@ def main() -> None:
         turns = [
             TurnText(i, text.rng.choice(["user", "assistant"]), text.turn(), None) for i in range(args.turns)
         ]
-        lines = tiny_lines(turns)
+        lines = tiny_lines(turns, args.shifts, args.seed)
         save_lines(lines, args.out)
         layout = "raqm" if features.check("raqm") else "basic (no libfribidi: not how optimem reads here)"
         print(f"{len(lines)} synthetic Tiny lines → {args.out}; Pillow's text layout: {layout}")

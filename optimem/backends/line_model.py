@@ -197,11 +197,9 @@ class AgedLineBackend(Backend):
         return list(self._model_crops(page, self.model())) if page.lines else []
 
     def _model_crops(self, page: PageInput, model: LineModel) -> dict[int, np.ndarray]:
-        """Crops of the Latin prose lines whose crop is the model's height, by line; none on a
-        page holding CJK, whose Latin lines sit otherwise in their crops than the model learnt
-        (one such page of the embedded chat read at 66.7% with it, 96.6% with rapidocr)."""
-        if page.has_cjk:
-            return {}
+        """Crops of the Latin prose lines whose crop is the model's height, by line. Lines below
+        a taller (CJK) line sit off the 8-pixel grid of an all-Latin page; the model learnt
+        such lines too (`scripts/train_line_model.py --shifts`)."""
         gray = _lines.as_gray(page.image)
         ours: dict[int, np.ndarray] = {}
         for i, box in enumerate(page.lines):
