@@ -134,7 +134,9 @@ def tiny_lines(turns, shifts: int = 0, seed: int = 7) -> list[tuple[np.ndarray, 
     reads it (`optimem.backends.line_model.cut_line`), with its text."""
     from optimem.backends.line_model import cut_line
 
-    return [(cut_line(gray, box, font_px), box.text) for gray, box, font_px in tiny_boxes(turns, shifts, seed)]
+    return [
+        (cut_line(gray, box, font_px), box.text) for gray, box, font_px in tiny_boxes(turns, shifts, seed)
+    ]
 
 
 def tiny_boxes(turns, shifts: int = 0, seed: int = 7, moved: float = 0.5):
@@ -305,13 +307,15 @@ def from_onnx(model, path: Path) -> dict:
     weights = [numpy_helper.to_array(t) for t in graph.graph.initializer]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d)]
     fc = weights[:2]  # the classifier keeps its own names and comes first
-    pairs = list(zip(weights[2::2], weights[3::2], strict=True)) + [tuple(fc)]
+    pairs = [*zip(weights[2::2], weights[3::2], strict=True), (fc[0], fc[1])]
     if len(pairs) != len(convs):
         raise SystemExit(f"{path} does not hold this model's {len(convs)} convolutions")
     with torch.no_grad():
         for conv, (w, b) in zip(convs, pairs, strict=True):
             if tuple(conv.weight.shape) != w.shape:
-                raise SystemExit(f"{path}: a {w.shape} convolution where this model has {tuple(conv.weight.shape)}")
+                raise SystemExit(
+                    f"{path}: a {w.shape} convolution where this model has {tuple(conv.weight.shape)}"
+                )
             conv.weight.copy_(torch.from_numpy(w.copy()))
             conv.bias.copy_(torch.from_numpy(b.copy()))
         for m in model.modules():
@@ -370,15 +374,22 @@ def main() -> None:
     d.add_argument("--turns", type=int, default=10500)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--compounds", action="store_true", help="also hyphenated words, slashes and identifiers")
-    d.add_argument("--shifts", type=int, default=0,
-                   help="move half the pages down by 1 to this many Small pixels (off the line grid)")
+    d.add_argument(
+        "--shifts",
+        type=int,
+        default=0,
+        help="move half the pages down by 1 to this many Small pixels (off the line grid)",
+    )
     d.add_argument("--dictionary", help="a word-frequency file (default: symspellpy's English one)")
     d.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("train", help="train the model (a GPU if torch sees one)")
     t.add_argument("data", type=Path)
     t.add_argument("--minutes", type=float, default=5)
-    t.add_argument("--init", type=Path,
-                   help="start from these weights (crnn.pt, or an exported .onnx) rather than afresh")
+    t.add_argument(
+        "--init",
+        type=Path,
+        help="start from these weights (crnn.pt, or an exported .onnx) rather than afresh",
+    )
     t.add_argument("--lr", type=float, default=2e-3, help="the learning rate the cosine starts from")
     t.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("export", help="write the trained model as ONNX")
