@@ -45,6 +45,10 @@ class Capabilities:
     page and views a Large one whole). False where the image and layout alone decide the
     text, so the same image reads alike in any session at any mode: the benchmark then reads
     each distinct image once across a chat's replays (`optimem.bench.shared_reads`)."""
+    in_processes: bool = False
+    """Several processes may each load the backend and read at once: the CPU engines, whose
+    pages then use every core (the benchmark reads ahead in worker processes,
+    `optimem.bench.read_ahead`). False for a GPU model, which one process holds."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ proofreading cannot make pass are re-read, through `alternates`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 
 from . import _lines
@@ -37,7 +38,7 @@ class CpuBackend(Backend):
     Latin lines of aged, blurred pages."""
 
     name = "cpu"
-    capabilities = Capabilities(batches=True, reads_mode=False)
+    capabilities = Capabilities(batches=True, reads_mode=False, in_processes=True)
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class CpuBackend(Backend):
         recheck: bool = True,
         code_to_cjk: bool = False,
         sharp_reread: str = "unverified",
+        sharp_model: bool = True,
     ) -> None:
         """Args:
         latin: reads sharp Latin lines (default tesseract).
@@ -64,6 +66,9 @@ class CpuBackend(Backend):
         sharp_reread: on pages with line checks, which lines of a sharp page proofreading may
             have rapidocr read again: "unverified" (every line proofreading could not make
             pass) or "misfit" (only those whose length is also off: faster, fewer exact lines).
+        sharp_model: read the Latin prose lines of sharp 8 px pages with optimem's line model
+            too, on the page shrunk to the 6.4 px type it learnt (`line_model.at_model_size`),
+            and only the rest with `latin`; needs `blurred` to be the line model's backend.
         """
         if sharp_reread not in ("unverified", "misfit"):
             raise ValueError(f"sharp_reread must be 'unverified' or 'misfit', got {sharp_reread!r}")
@@ -79,10 +84,12 @@ class CpuBackend(Backend):
         self.recheck = recheck
         self.code_to_cjk = code_to_cjk
         self.sharp_reread = sharp_reread
+        self.sharp_model = sharp_model and isinstance(blurred, AgedLineBackend)
 
     def fingerprint(self) -> str:
         check = (";recheck" if self.recheck else "") + (";code=cjk" if self.code_to_cjk else "")
         check += "" if self.sharp_reread == "unverified" else f";sharp_reread={self.sharp_reread}"
+        check += ";sharp=lines" if self.sharp_model else ""
         blurred = "cjk" if self.blurred is self.cjk else self.blurred.fingerprint()
         return (
             f"cpu[latin={self.latin.fingerprint()};cjk={self.cjk.fingerprint()};blur<{self.blur_px}"
@@ -99,9 +106,11 @@ class CpuBackend(Backend):
         if not page.lines:
             return self._renamed(self.latin.decode(page))
         cjk_idx = self._cjk_lines(page)
-        if not cjk_idx:
+        t0 = time.perf_counter()
+        modelled = self._sharp_read(page, cjk_idx)
+        if not cjk_idx and not modelled:
             return self._checked(page, self.latin.decode(page), self.cjk, skip=code)
-        decoded = self._read_split(page, cjk_idx)
+        decoded = self._read_split(page, cjk_idx, modelled, time.perf_counter() - t0)
         return self._checked(page, decoded, self.cjk, skip=set(cjk_idx) | code)
 
     def _first_reading(self, page: PageInput) -> Decoded:
@@ -112,14 +121,28 @@ class CpuBackend(Backend):
             return self._renamed(self.latin.decode(page))
         return self._indented(page, self._read_split(page, self._cjk_lines(page)))
 
-    def _read_split(self, page: PageInput, cjk_idx: Sequence[int]) -> Decoded:
-        """Lines `cjk_idx` read by the CJK engine and the rest by the Latin one, as one page."""
+    def _read_split(
+        self,
+        page: PageInput,
+        cjk_idx: Sequence[int],
+        modelled: dict[int, tuple[str, float]] | None = None,
+        model_seconds: float = 0.0,
+    ) -> Decoded:
+        """Lines `cjk_idx` read by the CJK engine, those the line model reads at this size by
+        it (`sharp_model`; `modelled` when read already), and the rest by the Latin engine, as
+        one page."""
         cjk = set(cjk_idx)
         texts: list[str] = [""] * len(page.lines)
-        seconds, weighted = 0.0, 0.0
+        t0 = time.perf_counter()
+        if modelled is None:
+            modelled = self._sharp_read(page, cjk)
+        seconds, weighted = model_seconds + time.perf_counter() - t0, 0.0
+        for i, (text, score) in modelled.items():
+            texts[i] = text
+            weighted += score
         for backend, idx in (
             (self.cjk, sorted(cjk)),
-            (self.latin, [i for i in range(len(page.lines)) if i not in cjk]),
+            (self.latin, [i for i in range(len(page.lines)) if i not in cjk and i not in modelled]),
         ):
             if not idx:
                 continue
@@ -129,6 +152,14 @@ class CpuBackend(Backend):
             weighted += part.confidence * len(idx)
             seconds += part.seconds
         return Decoded("\n".join(texts), weighted / len(page.lines), self.name, seconds, tuple(texts))
+
+    def _sharp_read(self, page: PageInput, cjk: Collection[int]) -> dict[int, tuple[str, float]]:
+        """The line model's (text, confidence) of the Latin prose lines of a sharp page it
+        reads at its size (none without `sharp_model`, or at other sizes)."""
+        if not self.sharp_model or page.font_px < self.blur_px:
+            return {}
+        assert isinstance(self.blurred, AgedLineBackend)
+        return {i: read for i, read in self.blurred.read_lines(page).items() if i not in cjk}
 
     def _cjk_lines(self, page: PageInput) -> list[int]:
         """Lines for the CJK engine: CJK lines (from geometry), and code rows with `code_to_cjk`."""
@@ -158,10 +189,14 @@ class CpuBackend(Backend):
             idx = [i for i in idx if _lines.misfit(first_read[i], bounds[i]) >= 2]
         if not idx:
             return {}
-        others = [(self.latin, idx)] if blurred else [(self.cjk, idx)]
-        if blurred and isinstance(self.blurred, AgedLineBackend):  # rapidocr where the model read
+        # the lines the line model read first (on a blurred page, or a sharp one with sharp_model)
+        modelled: set[int] = set()
+        if isinstance(self.blurred, AgedLineBackend) and (blurred or self.sharp_model):
             modelled = set(self.blurred.model_lines(page))
-            others.append((self.cjk, [i for i in idx if i in modelled]))
+        if blurred:  # tesseract, and rapidocr where the model read
+            others = [(self.latin, idx), (self.cjk, [i for i in idx if i in modelled])]
+        else:  # rapidocr, and tesseract (at full size) where the model read
+            others = [(self.cjk, idx), (self.latin, [i for i in idx if i in modelled])]
         first = dict(zip(lines, readings, strict=True))
         found: dict[int, list[str]] = {i: [] for i in idx}
         for other, some in others:
@@ -169,7 +204,10 @@ class CpuBackend(Backend):
                 continue
             again = self._indented(_subset(page, some), other.decode(_subset(page, some)))
             for i, text in zip(some, again.lines or ("",) * len(some), strict=True):
-                found[i] += [_lines.merge_spaces(first[i], text), text] if blurred else [text]
+                # the first reading's letters with the word gaps of both: each engine is right
+                # about one of the two where the first reader was rapidocr or the line model
+                merge = blurred or i in modelled
+                found[i] += [_lines.merge_spaces(first[i], text), text] if merge else [text]
         return {i: [t for t in dict.fromkeys(texts) if t and t != first[i]] for i, texts in found.items()}
 
     def _checked(

@@ -58,7 +58,7 @@ class RapidOCRBackend(Backend):
     """Reads pages with RapidOCR's PP-OCRv6 models on the CPU."""
 
     name = "rapidocr"
-    capabilities = Capabilities(reads_mode=False)
+    capabilities = Capabilities(reads_mode=False, in_processes=True)
 
     def __init__(
         self,

@@ -84,7 +84,7 @@ class TesseractBackend(Backend):
     """Reads pages with tesseract, line by line when the layout is known."""
 
     name = "tesseract"
-    capabilities = Capabilities(batches=True, reads_mode=False)
+    capabilities = Capabilities(batches=True, reads_mode=False, in_processes=True)
 
     def __init__(
         self,

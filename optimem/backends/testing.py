@@ -15,7 +15,7 @@ class TestDoubleBackend(Backend):
 
     __test__ = False  # not a pytest class
     name = "test-double"
-    capabilities = Capabilities(reads_pixels=False, reads_mode=False)
+    capabilities = Capabilities(reads_pixels=False, reads_mode=False, in_processes=True)
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail

@@ -45,10 +45,16 @@ class BenchConfig:
     `OpticalMemory(reading_aids=)`); off measures the OCR alone."""
     workdir: Path | None = None
     """Keep the replay databases here (default: a temporary folder, removed after)."""
+    jobs: int | None = None
+    """Worker processes that read pages while the chats are replayed (None: one per core; 1:
+    this process reads every page). Backends that must stay in one process (a GPU model)
+    always read here (`optimem.bench.read_ahead`)."""
 
     def __post_init__(self) -> None:
         if self.budget_tokens <= 0:
             raise InputError(f"budget must be a positive token count, got {self.budget_tokens}")
+        if self.jobs is not None and self.jobs < 1:
+            raise InputError(f"jobs must be ≥ 1 (1 reads every page in this process), got {self.jobs}")
         if self.pages_per_mode < 0:
             raise InputError("pages per mode must be ≥ 0 (0 decodes every page)")
         if any(t < 1 for t in self.target_savings):

@@ -30,6 +30,7 @@ from .config import BenchConfig
 from .datasets import Chat, ChatTurn
 
 if TYPE_CHECKING:
+    from .read_ahead import ReadAhead
     from .shared_reads import SharedReads
 
 T = TypeVar("T")
@@ -120,10 +121,16 @@ def replay(
 
 
 def read_pages(
-    rep: Replay, pages: Sequence[Page], cfg: BenchConfig, chat: Chat, shared: SharedReads | None = None
+    rep: Replay,
+    pages: Sequence[Page],
+    cfg: BenchConfig,
+    chat: Chat,
+    shared: SharedReads | None = None,
+    ahead: ReadAhead | None = None,
 ) -> None:
     """Recall each of `pages` once and score it against its source text; with `shared`, a page
-    an earlier replay of the chat already read as the same image takes that read."""
+    an earlier replay of the chat already read as the same image takes that read; with `ahead`,
+    a page a worker process has read takes that read and the worker's seconds."""
     s = rep.session
     turns = {t.id: t for t in s.turns()}
     pages_per_turn: dict[int, int] = defaultdict(int)
@@ -134,9 +141,10 @@ def read_pages(
     for page in bar(pages, cfg, f"{chat.name} · {rep.label} · decode", unit="page"):
         key = shared.key(rep, page) if shared is not None else None
         shared_from = shared.give(rep, page, key) if shared is not None else None
+        ahead_wall = ahead.seconds(rep, page.id) if ahead is not None and shared_from is None else None
         t0 = time.perf_counter()
         recall = s.recall_page(page.id)
-        wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0 if ahead_wall is None else ahead_wall
         if shared is not None:
             shared.keep(rep, page, key)
         by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])

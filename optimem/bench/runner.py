@@ -14,6 +14,8 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from ..aging.policies import BudgetPolicy, NoAging
 from ..aging.pricing import CONSUMERS, page_tokens
 from ..backends import Backend, get_backend
 from ..errors import InputError
-from ..modes import LADDER
+from ..modes import LADDER, Mode
 from ..reading import proofread
 from ..tokens import DEFAULT_ENCODING, count_tokens
 from . import metrics as m
@@ -31,23 +33,48 @@ from . import score, strict
 from .aggregate import overall
 from .config import SCHEMA_ID, TEST_DOUBLE_WARNING, BenchConfig, is_test_double
 from .datasets import Chat
-from .replay import read_pages, replay, sample_pages
+from .machine import cores
+from .read_ahead import ReadAhead
+from .replay import Replay, read_pages, replay, sample_pages
 from .score import r
 from .shared_reads import SharedReads
 
-__all__ = ["SCHEMA_ID", "BenchConfig", "is_test_double", "run", "run_chat", "sample_pages"]
+__all__ = [
+    "SCHEMA_ID",
+    "BenchConfig",
+    "Replays",
+    "is_test_double",
+    "replay_chat",
+    "run",
+    "run_chat",
+    "sample_pages",
+]
+
+
+def _fixed_replay(chat: Chat, mode: Mode, cfg: BenchConfig, backend: Backend, folder: Path) -> Replay:
+    """The chat replayed with pages typeset at `mode` and never aged."""
+    return replay(
+        chat, label=mode.value, cfg=cfg, backend=backend, folder=folder, policy=NoAging(), creation_mode=mode
+    )
 
 
 def _fixed_mode(
-    chat: Chat, mode, cfg: BenchConfig, backend: Backend, folder: Path, text_tokens: int, shared: SharedReads
+    chat: Chat,
+    mode: Mode,
+    cfg: BenchConfig,
+    backend: Backend,
+    folder: Path,
+    text_tokens: int,
+    shared: SharedReads,
+    rep: Replay | None = None,
+    ahead: ReadAhead | None = None,
 ):
-    """One replay with pages typeset at `mode` and never aged; a sample of pages read back
-    (or given an earlier replay's reads of the same images, see `SharedReads`)."""
-    rep = replay(
-        chat, label=mode.value, cfg=cfg, backend=backend, folder=folder, policy=NoAging(), creation_mode=mode
-    )
+    """One replay with pages typeset at `mode` and never aged (`rep`, or made now); a sample
+    of pages read back (or given an earlier replay's reads of the same images, see
+    `SharedReads`)."""
+    rep = rep or _fixed_replay(chat, mode, cfg, backend, folder)
     pages = rep.session.pages()
-    read_pages(rep, sample_pages(pages, cfg.pages_per_mode), cfg, chat, shared)
+    read_pages(rep, sample_pages(pages, cfg.pages_per_mode), cfg, chat, shared, ahead)
     reads = list(rep.reads.values())
     stats = rep.session.stats()
     tt = sum(p.text_tokens for p in pages)
@@ -75,19 +102,29 @@ def _fixed_mode(
     return row, recalled
 
 
-def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> dict[str, Any]:
-    """Replay one chat under the default policy and each fixed mode; score everything."""
-    chat = chat.limit(cfg.limit_turns)
-    decoder = backend.name
-    tokens = [count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns]
-    text_tokens = sum(tokens)
-    text_by_enc = {DEFAULT_ENCODING: text_tokens}
-    if cfg.extra_encoding and cfg.extra_encoding != DEFAULT_ENCODING:
-        text_by_enc[cfg.extra_encoding] = sum(count_tokens(t.content, cfg.extra_encoding) for t in chat.turns)
-    content = {t.id: t.content for t in chat.turns}
+@dataclass
+class Replays:
+    """A chat's replays, made before any page is read (see `replay_chat`)."""
 
-    # --- the default policy: a token budget ---------------------------------------------
-    rep = replay(
+    chat: Chat
+    folder: Path
+    tokens: list[int]
+    budget: Replay
+    fixed: dict[Mode, Replay]
+    targets: list[tuple[float, int, Replay]]
+    """(target savings, budget tokens, replay) of each strict run."""
+    shared: SharedReads
+
+
+def replay_chat(
+    chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path, ahead: ReadAhead | None = None
+) -> Replays:
+    """Replay one chat under the default policy, each fixed mode and each strict target; with
+    `ahead`, each replay's pages go to its workers as soon as the replay is done."""
+    chat = chat.limit(cfg.limit_turns)
+    tokens = [count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns]
+    shared = SharedReads(backend)
+    budget = replay(
         chat,
         label="budget",
         cfg=cfg,
@@ -96,10 +133,41 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
         policy=BudgetPolicy(max_tokens=cfg.budget_tokens),
         creation_mode=cfg.creation_mode,
     )
+    if ahead is not None:
+        ahead.submit(budget, budget.session.pages(), shared)
+    fixed = {}
+    for mode in cfg.modes:
+        fixed[mode] = _fixed_replay(chat, mode, cfg, backend, folder)
+        if ahead is not None:
+            ahead.submit(fixed[mode], sample_pages(fixed[mode].session.pages(), cfg.pages_per_mode), shared)
+    targets = []
+    for target in cfg.target_savings:
+        rep, budget_tokens = strict.replay_target(chat, target, cfg, backend, folder, tokens)
+        if ahead is not None:
+            ahead.submit(rep, rep.session.pages(), shared)
+        targets.append((target, budget_tokens, rep))
+    return Replays(chat, folder, tokens, budget, fixed, targets, shared)
+
+
+def run_chat(
+    chat: Chat | Replays, cfg: BenchConfig, backend: Backend, folder: Path, ahead: ReadAhead | None = None
+) -> dict[str, Any]:
+    """Replay one chat under the default policy and each fixed mode (or take `replay_chat`'s
+    replays), read the pages back and score everything."""
+    made = chat if isinstance(chat, Replays) else replay_chat(chat, cfg, backend, folder)
+    chat, tokens, shared = made.chat, made.tokens, made.shared
+    decoder = backend.name
+    text_tokens = sum(tokens)
+    text_by_enc = {DEFAULT_ENCODING: text_tokens}
+    if cfg.extra_encoding and cfg.extra_encoding != DEFAULT_ENCODING:
+        text_by_enc[cfg.extra_encoding] = sum(count_tokens(t.content, cfg.extra_encoding) for t in chat.turns)
+    content = {t.id: t.content for t in chat.turns}
+
+    # --- the default policy: a token budget ---------------------------------------------
+    rep = made.budget
     s = rep.session
     pages = s.pages()
-    shared = SharedReads(backend)
-    read_pages(rep, pages, cfg, chat, shared)
+    read_pages(rep, pages, cfg, chat, shared, ahead)
     reads = list(rep.reads.values())
     stats = s.stats()
     seen = stats.context_tokens
@@ -116,13 +184,16 @@ def run_chat(chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path) -> di
     # --- fixed modes ----------------------------------------------------------------------
     fixed: dict[str, Any] = {}
     fixed_recalled = {}
-    for mode in cfg.modes:
+    for mode, fixed_rep in made.fixed.items():
         fixed[mode.value], fixed_recalled[mode.value] = _fixed_mode(
-            chat, mode, cfg, backend, folder, text_tokens, shared
+            chat, mode, cfg, backend, made.folder, text_tokens, shared, fixed_rep, ahead
         )
 
     # --- strict runs at target savings ------------------------------------------------------
-    targets = [strict.run_target(chat, t, cfg, backend, folder, tokens, shared) for t in cfg.target_savings]
+    targets = [
+        strict.score_run(target_rep, chat, t, budget, cfg, backend, tokens, shared, ahead)
+        for t, budget, target_rep in made.targets
+    ]
 
     # --- questions ------------------------------------------------------------------------
     answers = []
@@ -233,14 +304,18 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
             "--allow-test-double for a plumbing check"
         )
     started = time.perf_counter()
-    results = []
+    jobs = read_ahead_jobs(cfg, backend)
     with tempfile.TemporaryDirectory(prefix="optimem-bench-") as tmp:
         folder = Path(cfg.workdir) if cfg.workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for i, chat in enumerate(chats):
-            sub = folder / f"{i:03d}"
-            sub.mkdir(exist_ok=True)
-            results.append(run_chat(chat, cfg, backend, sub))
+        with ReadAhead(str(cfg.backend), jobs) if jobs else nullcontext() as ahead:
+            # every chat replayed first, its pages read by the workers meanwhile
+            made = []
+            for i, chat in enumerate(chats):
+                sub = folder / f"{i:03d}"
+                sub.mkdir(exist_ok=True)
+                made.append(replay_chat(chat, cfg, backend, sub, ahead))
+            results = [run_chat(m, cfg, backend, m.folder, ahead) for m in made]
     return {
         "schema": SCHEMA_ID,
         "optimem_version": __version__,
@@ -264,6 +339,7 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
             "answer_threshold": m.ANSWER_THRESHOLD,
             "target_savings": list(cfg.target_savings),
             "reading_aids": cfg.reading_aids,
+            "read_ahead_processes": jobs,
         },
         "consumers": {
             name: {
@@ -291,6 +367,15 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
         },
         "seconds": r(time.perf_counter() - started),
     }
+
+
+def read_ahead_jobs(cfg: BenchConfig, backend: Backend) -> int:
+    """Worker processes that read pages ahead (0: this process reads them, as it must for a
+    backend given as an object or one that must stay in one process, a GPU model)."""
+    jobs = cfg.jobs if cfg.jobs is not None else cores()
+    if jobs < 2 or not isinstance(cfg.backend, str) or not backend.capabilities.in_processes:
+        return 0
+    return jobs
 
 
 def _warnings(results: Sequence[dict[str, Any]], cfg: BenchConfig, double: bool) -> list[str]:

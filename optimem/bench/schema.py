@@ -378,7 +378,11 @@ SCHEMA: dict[str, Any] = {
                     "answer_threshold": NUM,
                     "target_savings": _list(NUM),
                     "reading_aids": {"type": "boolean"},
-                }
+                    "read_ahead_processes": INT,
+                },
+                optional=("read_ahead_processes",),
+                desc="read_ahead_processes: worker processes that read pages while the chats were replayed "
+                "(0: the runner's own process read them); each page's seconds are its worker's",
             ),
             "consumers": _map(
                 _obj(

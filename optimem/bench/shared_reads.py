@@ -29,6 +29,7 @@ class SharedReads:
     def __init__(self, backend: Backend) -> None:
         self.enabled = not backend.capabilities.reads_mode
         self._reads: dict[str, tuple[str, DecodedRecord, str]] = {}
+        self._sighted: set[str] = set()
 
     def key(self, rep: Replay, page: Page) -> str | None:
         """What the decoder sees of a page (its image bytes, its layout, whence its reading aids,
@@ -40,6 +41,15 @@ class SharedReads:
         digest = hashlib.sha256(blobs.png)
         digest.update(json.dumps([layout, page.font_px, page.canvas]).encode())
         return digest.hexdigest()
+
+    def first_sight(self, key: str | None) -> bool:
+        """True the first time an image is asked about (and for every page where reads are not
+        shared): the page to read; a later page of the same image will be given its read."""
+        if key is None:
+            return True
+        seen = key in self._sighted
+        self._sighted.add(key)
+        return not seen
 
     def give(self, rep: Replay, page: Page, key: str | None) -> str | None:
         """Cache in `rep`'s session an earlier replay's read of the image `key`; returns that

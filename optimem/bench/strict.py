@@ -18,6 +18,7 @@ from . import metrics as m
 from . import score
 from .config import BenchConfig
 from .datasets import Chat, Question
+from .read_ahead import ReadAhead
 from .replay import Replay, read_pages, replay
 from .score import r
 from .shared_reads import SharedReads
@@ -110,11 +111,18 @@ def run_target(
 ) -> dict[str, Any]:
     """One strict run: replay at text ÷ `target`, read every page (or take an earlier replay's
     read of the same image, with `shared`), score every eligible question."""
-    text = sum(tokens)
-    budget = max(1, int(text / target))
+    rep, budget = replay_target(chat, target, cfg, backend, folder, tokens)
+    return score_run(rep, chat, target, budget, cfg, backend, tokens, shared)
+
+
+def replay_target(
+    chat: Chat, target: float, cfg: BenchConfig, backend: Backend, folder: Path, tokens: Sequence[int]
+) -> tuple[Replay, int]:
+    """The replay of a strict run at text ÷ `target`, and its budget (nothing read yet)."""
+    budget = max(1, int(sum(tokens) / target))
     rep = replay(chat, label=f"x{target:g}", cfg=cfg, backend=backend, folder=folder,
                  policy=BudgetPolicy(max_tokens=budget), creation_mode=cfg.creation_mode)  # fmt: skip
-    return score_run(rep, chat, target, budget, cfg, backend, tokens, shared)
+    return rep, budget
 
 
 def score_run(
@@ -126,11 +134,12 @@ def score_run(
     backend: Backend,
     tokens: Sequence[int],
     shared: SharedReads | None = None,
+    ahead: ReadAhead | None = None,
 ) -> dict[str, Any]:
     """Read every page of a finished replay and score every eligible question (closes its memory)."""
     text = sum(tokens)
     pages = rep.session.pages()
-    read_pages(rep, pages, cfg, chat, shared)
+    read_pages(rep, pages, cfg, chat, shared, ahead)
     recalled = score.recalled_text(rep)
     visible, as_text = _visible(rep, budget)
     content = {t.id: t.content for t in chat.turns}

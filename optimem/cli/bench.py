@@ -85,6 +85,11 @@ def _common(fn=None, *, budget: int = 4000):
             help="Pages keep line checks and rare words, and recall proofreads against them; "
                  "--no-reading-aids measures the OCR alone.",
         ),
+        click.option(
+            "--jobs", "-j", type=click.IntRange(min=1), default=None,
+            help="Processes that read pages while the chats are replayed [default: one per core]; "
+                 "1 reads every page in this process. GPU backends always read in this process.",
+        ),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG plots beside the JSON."),
     ]  # fmt: skip
@@ -95,7 +100,8 @@ def _common(fn=None, *, budget: int = 4000):
 
 def _config(backend: str, budget: int, modes: str, pages_per_mode: int, limit_turns: int | None,
             keep_recent: int, creation_mode: str, encoding: str, consumers: str, allow_test_double: bool,
-            progress: bool, target_savings: str = "", reading_aids: bool = True) -> runner.BenchConfig:  # fmt: skip
+            progress: bool, target_savings: str = "", reading_aids: bool = True,
+            jobs: int | None = None) -> runner.BenchConfig:  # fmt: skip
     return runner.BenchConfig(
         backend=backend,
         budget_tokens=budget,
@@ -110,6 +116,7 @@ def _config(backend: str, budget: int, modes: str, pages_per_mode: int, limit_tu
         progress=progress,
         target_savings=_targets(target_savings),
         reading_aids=reading_aids,
+        jobs=jobs,
     )
 
 

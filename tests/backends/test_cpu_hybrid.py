@@ -1,7 +1,7 @@
 """The 'cpu' backend: Latin lines through tesseract, CJK lines through rapidocr (real engines)."""
 
 from optimem.backends import get_backend
-from optimem.backends.base import Decoded, PageInput
+from optimem.backends.base import Backend, Decoded, PageInput
 from optimem.backends.cpu import CpuBackend
 from optimem.modes import Mode
 from optimem.pages.typeset import RenderOptions, TurnText, paginate
@@ -30,11 +30,47 @@ def test_mixed_page_routes_lines_by_script_and_keeps_alignment():
     assert 0.0 <= decoded.confidence <= 1.0
 
 
-def test_latin_page_reads_like_tesseract():
+class _Marks(Backend):
+    """Reads every line it is given as "?": shows which lines went to it."""
+
+    name = "marks"
+
+    def decode(self, page):
+        return Decoded("\n".join("?" for _ in page.lines), 1.0, self.name, 0.0, ("?",) * len(page.lines))
+
+
+def test_sharp_latin_prose_goes_to_the_line_model_shrunk_and_code_to_tesseract():
+    page, inp = _page([MIXED[0], TurnText(2, "user", CODE), MIXED[2]])
+    read = CpuBackend(latin=_Marks(), recheck=False).decode(inp)
+    for box, text in zip(page.lines, read.lines, strict=True):
+        if box.kind == "code":
+            assert text == "?"  # tesseract's, judged glyph by glyph
+        else:
+            assert fidelity(text, box.text.strip()) >= 0.97, (text, box.text)
+    assert ";sharp=lines" in CpuBackend().fingerprint()
+
+
+def test_pages_of_other_sizes_and_sharp_model_off_read_like_tesseract():
     page, inp = _page([MIXED[0], MIXED[2]])
     assert not page.has_cjk
-    plain = CpuBackend(recheck=False)  # routing alone; the re-check may improve single lines
+    plain = CpuBackend(recheck=False, sharp_model=False)  # routing alone; the re-check may improve lines
     assert plain.decode(inp).text == get_backend("tesseract").decode(inp).text
+    assert ";sharp=" not in plain.fingerprint()
+    # 9 px type (pages typeset at Tiny) is hinted otherwise than the model learnt: tesseract's
+    (tiny,) = paginate([MIXED[0]], RenderOptions(canvas=512, font_px=9, cjk_font_px=11))
+    at_9px = PageInput(tiny.image, Mode.TINY, tiny.lines, 9.0, False)
+    assert set(CpuBackend(latin=_Marks(), recheck=False).decode(at_9px).lines) == {"?"}
+
+
+def test_sharp_lines_the_model_read_wrong_are_re_read_by_rapidocr_and_tesseract():
+    page, inp = _page([MIXED[0], MIXED[2]])
+    wrong = ["user: nothing like it", "user: nor this"]
+    found = CpuBackend().alternates(inp, [0, 1], wrong)
+    assert set(found) == {0, 1}
+    for i, readings in found.items():
+        assert wrong[i] not in readings
+        assert max(fidelity(r, page.lines[i].text) for r in readings) >= 0.9
+    assert len(found[0]) >= 2  # rapidocr's and tesseract's (and each with the word gaps merged)
 
 
 def test_fingerprint_names_both_engines():

@@ -51,6 +51,7 @@ def config(**kw) -> runner.BenchConfig:
         creation_mode=Mode.SMALL,
         keep_recent_turns=2,
         progress=False,
+        jobs=1,  # one process: the read-ahead's own tests say otherwise
     )
     base.update(kw)
     return runner.BenchConfig(**base)

@@ -145,10 +145,16 @@ def test_end_to_end_through_the_cpu_ocr_gives_real_figures():
     doc = runner.run(
         [tiny_chat(14, 70)],
         config(
-            backend="cpu", allow_test_double=False, modes=(Mode.TINY,), pages_per_mode=1, target_savings=(3,)
+            backend="cpu",
+            allow_test_double=False,
+            modes=(Mode.TINY,),
+            pages_per_mode=1,
+            target_savings=(3,),
+            jobs=2,  # pages read by the engines in two worker processes
         ),
     )
     assert doc["decoder"]["name"] == "cpu" and not doc["decoder"]["test_double"]
+    assert doc["config"]["read_ahead_processes"] == 2
     assert report.validate(doc) == []  # the strict runs' part of the schema too
     chat = doc["chats"][0]
     o = chat["optimem"]
