@@ -11,7 +11,9 @@ exports it to ONNX with its character table, so the CPU install reads with onnxr
 The shipped model was built by exactly these steps: 23,581 lines and 5 minutes on one H200,
 then 12,532 lines that also hold hyphenated words, slashes and identifiers (the first set had
 hyphens only between words, and the model read "self-care" as "selfrcare") and 18 minutes on
-the dev machine's two CPU cores, from those weights:
+the dev machine's two CPU cores, from those weights; then 24,000 of 27,430 lines, half of
+their pages moved 1-4 Small pixels off the line grid (the model before read the lines below a
+taller line as noise), 6 minutes on one H200 from the model then shipped:
 
     python scripts/train_line_model.py data --turns 10500 --out .spike/train.npz   # CPU, ~1 min
     python scripts/train_line_model.py train .spike/train.npz --minutes 5 --out .spike/run  # a GPU
@@ -19,6 +21,11 @@ the dev machine's two CPU cores, from those weights:
     python scripts/train_line_model.py train .spike/ft.npz --init .spike/run/crnn.pt --lr 3e-4 \
         --minutes 18 --out .spike/ft
     python scripts/train_line_model.py export .spike/ft/crnn.pt --out optimem/data/line_model.onnx
+    python scripts/train_line_model.py data --turns 11000 --seed 10 --compounds --shifts 4 \
+        --out .spike/shift.npz               # then 24,000 of its lines drawn with numpy's seed 1
+    python scripts/train_line_model.py train .spike/shift.npz --init optimem/data/line_model.onnx \
+        --lr 3e-4 --minutes 6 --out .spike/ft2       # a GPU box without onnx: torch.save(from_onnx(...))
+    python scripts/train_line_model.py export .spike/ft2/crnn.pt --out optimem/data/line_model.onnx
 
 Render the lines where optimem reads them: Pillow lays text out with raqm when libfribidi is
 present and with its basic layout when not, and a model trained on one reads the other badly

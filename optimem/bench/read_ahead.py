@@ -1,15 +1,15 @@
-"""Reading the benchmark's pages in worker processes while the runner replays the rest.
+"""Replaying chats and reading their pages in worker processes, one per core.
 
 A benchmark spends most of its time reading pages back (OCR, then proofreading: seconds a page
-on the CPU engines) one after another, and the rest replaying chats turn by turn. Both are
-independent across replays, and each replay has its own database file. So the runner replays
-every chat first and hands each replay's pages, as soon as it is done, to worker processes,
-one per core: a worker opens that replay's database and the backend by name, recalls the page
-(its text lands in the database's cache) and reports the seconds it took. The runner then
-scores the pages in their usual order from the cache, with the worker's seconds as the page's
-reading time, so the figures mean what they meant when one process read every page. A page
-whose image an earlier replay of the chat makes too is not sent: it takes that read
-(`SharedReads`), as before.
+on the CPU engines) and the rest replaying chats turn by turn, one after another. Both are
+independent across replays, and each replay has its own database file. So the runner hands
+every replay of every chat to worker processes first; as each is done (in order), it opens the
+replay's database itself and hands the worker processes the pages to read: a worker opens
+that database and the backend by name, recalls the page (its text lands in the database's
+cache) and reports the seconds it took. The runner then scores the pages in their usual order
+from the cache, with the worker's seconds as the page's reading time, so every figure is
+what one process doing all of it gives. A page whose image an earlier replay of the chat makes
+too is not sent: it takes that read (`SharedReads`), as before.
 
 Processes, not threads: proofreading's correction search is Python and holds the GIL. Only
 for backends that may run in several processes (`Capabilities.in_processes`: the CPU engines);
@@ -18,27 +18,33 @@ a GPU model is held by one process, which reads in turn.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..aging.policies import AgingPolicy
 from ..backends import Backend, get_backend
 from ..memory import OpticalMemory
+from ..modes import Mode
+from .config import BenchConfig
+from .datasets import Chat
+from .replay import Replay, reopen, replay
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from ..records import Page
-    from .replay import Replay
     from .shared_reads import SharedReads
 
 log = logging.getLogger("optimem")
 
 
 class ReadAhead:
-    """Pages of finished replays read by `jobs` worker processes, waited for one by one."""
+    """Replays made and their pages read by `jobs` worker processes, waited for one by one."""
 
     def __init__(self, backend: str, jobs: int) -> None:
         # spawn, not fork: the parent holds onnxruntime's and tesseract's threads
@@ -50,6 +56,21 @@ class ReadAhead:
             initargs=(backend,),
         )
         self._futures: dict[tuple[str, int], Future[float]] = {}
+
+    def replay(
+        self,
+        chat: Chat,
+        *,
+        label: str,
+        cfg: BenchConfig,
+        folder: Path,
+        policy: AgingPolicy,
+        creation_mode: Mode,
+    ) -> Future[tuple]:
+        """Replay `chat` in a worker (no progress bars there); `replayed` opens the result."""
+        return self._pool.submit(
+            _replay, chat, label, dataclasses.replace(cfg, progress=False), folder, policy, creation_mode
+        )
 
     def submit(self, rep: Replay, pages: Iterable[Page], shared: SharedReads) -> None:
         """Read `pages` of `rep` ahead, but for those whose image a page sent earlier makes."""
@@ -81,6 +102,30 @@ class ReadAhead:
         self.close()
 
 
+def replayed(
+    future: Future[tuple],
+    chat: Chat,
+    *,
+    label: str,
+    cfg: BenchConfig,
+    backend: Backend,
+    folder: Path,
+    policy: AgingPolicy,
+    creation_mode: Mode,
+) -> Replay:
+    """The replay a worker made (`ReadAhead.replay`), opened in this process."""
+    turn_ids, series, compress_seconds, over_budget = future.result()
+    rep = reopen(chat, label=label, cfg=cfg, backend=backend, folder=folder, policy=policy,
+                 creation_mode=creation_mode)  # fmt: skip
+    rep.turn_ids, rep.series, rep.compress_seconds, rep.over_budget = (
+        turn_ids,
+        series,
+        compress_seconds,
+        over_budget,
+    )
+    return rep
+
+
 # -- in a worker process ---------------------------------------------------------------------
 
 _backend: Backend | None = None
@@ -90,6 +135,17 @@ _memories: dict[str, OpticalMemory] = {}
 def _start(backend: str) -> None:
     global _backend
     _backend = get_backend(backend)
+
+
+def _replay(
+    chat: Chat, label: str, cfg: BenchConfig, folder: Path, policy: AgingPolicy, creation_mode: Mode
+) -> tuple:
+    """One replay into its database file; what `replayed` needs besides the file."""
+    assert _backend is not None
+    rep = replay(chat, label=label, cfg=cfg, backend=_backend, folder=folder, policy=policy,
+                 creation_mode=creation_mode)  # fmt: skip
+    rep.memory.close()
+    return rep.turn_ids, rep.series, rep.compress_seconds, rep.over_budget
 
 
 def _read(db: str, session_id: str, page_id: int) -> float:

@@ -104,6 +104,25 @@ def replay(
     creation_mode: Mode,
 ) -> Replay:
     """Add every turn of `chat` to a fresh session, compressing after each one."""
+    rep = reopen(chat, label=label, cfg=cfg, backend=backend, folder=folder, policy=policy,
+                 creation_mode=creation_mode)  # fmt: skip
+    for turn in bar(chat.turns, cfg, f"{chat.name} · {label} · replay", unit="turn"):
+        rep.step(turn)
+    return rep
+
+
+def reopen(
+    chat: Chat,
+    *,
+    label: str,
+    cfg: BenchConfig,
+    backend: Backend,
+    folder: Path,
+    policy: AgingPolicy,
+    creation_mode: Mode,
+) -> Replay:
+    """The replay `label` of `chat` in `folder`, as `replay` opens it: a fresh one, or one
+    another process made (`optimem.bench.read_ahead`), whose record the caller fills in."""
     mem = OpticalMemory(
         folder / f"{label}.db",
         backend=backend,
@@ -113,11 +132,7 @@ def replay(
         decode="lazy",
         reading_aids=cfg.reading_aids,
     )
-    session = mem.session(chat.name[:256] or "chat")
-    rep = Replay(label, session, mem, {})
-    for turn in bar(chat.turns, cfg, f"{chat.name} · {label} · replay", unit="turn"):
-        rep.step(turn)
-    return rep
+    return Replay(label, mem.session(chat.name[:256] or "chat"), mem, {})
 
 
 def read_pages(

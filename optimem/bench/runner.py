@@ -10,10 +10,12 @@ one JSON-ready dict whose schema `optimem.bench.schema.SCHEMA` pins.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..aging.policies import BudgetPolicy, NoAging
+from ..aging.policies import AgingPolicy, BudgetPolicy, NoAging
 from ..aging.pricing import CONSUMERS, page_tokens
 from ..backends import Backend, get_backend
 from ..errors import InputError
@@ -34,7 +36,7 @@ from .aggregate import overall
 from .config import SCHEMA_ID, TEST_DOUBLE_WARNING, BenchConfig, is_test_double
 from .datasets import Chat
 from .machine import cores
-from .read_ahead import ReadAhead
+from .read_ahead import ReadAhead, replayed
 from .replay import Replay, read_pages, replay, sample_pages
 from .score import r
 from .shared_reads import SharedReads
@@ -116,37 +118,60 @@ class Replays:
     shared: SharedReads
 
 
+def _units(cfg: BenchConfig, tokens: Sequence[int]) -> list[tuple[str, AgingPolicy, Mode]]:
+    """(label, policy, creation mode) of each replay of a chat: the budget run, each fixed
+    mode, each strict target."""
+    units: list[tuple[str, AgingPolicy, Mode]] = [
+        ("budget", BudgetPolicy(max_tokens=cfg.budget_tokens), cfg.creation_mode)
+    ]
+    units += [(mode.value, NoAging(), mode) for mode in cfg.modes]
+    units += [
+        (strict.target_label(t), BudgetPolicy(max_tokens=strict.target_budget(tokens, t)), cfg.creation_mode)
+        for t in cfg.target_savings
+    ]
+    return units
+
+
+def start_replays(chat: Chat, cfg: BenchConfig, folder: Path, ahead: ReadAhead) -> dict[str, Future]:
+    """Every replay of `chat` handed to `ahead`'s workers, by label (`replay_chat` takes them)."""
+    chat = chat.limit(cfg.limit_turns)
+    tokens = [count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns]
+    return {
+        label: ahead.replay(chat, label=label, cfg=cfg, folder=folder, policy=policy, creation_mode=mode)
+        for label, policy, mode in _units(cfg, tokens)
+    }
+
+
 def replay_chat(
-    chat: Chat, cfg: BenchConfig, backend: Backend, folder: Path, ahead: ReadAhead | None = None
+    chat: Chat,
+    cfg: BenchConfig,
+    backend: Backend,
+    folder: Path,
+    ahead: ReadAhead | None = None,
+    started: dict[str, Future] | None = None,
 ) -> Replays:
-    """Replay one chat under the default policy, each fixed mode and each strict target; with
-    `ahead`, each replay's pages go to its workers as soon as the replay is done."""
+    """Replay one chat under the default policy, each fixed mode and each strict target (or
+    take the replays `start_replays` handed to workers); with `ahead`, each replay's pages go
+    to its workers as soon as the replay is done."""
     chat = chat.limit(cfg.limit_turns)
     tokens = [count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns]
     shared = SharedReads(backend)
-    budget = replay(
-        chat,
-        label="budget",
-        cfg=cfg,
-        backend=backend,
-        folder=folder,
-        policy=BudgetPolicy(max_tokens=cfg.budget_tokens),
-        creation_mode=cfg.creation_mode,
-    )
-    if ahead is not None:
-        ahead.submit(budget, budget.session.pages(), shared)
-    fixed = {}
-    for mode in cfg.modes:
-        fixed[mode] = _fixed_replay(chat, mode, cfg, backend, folder)
+    reps: dict[str, Replay] = {}
+    fixed_labels = {mode.value for mode in cfg.modes}
+    for label, policy, mode in _units(cfg, tokens):
+        make = functools.partial(replayed, started[label]) if started is not None else replay
+        rep = make(
+            chat, label=label, cfg=cfg, backend=backend, folder=folder, policy=policy, creation_mode=mode
+        )
+        reps[label] = rep
         if ahead is not None:
-            ahead.submit(fixed[mode], sample_pages(fixed[mode].session.pages(), cfg.pages_per_mode), shared)
-    targets = []
-    for target in cfg.target_savings:
-        rep, budget_tokens = strict.replay_target(chat, target, cfg, backend, folder, tokens)
-        if ahead is not None:
-            ahead.submit(rep, rep.session.pages(), shared)
-        targets.append((target, budget_tokens, rep))
-    return Replays(chat, folder, tokens, budget, fixed, targets, shared)
+            pages = rep.session.pages()
+            ahead.submit(
+                rep, sample_pages(pages, cfg.pages_per_mode) if label in fixed_labels else pages, shared
+            )
+    targets = [(t, strict.target_budget(tokens, t), reps[strict.target_label(t)]) for t in cfg.target_savings]
+    fixed = {mode: reps[mode.value] for mode in cfg.modes}
+    return Replays(chat, folder, tokens, reps["budget"], fixed, targets, shared)
 
 
 def run_chat(
@@ -308,13 +333,20 @@ def run(chats: Sequence[Chat], cfg: BenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="optimem-bench-") as tmp:
         folder = Path(cfg.workdir) if cfg.workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        subs = [folder / f"{i:03d}" for i in range(len(chats))]
+        for sub in subs:
+            sub.mkdir(exist_ok=True)
         with ReadAhead(str(cfg.backend), jobs) if jobs else nullcontext() as ahead:
-            # every chat replayed first, its pages read by the workers meanwhile
-            made = []
-            for i, chat in enumerate(chats):
-                sub = folder / f"{i:03d}"
-                sub.mkdir(exist_ok=True)
-                made.append(replay_chat(chat, cfg, backend, sub, ahead))
+            # every replay of every chat handed to the workers first, then each chat's pages
+            # as its replays come back, so the cores never wait on this process
+            handed = [
+                start_replays(c, cfg, sub, ahead) if ahead else None
+                for c, sub in zip(chats, subs, strict=True)
+            ]
+            made = [
+                replay_chat(chat, cfg, backend, sub, ahead, st)
+                for chat, sub, st in zip(chats, subs, handed, strict=True)
+            ]
             results = [run_chat(m, cfg, backend, m.folder, ahead) for m in made]
     return {
         "schema": SCHEMA_ID,

@@ -119,10 +119,20 @@ def replay_target(
     chat: Chat, target: float, cfg: BenchConfig, backend: Backend, folder: Path, tokens: Sequence[int]
 ) -> tuple[Replay, int]:
     """The replay of a strict run at text ÷ `target`, and its budget (nothing read yet)."""
-    budget = max(1, int(sum(tokens) / target))
-    rep = replay(chat, label=f"x{target:g}", cfg=cfg, backend=backend, folder=folder,
+    budget = target_budget(tokens, target)
+    rep = replay(chat, label=target_label(target), cfg=cfg, backend=backend, folder=folder,
                  policy=BudgetPolicy(max_tokens=budget), creation_mode=cfg.creation_mode)  # fmt: skip
     return rep, budget
+
+
+def target_budget(tokens: Sequence[int], target: float) -> int:
+    """The token budget of a strict run: the chat's text tokens ÷ `target`."""
+    return max(1, int(sum(tokens) / target))
+
+
+def target_label(target: float) -> str:
+    """The name of a strict run's replay (and of its database file)."""
+    return f"x{target:g}"
 
 
 def score_run(
