@@ -64,3 +64,20 @@ def bench_doc(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPTIMEM_CACHE_DIR", str(SHARED_CACHE))
         return runner.run([tiny_chat(), tiny_chat(18, 60, "tinier")], config())
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The modes the test double was asked to read in this process, in order (worker
+    processes of the read-ahead read theirs elsewhere)."""
+    from optimem.backends.testing import TestDoubleBackend
+
+    seen = []
+    original = TestDoubleBackend.decode
+
+    def counted(self, page):
+        seen.append(page.mode)
+        return original(self, page)
+
+    monkeypatch.setattr(TestDoubleBackend, "decode", counted)
+    return seen

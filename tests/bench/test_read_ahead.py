@@ -24,28 +24,14 @@ def _rows(doc):
     return [[row[k] for k in SAME] for run in runs for row in run["page_rows"]]
 
 
-@pytest.fixture
-def decodes_here(monkeypatch):
-    """Pages the test double read in this process (workers read theirs elsewhere)."""
-    seen = []
-    original = TestDoubleBackend.decode
-
-    def counted(self, page):
-        seen.append(page.mode)
-        return original(self, page)
-
-    monkeypatch.setattr(TestDoubleBackend, "decode", counted)
-    return seen
-
-
-def test_workers_read_every_page_and_change_no_figure(decodes_here):
+def test_workers_read_every_page_and_change_no_figure(reads):
     chats = [tiny_chat(45), tiny_chat(24)]  # 45 turns fill a 1,280 px page: Large shares Gundam's
     cfg = dict(modes=(Mode.GUNDAM, Mode.LARGE, Mode.TINY), target_savings=(8, 10))
     alone = runner.run(chats, config(**cfg))
-    read_alone = len(decodes_here)
+    read_alone = len(reads)
     assert read_alone > 0
     ahead = runner.run(chats, config(**cfg, jobs=2))
-    assert len(decodes_here) == read_alone  # not one page read in this process
+    assert len(reads) == read_alone  # not one page read in this process
     assert report.validate(ahead) == []
     assert alone["config"]["read_ahead_processes"] == 0 and ahead["config"]["read_ahead_processes"] == 2
     assert _rows(ahead) == _rows(alone)

@@ -39,20 +39,6 @@ def _same_reads(a, b) -> bool:
     ]
 
 
-@pytest.fixture
-def reads(monkeypatch):
-    """The modes the test double was asked to read, in order."""
-    seen = []
-    original = TestDoubleBackend.decode
-
-    def counted(self, page):
-        seen.append(page.mode)
-        return original(self, page)
-
-    monkeypatch.setattr(TestDoubleBackend, "decode", counted)
-    return seen
-
-
 def test_large_takes_gundams_reads_of_the_same_images(reads, tmp_path):
     modes = _fixed_modes("test-double", (Mode.GUNDAM, Mode.LARGE), tmp_path)
     gundam, large = modes["gundam"], modes["large"]
