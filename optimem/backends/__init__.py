@@ -74,6 +74,22 @@ def get_backend(name: str | Backend, **options: Any) -> Backend:
         return _instances[key]
 
 
+def worker_backend(name: str | Backend, processes: int) -> Backend:
+    """The backend `name` for one of `processes` worker processes that share this machine's
+    cores: built with its share of them as engine threads where it takes `threads` (the CPU
+    engines). Each engine's threads spin while they wait for work, so two processes of two
+    threads each on two cores spend much of their time waiting on each other."""
+    if isinstance(name, Backend):
+        return name
+    import inspect
+    import os
+
+    if "threads" not in inspect.signature(backend_class(name)).parameters:
+        return get_backend(name)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return get_backend(name, threads=max(1, (cores or 1) // max(1, processes)))
+
+
 def register_backend(name: str, module: str, class_name: str, extra: str = "") -> None:
     """Make a backend reachable by name from code (packages use the entry-point group)."""
     _REGISTRY[name] = (module, class_name, extra)
@@ -90,4 +106,5 @@ __all__ = [
     "backend_names",
     "get_backend",
     "register_backend",
+    "worker_backend",
 ]

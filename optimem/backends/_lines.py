@@ -37,11 +37,22 @@ def line_em(box: LineBox, font_px: float) -> tuple[float, bool]:
     CJK lines are typeset with a taller line spacing (and often a larger size), so a box
     clearly taller than `font_px` × 1.2 is read as a CJK line and its em is taken from its
     height. Only the box is used, never its known text: a decoder must read, not peek.
+
+    Aging rounds a box out to whole pixels (`LineBox.scaled`), so a Latin row that sat off
+    the pixel grid (below a taller line) grows by up to 1.5 px: on a page aged one rung
+    (8 px type at 6.4 px) such a row is 9 px tall where its neighbours are 8 and CJK rows 10
+    or more, and the midway limit alone (8.98 px) took every one of them for CJK (109 of the
+    embedded chat's 586 Latin rows on its pages aged that way). Aged type of 4.5 px or more
+    leaves room for that rounding; below it (8 px type at half size or less) a Latin row
+    and a CJK row can round to one height, and the row is taken for CJK as before.
     """
     if box.em > 0:  # a line typeset at its own size (code) says so
         return box.em, False
     height = box.y1 - box.y0
-    if font_px > 0 and height > font_px * (LATIN_SPACING + CJK_SPACING) / 2 + 0.5:
+    limit = font_px * (LATIN_SPACING + CJK_SPACING) / 2 + 0.5
+    if font_px >= 4.5 and abs(font_px - round(font_px)) > 0.01:  # aged: rounded out
+        limit = max(limit, font_px * (LATIN_SPACING + 0.05) + 1.5)
+    if font_px > 0 and height > limit:
         return height / CJK_SPACING, True
     return (font_px if font_px > 0 else height / LATIN_SPACING), False
 

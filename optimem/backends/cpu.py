@@ -51,6 +51,7 @@ class CpuBackend(Backend):
         code_to_cjk: bool = False,
         sharp_reread: str = "unverified",
         sharp_model: bool = True,
+        threads: int = 2,
     ) -> None:
         """Args:
         latin: reads sharp Latin lines (default tesseract).
@@ -69,16 +70,19 @@ class CpuBackend(Backend):
         sharp_model: read the Latin prose lines of sharp 8 px pages with optimem's line model
             too, on the page shrunk to the 6.4 px type it learnt (`line_model.at_model_size`),
             and only the rest with `latin`; needs `blurred` to be the line model's backend.
+        threads: threads of each engine made here (tesseract's workers, onnxruntime's intra-op
+            threads); 1 in each of several worker processes that share the cores
+            (`worker_backend`), where more only makes the processes wait on each other.
         """
         if sharp_reread not in ("unverified", "misfit"):
             raise ValueError(f"sharp_reread must be 'unverified' or 'misfit', got {sharp_reread!r}")
         from .rapidocr import RapidOCRBackend
         from .tesseract import TesseractBackend
 
-        self.latin = latin or TesseractBackend()
-        self.cjk = cjk or RapidOCRBackend()
+        self.latin = latin or TesseractBackend(workers=threads)
+        self.cjk = cjk or RapidOCRBackend(threads=threads)
         if blurred is None:
-            blurred = AgedLineBackend(rest=self.cjk)
+            blurred = AgedLineBackend(rest=self.cjk, threads=threads)
         self.blurred = blurred
         self.blur_px = blur_px
         self.recheck = recheck
@@ -119,7 +123,37 @@ class CpuBackend(Backend):
             return self._indented(page, self.blurred.decode(page))
         if not page.lines:
             return self._renamed(self.latin.decode(page))
-        return self._indented(page, self._read_split(page, self._cjk_lines(page)))
+        cjk_idx = self._cjk_lines(page)
+        t0 = time.perf_counter()
+        read = self._sharp_read(page, cjk_idx) | self._cells_read(page, cjk_idx)
+        return self._indented(page, self._read_split(page, cjk_idx, read, time.perf_counter() - t0))
+
+    def _cells_read(self, page: PageInput, cjk: Collection[int]) -> dict[int, tuple[str, float]]:
+        """The code rows of a sharp page whose line check their glyph cells alone pass, read
+        so: each inked column matched against the code font's own glyphs (`_glyphs`), with no
+        OCR engine. Sharp rows are drawn exactly as the templates are, so nearly every row
+        passes (119 of 119 on the code corpus at Small); the rest (a letter with a diacritic,
+        a glyph outside ASCII) go to `latin`, whose reading the cells then judge as before.
+        Needs the page's line checks (proofreading's): without them, nothing is read here."""
+        if not page.checks or len(page.checks) != len(page.lines) or page.font_px < self.blur_px:
+            return {}
+        from ..aids import linecheck
+
+        rows = [
+            i
+            for i, box in enumerate(page.lines)
+            if box.kind == "code" and box.em > 0 and i not in cjk and page.checks[i]
+        ]
+        if not rows:
+            return {}
+        gray = _lines.as_gray(page.image)
+        boxes = [page.lines[i] for i in rows]
+        texts = _lines.code_as_typed(gray, boxes, [""] * len(rows), page.font_px)
+        return {
+            i: (text, 1.0)
+            for i, text in zip(rows, texts, strict=True)
+            if linecheck.verified(text, page.checks[i])
+        }
 
     def _read_split(
         self,
@@ -129,8 +163,8 @@ class CpuBackend(Backend):
         model_seconds: float = 0.0,
     ) -> Decoded:
         """Lines `cjk_idx` read by the CJK engine, those the line model reads at this size by
-        it (`sharp_model`; `modelled` when read already), and the rest by the Latin engine, as
-        one page."""
+        it (`sharp_model`), and the rest by the Latin engine, as one page. `modelled`: the
+        lines read already (by the model, or by their glyph cells), with their confidence."""
         cjk = set(cjk_idx)
         texts: list[str] = [""] * len(page.lines)
         t0 = time.perf_counter()
@@ -170,45 +204,48 @@ class CpuBackend(Backend):
             or (self.code_to_cjk and box.kind == "code")
         ]
 
+    reread_rounds = 2
+
     def alternates(
-        self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
+        self, page: PageInput, lines: Sequence[int], readings: Sequence[str], round: int = 0
     ) -> dict[int, list[str]]:
-        """The other engines' readings of these Latin lines: what proofreading tries next. On a
-        blurred page, tesseract's and (where the line model read first) rapidocr's, each also as
-        the first reading's letters with the word gaps of both. On a sharp page read by
-        tesseract, rapidocr's; `sharp_reread="misfit"` sends only lines whose length is off to
-        rapidocr (the slower engine): faster, fewer lines exact."""
+        """The other engines' readings of these Latin lines: what proofreading tries next, in
+        two rounds, the cheaper engine first: tesseract (round 0) for the lines the line model
+        read first, then rapidocr (round 1) for every line, asked for only those that round 0
+        left failing. On a blurred page, rapidocr reads only the lines the model read (it read
+        the rest first); the readings of rapidocr or the line model are also given with the
+        word gaps of both. `sharp_reread="misfit"` sends only the lines of sharp pages whose
+        length is off to rapidocr (the slower engine): faster, fewer lines exact."""
         blurred = page.font_px < self.blur_px
         # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
         skip = {i for i, box in enumerate(page.lines) if box.kind == "code"}
         skip |= set() if blurred else set(self._cjk_lines(page))
         idx = [i for i in lines if i not in skip and not _lines.line_em(page.lines[i], page.font_px)[1]]
-        if not blurred and self.sharp_reread == "misfit":  # rapidocr is the slower engine
-            bounds = _lines.expected_chars(page.lines)
-            first_read = dict(zip(lines, readings, strict=True))
-            idx = [i for i in idx if _lines.misfit(first_read[i], bounds[i]) >= 2]
-        if not idx:
+        if not idx or round not in (0, 1):
             return {}
         # the lines the line model read first (on a blurred page, or a sharp one with sharp_model)
         modelled: set[int] = set()
         if isinstance(self.blurred, AgedLineBackend) and (blurred or self.sharp_model):
             modelled = set(self.blurred.model_lines(page))
-        if blurred:  # tesseract, and rapidocr where the model read
-            others = [(self.latin, idx), (self.cjk, [i for i in idx if i in modelled])]
-        else:  # rapidocr, and tesseract (at full size) where the model read
-            others = [(self.cjk, idx), (self.latin, [i for i in idx if i in modelled])]
         first = dict(zip(lines, readings, strict=True))
-        found: dict[int, list[str]] = {i: [] for i in idx}
-        for other, some in others:
-            if not some:
-                continue
-            again = self._indented(_subset(page, some), other.decode(_subset(page, some)))
-            for i, text in zip(some, again.lines or ("",) * len(some), strict=True):
-                # the first reading's letters with the word gaps of both: each engine is right
-                # about one of the two where the first reader was rapidocr or the line model
-                merge = blurred or i in modelled
-                found[i] += [_lines.merge_spaces(first[i], text), text] if merge else [text]
-        return {i: [t for t in dict.fromkeys(texts) if t and t != first[i]] for i, texts in found.items()}
+        if round == 0:  # tesseract, where it did not read first
+            other, some = self.latin, [i for i in idx if blurred or i in modelled]
+        else:  # rapidocr, where it did not read first
+            other, some = self.cjk, [i for i in idx if not blurred or i in modelled]
+            if not blurred and self.sharp_reread == "misfit":  # rapidocr is the slower engine
+                bounds = _lines.expected_chars(page.lines)
+                some = [i for i in some if _lines.misfit(first[i], bounds[i]) >= 2]
+        if not some:
+            return {}
+        again = self._indented(_subset(page, some), other.decode(_subset(page, some)))
+        found: dict[int, list[str]] = {}
+        for i, text in zip(some, again.lines or ("",) * len(some), strict=True):
+            # the first reading's letters with the word gaps of both: each engine is right
+            # about one of the two where the first reader was rapidocr or the line model
+            merge = blurred or i in modelled
+            texts = [_lines.merge_spaces(first[i], text), text] if merge else [text]
+            found[i] = [t for t in dict.fromkeys(texts) if t and t != first[i]]
+        return found
 
     def _checked(
         self,

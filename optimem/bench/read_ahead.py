@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..aging.policies import AgingPolicy
-from ..backends import Backend, get_backend
+from ..backends import Backend, worker_backend
 from ..memory import OpticalMemory
 from ..modes import Mode
 from .config import BenchConfig
@@ -53,7 +53,7 @@ class ReadAhead:
             max_workers=jobs,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(backend,),
+            initargs=(backend, jobs),
         )
         self._futures: dict[tuple[str, int], Future[float]] = {}
 
@@ -132,9 +132,9 @@ _backend: Backend | None = None
 _memories: dict[str, OpticalMemory] = {}
 
 
-def _start(backend: str) -> None:
+def _start(backend: str, jobs: int) -> None:
     global _backend
-    _backend = get_backend(backend)
+    _backend = worker_backend(backend, jobs)
 
 
 def _replay(

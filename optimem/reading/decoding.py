@@ -212,9 +212,8 @@ class Decoder:
         for page, (page_in, aid), result in zip(todo, prepared, results, strict=True):
             text, lines = result.text, result.lines
             try:
-                checked = pr.proofread(
-                    page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
-                )
+                reread = functools.partial(backend.alternates, page_in)
+                checked = pr.proofread(page_in, result, aid, reread=reread, rounds=backend.reread_rounds)
             except Exception:  # the reading stands, unverified: proofreading never costs a page
                 log.exception("proofreading page %s failed; keeping what the OCR read", page.id)
                 checked = None
@@ -396,14 +395,15 @@ class LocalDecoder(Decoder):
 _reader: LocalDecoder | None = None
 
 
-def _start_reader(store_url: str, backend_name: str) -> None:
-    """Once per worker process: open the store, load and warm the backend."""
+def _start_reader(store_url: str, backend_name: str, processes: int) -> None:
+    """Once per worker process: open the store, load and warm the backend (with its share of
+    the cores, `worker_backend`)."""
     global _reader
-    from ..backends import get_backend
+    from ..backends import worker_backend
     from ..store import open_store
 
     store = open_store(store_url)
-    backend = get_backend(backend_name)
+    backend = worker_backend(backend_name, processes)
     backend.warm_up((1,))
     pr.warm_up()
     _reader = LocalDecoder(store, lambda: backend, "now")

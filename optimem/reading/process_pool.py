@@ -25,13 +25,13 @@ def check_shareable(store_url: str) -> None:
 
 class ProcessReader:
     """Reads a page by id in one of `processes` worker processes (started on first use): each
-    runs `start(store_url, backend_name)` once, then `read(page_id)` per page. Both must be
+    runs `start(store_url, backend_name, processes)` once, then `read(page_id)` per page. Both must be
     module-level functions (they are sent to the processes by name); the store must pass
     `check_shareable`."""
 
     def __init__(
         self,
-        start: Callable[[str, str], None],
+        start: Callable[[str, str, int], None],
         read: Callable[[int], None],
         store_url: str,
         backend_name: str,
@@ -42,7 +42,7 @@ class ProcessReader:
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=start,
-            initargs=(store_url, backend_name),
+            initargs=(store_url, backend_name, processes),
         )
         self._read = read
 

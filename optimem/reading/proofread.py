@@ -52,8 +52,8 @@ class Proofread:
 
 
 #: Asked for other readings of lines proofreading could not make pass: (indices, their
-#: readings) → other readings by index (`Backend.alternates`).
-Reread = Callable[[list[int], list[str]], Mapping[int, Sequence[str]]]
+#: first readings, round) → other readings by index (`Backend.alternates`).
+Reread = Callable[[list[int], list[str], int], Mapping[int, Sequence[str]]]
 
 
 def proofread(
@@ -62,6 +62,7 @@ def proofread(
     aids: ReadingAids,
     *,
     reread: Reread | None = None,
+    rounds: int = 1,
     steps: Collection[str] = STEPS,
     limit: int = SEARCH_LIMIT,
 ) -> Proofread | None:
@@ -69,7 +70,9 @@ def proofread(
 
     Each line that fails its check is corrected from its own reading first; only the lines
     that still fail are read again (`reread`, e.g. the other engine) and corrected from both
-    readings, so the slower second reading runs on few lines. `steps` and `limit` are the
+    readings, so the slower second reading runs on few lines. With several `rounds` of other
+    readings (cheapest first), each round reads only the lines the rounds before it left
+    failing, and corrects them from every reading so far. `steps` and `limit` are the
     corrector's (`optimem.reading.correction`); leaving steps out measures what each adds
     (benchmarks/proofread.py).
     """
@@ -97,14 +100,20 @@ def proofread(
     for i in range(len(lines)):
         if not exact[i]:
             correct(i, [lines[i]])
-    pending = [i for i in range(len(lines)) if not exact[i]]
-    if pending and reread is not None:
+    readings: dict[int, list[str]] = {i: [lines[i]] for i in range(len(lines))}
+    for round in range(rounds if reread is not None else 0):
+        pending = [i for i in range(len(lines)) if not exact[i]]
+        if not pending:
+            break
+        assert reread is not None
         try:
-            others = reread(pending, [lines[i] for i in pending])
-        except Exception:  # the second engine failing leaves the first reading, unverified
-            log.exception("re-reading %d lines failed; they keep their first reading", len(pending))
-            others = {}
+            others = reread(pending, [lines[i] for i in pending], round)
+        except Exception:  # the other engine failing leaves the readings so far, unverified
+            log.exception("re-reading %d lines failed; they keep the readings so far", len(pending))
+            continue
         for i in pending:
-            if others.get(i):
-                correct(i, [lines[i], *others[i]])
+            new = [t for t in others.get(i, ()) if t not in readings[i]]
+            if new:
+                readings[i] += new
+                correct(i, readings[i])
     return Proofread(tuple(out), len(lines), sum(exact))

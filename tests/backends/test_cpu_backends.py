@@ -217,6 +217,18 @@ def test_line_em_tells_cjk_lines_by_height():
     assert cjk and em == pytest.approx(15 / 1.45)
 
 
+def test_latin_rows_off_the_pixel_grid_stay_latin_when_their_page_ages():
+    """Below a taller line, Latin rows sit off the grid, and aging rounds their boxes out a
+    pixel more than their neighbours': at 6.4 px they are 9 px tall, CJK rows 10 or more."""
+    latin, cjk = LineBox(0, 21, 300, 31, "", 1, 0, 0), LineBox(0, 0, 300, 13, "", 1, 0, 0)
+    for factor in (0.8, 0.625):  # one rung (Small → Tiny, Large → Base), Base → Small
+        for shift in range(8):
+            moved = LineBox(0, latin.y0 + shift, 300, latin.y1 + shift, "", 1, 0, 0).scaled(factor)
+            assert not _lines.line_em(moved, 8 * factor)[1], (factor, shift, moved)
+            tall = LineBox(0, cjk.y0 + shift, 300, cjk.y1 + shift, "", 1, 0, 0).scaled(factor)
+            assert _lines.line_em(tall, 8 * factor)[1], (factor, shift, tall)
+
+
 def test_tidy_cjk():
     assert _lines.tidy_cjk("user：陈伟 你 好 , 谢谢") == "user: 陈伟你好，谢谢"
     assert _lines.tidy_cjk("Vim 是 一个 editor") == "Vim 是一个 editor"
