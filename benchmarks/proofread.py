@@ -103,7 +103,7 @@ def ablate(chat: str, n_pages: int, px: int) -> list[dict]:
         misread = [
             i for i, (t, c) in enumerate(zip(first, aids.checks, strict=True)) if not linecheck.verified(t, c)
         ]
-        others = backend.all_alternates(pin, misread, [first[i] for i in misread])  # read once, reused below
+        others = backend.alternates(pin, misread, [first[i] for i in misread])  # read once, reused below
         reads.append((pin, decoded, aids, drawn, others))
     backend.close()
     variants = [("OCR, first reading only (no proofreading)", None, SEARCH_LIMIT),
@@ -117,7 +117,7 @@ def ablate(chat: str, n_pages: int, px: int) -> list[dict]:
             got = list(decoded.lines or ())
             if steps is not None:
                 fixed = proofread.proofread(pin, decoded, aids, steps=steps, limit=limit,
-                                            reread=lambda idx, _texts, _round, o=others: {i: o.get(i, []) for i in idx})  # fmt: skip
+                                            reread=lambda idx, _texts, o=others: {i: o.get(i, []) for i in idx})  # fmt: skip
                 got = list(fixed.lines) if fixed else got
             e, w = word_errors("\n".join(drawn), "\n".join(got))
             errors, words = errors + e, words + w

@@ -104,30 +104,6 @@ def test_an_apostrophe_tail_is_not_taken_for_a_glyph(corrector):
     assert fix.verified and fix.text == truth
 
 
-def test_a_reading_late_in_the_list_leads_a_search_of_its_own():
-    """Two rounds of re-reading give a line up to five readings; the last engine's may be the
-    only one with the hash right, and it must lead a search, not only lend words to the
-    others (the readings of a line of the embedded chat on a Small page: the line model's,
-    tesseract's with the model's letters, tesseract's, rapidocr's)."""
-    truth = (
-        "3f9c2a1e7b04d58c9a61e2f0b7d3c85a94e1f6b2 in the infra-pg repository. Follow-ups: 1. "
-        "Alert on pg_stat_archiver.failed_count increasing. 2. Alert on WAL"
-    )
-    readings = [
-        "3f9c2a1 e7b04d58c9a61e2ROb73c85a94e1K6b2 in the infra-pg repository. Follow-ups: 1. "
-        "Alert on pg_stat_archiver.failed_count increasing. 2. Alert on WAL",
-        "3f9c2 a1 e7 b04d58c9a61e2ROb73c85a9 4e1K6 b2 in the infra-pg repository. Follow-ups: 1. "
-        "Alert on pg_stat_archiver.failed_count increasing. 2. Alert on WAL",
-        "349e2 al e7 bOADSBcS a6 Le2M b7d3cBS a9 4e1%6 b2 in the infra-pg repository. Follow-wps: "
-        "1. Alert on pg_stat_archiver.failed_count increasing. 2. Mlerton WAL",
-        "3f9c2a1e7b04d58c9a61e2f0b7d3c85a94e1f6b2 in the infra-pg repository. Follow-ups: 1. "
-        "Alert on pg_stat_archiverfailed_count increasing. 2. Alert on WAL",
-    ]
-    aids = ReadingAids.from_kept(page_aids([truth], truth + " filler words" * 40), {})
-    fix = Corrector(aids.lexicon).correct(readings, linecheck.digest(truth))
-    assert fix.verified and linecheck.line_words(fix.text) == linecheck.line_words(truth)
-
-
 def test_the_other_engines_reading_is_used_where_it_agrees(corrector):
     truth = "and it was nice to be reminded why I'm passionate"
     fix = corrector.correct(
@@ -205,35 +181,14 @@ def test_proofread_rereads_only_the_lines_it_cannot_fix_alone():
     read = ["usersWe drove to Zorblex.", "The weather was fine and we walked home.", "It long day."]
     asked = []
 
-    def reread(idx, texts, round):
-        asked.append((idx, texts, round))
+    def reread(idx, texts):
+        asked.append((idx, texts))
         return {2: ["It wes a long dey."]}
 
     page = _page(truth)
     fixed = proofread(page, Decoded("\n".join(read), 0.5, "x", lines=tuple(read)), aids, reread=reread)
-    assert asked == [([2], ["It long day."], 0)]  # line 0 was fixed alone, line 1 was right
+    assert asked == [([2], ["It long day."])]  # line 0 was fixed alone, line 1 was right
     assert fixed.verified == fixed.checked == 3
     assert fixed.lines[0] == "user: We drove to Zorblax." and fixed.lines[2] == "It was a long day."
     # without reading aids nothing is proofread
     assert proofread(page, Decoded("", 0.5, "x", lines=tuple(read)), ReadingAids()) is None
-
-
-def test_proofread_asks_the_next_round_only_for_lines_the_last_left_failing():
-    from optimem.backends.base import Decoded
-    from optimem.reading.proofread import proofread
-
-    truth = ["The weather was fine and we walked home.", "It was a long day.", "We slept well."]
-    aids = ReadingAids.from_kept(page_aids(truth, "\n".join(truth) + " filler words" * 40), {})
-    read = ["The weather was home.", "It long day.", "We slept well."]
-    rounds = {0: {0: ["The weather was fine and we walked home."], 1: ["It a day."]},
-              1: {1: ["It was a long day."]}}  # fmt: skip
-    asked = []
-
-    def reread(idx, texts, round):
-        asked.append((idx, round))
-        return {i: rounds[round].get(i, []) for i in idx}
-
-    fixed = proofread(_page(truth), Decoded("\n".join(read), 0.5, "x", lines=tuple(read)), aids,
-                      reread=reread, rounds=3)  # fmt: skip
-    assert asked == [([0, 1], 0), ([1], 1)]  # round 2 is not asked for: every line passes
-    assert fixed.lines == tuple(truth) and fixed.verified == 3

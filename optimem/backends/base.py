@@ -105,28 +105,12 @@ class Backend:
         """Identifies the model and settings whose outputs are interchangeable."""
         return self.name
 
-    reread_rounds: ClassVar[int] = 1
-    """How many rounds of `alternates` proofreading may ask for, cheapest first."""
-
     def alternates(
-        self, page: PageInput, lines: Sequence[int], readings: Sequence[str], round: int = 0
-    ) -> dict[int, list[str]]:
-        """Other readings of some lines of `page` (first read as `readings`), for proofreading:
-        a backend with a second engine reads them again. A backend with several engines offers
-        them in rounds (`reread_rounds`), the cheapest first, and proofreading asks for round
-        k+1 only for the lines that round k could not make pass. Default: none."""
-        return {}
-
-    def all_alternates(
         self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
     ) -> dict[int, list[str]]:
-        """Every round of `alternates` for these lines at once, as a slower proofreading that
-        asks only once would see them (benchmarks compare against it)."""
-        found: dict[int, list[str]] = {}
-        for k in range(self.reread_rounds):
-            for i, texts in self.alternates(page, lines, readings, k).items():
-                found.setdefault(i, []).extend(t for t in texts if t not in found.get(i, []))
-        return found
+        """Other readings of some lines of `page` (first read as `readings`), for proofreading:
+        a backend with a second engine reads them again. Default: none."""
+        return {}
 
     @classmethod
     def positions(cls, mode: Mode) -> int:

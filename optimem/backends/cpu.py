@@ -204,48 +204,45 @@ class CpuBackend(Backend):
             or (self.code_to_cjk and box.kind == "code")
         ]
 
-    reread_rounds = 2
-
     def alternates(
-        self, page: PageInput, lines: Sequence[int], readings: Sequence[str], round: int = 0
+        self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
     ) -> dict[int, list[str]]:
-        """The other engines' readings of these Latin lines: what proofreading tries next, in
-        two rounds, the cheaper engine first: tesseract (round 0) for the lines the line model
-        read first, then rapidocr (round 1) for every line, asked for only those that round 0
-        left failing. On a blurred page, rapidocr reads only the lines the model read (it read
-        the rest first); the readings of rapidocr or the line model are also given with the
-        word gaps of both. `sharp_reread="misfit"` sends only the lines of sharp pages whose
-        length is off to rapidocr (the slower engine): faster, fewer lines exact."""
+        """The other engines' readings of these Latin lines: what proofreading tries next. On a
+        blurred page, tesseract's and (where the line model read first) rapidocr's, each also as
+        the first reading's letters with the word gaps of both. On a sharp page read by
+        tesseract, rapidocr's; `sharp_reread="misfit"` sends only lines whose length is off to
+        rapidocr (the slower engine): faster, fewer lines exact."""
         blurred = page.font_px < self.blur_px
         # code rows are read as typed and judged glyph by glyph (`_glyphs`): never re-read
         skip = {i for i, box in enumerate(page.lines) if box.kind == "code"}
         skip |= set() if blurred else set(self._cjk_lines(page))
         idx = [i for i in lines if i not in skip and not _lines.line_em(page.lines[i], page.font_px)[1]]
-        if not idx or round not in (0, 1):
+        if not blurred and self.sharp_reread == "misfit":  # rapidocr is the slower engine
+            bounds = _lines.expected_chars(page.lines)
+            first_read = dict(zip(lines, readings, strict=True))
+            idx = [i for i in idx if _lines.misfit(first_read[i], bounds[i]) >= 2]
+        if not idx:
             return {}
         # the lines the line model read first (on a blurred page, or a sharp one with sharp_model)
         modelled: set[int] = set()
         if isinstance(self.blurred, AgedLineBackend) and (blurred or self.sharp_model):
             modelled = set(self.blurred.model_lines(page))
+        if blurred:  # tesseract, and rapidocr where the model read
+            others = [(self.latin, idx), (self.cjk, [i for i in idx if i in modelled])]
+        else:  # rapidocr, and tesseract (at full size) where the model read
+            others = [(self.cjk, idx), (self.latin, [i for i in idx if i in modelled])]
         first = dict(zip(lines, readings, strict=True))
-        if round == 0:  # tesseract, where it did not read first
-            other, some = self.latin, [i for i in idx if blurred or i in modelled]
-        else:  # rapidocr, where it did not read first
-            other, some = self.cjk, [i for i in idx if not blurred or i in modelled]
-            if not blurred and self.sharp_reread == "misfit":  # rapidocr is the slower engine
-                bounds = _lines.expected_chars(page.lines)
-                some = [i for i in some if _lines.misfit(first[i], bounds[i]) >= 2]
-        if not some:
-            return {}
-        again = self._indented(_subset(page, some), other.decode(_subset(page, some)))
-        found: dict[int, list[str]] = {}
-        for i, text in zip(some, again.lines or ("",) * len(some), strict=True):
-            # the first reading's letters with the word gaps of both: each engine is right
-            # about one of the two where the first reader was rapidocr or the line model
-            merge = blurred or i in modelled
-            texts = [_lines.merge_spaces(first[i], text), text] if merge else [text]
-            found[i] = [t for t in dict.fromkeys(texts) if t and t != first[i]]
-        return found
+        found: dict[int, list[str]] = {i: [] for i in idx}
+        for other, some in others:
+            if not some:
+                continue
+            again = self._indented(_subset(page, some), other.decode(_subset(page, some)))
+            for i, text in zip(some, again.lines or ("",) * len(some), strict=True):
+                # the first reading's letters with the word gaps of both: each engine is right
+                # about one of the two where the first reader was rapidocr or the line model
+                merge = blurred or i in modelled
+                found[i] += [_lines.merge_spaces(first[i], text), text] if merge else [text]
+        return {i: [t for t in dict.fromkeys(texts) if t and t != first[i]] for i, texts in found.items()}
 
     def _checked(
         self,

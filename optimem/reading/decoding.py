@@ -212,8 +212,9 @@ class Decoder:
         for page, (page_in, aid), result in zip(todo, prepared, results, strict=True):
             text, lines = result.text, result.lines
             try:
-                reread = functools.partial(backend.alternates, page_in)
-                checked = pr.proofread(page_in, result, aid, reread=reread, rounds=backend.reread_rounds)
+                checked = pr.proofread(
+                    page_in, result, aid, reread=functools.partial(backend.alternates, page_in)
+                )
             except Exception:  # the reading stands, unverified: proofreading never costs a page
                 log.exception("proofreading page %s failed; keeping what the OCR read", page.id)
                 checked = None

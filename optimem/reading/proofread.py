@@ -52,8 +52,8 @@ class Proofread:
 
 
 #: Asked for other readings of lines proofreading could not make pass: (indices, their
-#: first readings, round) → other readings by index (`Backend.alternates`).
-Reread = Callable[[list[int], list[str], int], Mapping[int, Sequence[str]]]
+#: readings) → other readings by index (`Backend.alternates`).
+Reread = Callable[[list[int], list[str]], Mapping[int, Sequence[str]]]
 
 
 def proofread(
@@ -62,7 +62,6 @@ def proofread(
     aids: ReadingAids,
     *,
     reread: Reread | None = None,
-    rounds: int = 1,
     steps: Collection[str] = STEPS,
     limit: int = SEARCH_LIMIT,
 ) -> Proofread | None:
@@ -70,9 +69,7 @@ def proofread(
 
     Each line that fails its check is corrected from its own reading first; only the lines
     that still fail are read again (`reread`, e.g. the other engine) and corrected from both
-    readings, so the slower second reading runs on few lines. With several `rounds` of other
-    readings (cheapest first), each round reads only the lines the rounds before it left
-    failing, and corrects them from every reading so far. `steps` and `limit` are the
+    readings, so the slower second reading runs on few lines. `steps` and `limit` are the
     corrector's (`optimem.reading.correction`); leaving steps out measures what each adds
     (benchmarks/proofread.py).
     """
@@ -100,20 +97,14 @@ def proofread(
     for i in range(len(lines)):
         if not exact[i]:
             correct(i, [lines[i]])
-    readings: dict[int, list[str]] = {i: [lines[i]] for i in range(len(lines))}
-    for round in range(rounds if reread is not None else 0):
-        pending = [i for i in range(len(lines)) if not exact[i]]
-        if not pending:
-            break
-        assert reread is not None
+    pending = [i for i in range(len(lines)) if not exact[i]]
+    if pending and reread is not None:
         try:
-            others = reread(pending, [lines[i] for i in pending], round)
-        except Exception:  # the other engine failing leaves the readings so far, unverified
-            log.exception("re-reading %d lines failed; they keep the readings so far", len(pending))
-            continue
+            others = reread(pending, [lines[i] for i in pending])
+        except Exception:  # the second engine failing leaves the first reading, unverified
+            log.exception("re-reading %d lines failed; they keep their first reading", len(pending))
+            others = {}
         for i in pending:
-            new = [t for t in others.get(i, ()) if t not in readings[i]]
-            if new:
-                readings[i] += new
-                correct(i, readings[i])
+            if others.get(i):
+                correct(i, [lines[i], *others[i]])
     return Proofread(tuple(out), len(lines), sum(exact))

@@ -65,44 +65,12 @@ def test_pages_of_other_sizes_and_sharp_model_off_read_like_tesseract():
 def test_sharp_lines_the_model_read_wrong_are_re_read_by_rapidocr_and_tesseract():
     page, inp = _page([MIXED[0], MIXED[2]])
     wrong = ["user: nothing like it", "user: nor this"]
-    backend = CpuBackend()
-    found = backend.all_alternates(inp, [0, 1], wrong)
+    found = CpuBackend().alternates(inp, [0, 1], wrong)
     assert set(found) == {0, 1}
     for i, readings in found.items():
         assert wrong[i] not in readings
         assert max(fidelity(r, page.lines[i].text) for r in readings) >= 0.9
     assert len(found[0]) >= 2  # rapidocr's and tesseract's (and each with the word gaps merged)
-
-
-class _Says(Backend):
-    """Reads every line it is given as its own word: shows which engine a reading came from."""
-
-    def __init__(self, word):
-        self.word, self.lines_read = word, 0
-
-    def decode(self, page):
-        self.lines_read += len(page.lines)
-        texts = (self.word,) * len(page.lines)
-        return Decoded("\n".join(texts), 1.0, self.word, 0.0, texts)
-
-
-def test_re_reading_asks_the_cheaper_engine_first_and_rapidocr_only_in_round_two():
-    _, inp = _page([MIXED[0], MIXED[2]])
-    tess, rapid = _Says("tess"), _Says("rapid")
-    backend = CpuBackend(latin=tess, cjk=rapid)
-    wrong = ["user: nothing like it", "user: nor this"]
-    first = backend.alternates(inp, [0, 1], wrong, 0)
-    assert (tess.lines_read, rapid.lines_read) == (2, 0)
-    assert all("tess" in readings for readings in first.values())
-    second = backend.alternates(inp, [1], wrong[1:], 1)  # line 0 passed after round 0
-    assert (tess.lines_read, rapid.lines_read) == (2, 1)
-    assert set(second) == {1} and "rapid" in second[1]
-    assert backend.alternates(inp, [1], wrong[1:], 2) == {}
-    assert backend.reread_rounds == 2
-    # without the line model on sharp pages tesseract read first: only rapidocr re-reads
-    plain = CpuBackend(latin=tess, cjk=rapid, sharp_model=False)
-    assert plain.alternates(inp, [0, 1], wrong, 0) == {}
-    assert set(plain.alternates(inp, [0, 1], wrong, 1)) == {0, 1}
 
 
 def test_fingerprint_names_both_engines():
@@ -149,7 +117,7 @@ def test_blurred_lines_that_fail_are_re_read_by_tesseract_and_rapidocr():
     page, aged = _aged([MIXED[0], MIXED[2]])
     backend = CpuBackend()
     wrong = ["user: nothing like it", "user: nor this"]
-    found = backend.all_alternates(aged, [0, 1], wrong)
+    found = backend.alternates(aged, [0, 1], wrong)
     assert set(found) == {0, 1}
     for i, readings in found.items():
         assert wrong[i] not in readings

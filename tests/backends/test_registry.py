@@ -64,3 +64,20 @@ def test_bad_entries_say_what_is_wrong(installed_package):
 def test_built_ins_need_no_entry_point():
     assert isinstance(get_backend("test-double"), TestDoubleBackend)
     assert "deepseek-ocr2" in backend_names()
+
+
+def test_a_worker_process_gets_its_share_of_the_cores(monkeypatch):
+    """Several worker processes on one machine: each CPU engine gets cores ÷ processes threads
+    (at least one), a backend without a `threads` option is built as usual."""
+    import os
+
+    from optimem.backends import worker_backend
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    one = worker_backend("cpu", 4)
+    assert (one.latin.workers, one.cjk.threads, one.blurred.threads) == (1, 1, 1)
+    two = worker_backend("cpu", 2)
+    assert (two.latin.workers, two.cjk.threads, two.blurred.threads) == (2, 2, 2)
+    assert worker_backend("cpu", 8) is one  # never below one thread; built once per process
+    assert worker_backend("test-double", 2) is get_backend("test-double")
+    assert worker_backend(one, 2) is one
