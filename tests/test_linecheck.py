@@ -104,6 +104,30 @@ def test_an_apostrophe_tail_is_not_taken_for_a_glyph(corrector):
     assert fix.verified and fix.text == truth
 
 
+def test_a_reading_late_in_the_list_leads_a_search_of_its_own():
+    """A re-read line has up to five readings; the last engine's may be the only one with the
+    hash right, and it must lead a search, not only lend words to the others (readings of a
+    line of the embedded chat on a Small page: the line model's, then tesseract's with the
+    model's letters, tesseract's, rapidocr's)."""
+    truth = (
+        "3f9c2a1e7b04d58c9a61e2f0b7d3c85a94e1f6b2 in the infra-pg repository. Follow-ups: 1. "
+        "Alert on pg_stat_archiver.failed_count increasing. 2. Alert on WAL"
+    )
+    readings = [
+        "3f9c2a1 e7b04d58c9a61e2ROb73c85a94e1K6b2 in the infra-pg repository. Follow-ups: 1. "
+        "Alert on pg_stat_archiver.failed_count increasing. 2. Alert on WAL",
+        "3f9c2 a1 e7 b04d58c9a61e2ROb73c85a9 4e1K6 b2 in the infra-pg repository. Follow-ups: 1. "
+        "Alert on pg_stat_archiver.failed_count increasing. 2. Alert on WAL",
+        "349e2 al e7 bOADSBcS a6 Le2M b7d3cBS a9 4e1%6 b2 in the infra-pg repository. Follow-wps: "
+        "1. Alert on pg_stat_archiver.failed_count increasing. 2. Mlerton WAL",
+        "3f9c2a1e7b04d58c9a61e2f0b7d3c85a94e1f6b2 in the infra-pg repository. Follow-ups: 1. "
+        "Alert on pg_stat_archiverfailed_count increasing. 2. Alert on WAL",
+    ]
+    aids = ReadingAids.from_kept(page_aids([truth], truth + " filler words" * 40), {})
+    fix = Corrector(aids.lexicon).correct(readings, linecheck.digest(truth))
+    assert fix.verified and linecheck.line_words(fix.text) == linecheck.line_words(truth)
+
+
 def test_the_other_engines_reading_is_used_where_it_agrees(corrector):
     truth = "and it was nice to be reminded why I'm passionate"
     fix = corrector.correct(
