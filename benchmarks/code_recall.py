@@ -18,7 +18,10 @@ to Tiny with each CPU decoder, and scores each turn's recalled text against its 
 
 Decoders are named as `get_backend` names them; a `+raw` suffix (e.g. `rapidocr+raw`) reads
 code rows without the code font's cells (`backends/_glyphs.py`), i.e. the engine alone with
-only the whitespace put back, to compare engines on the glyphs themselves.
+only the whitespace put back, to compare engines on the glyphs themselves. `--checks` hands
+each page its line checks, as a memory with reading aids does: the decoder gives the first
+reading proofreading starts from (code rows are never corrected), and `cpu` reads the code
+rows of sharp pages by their glyph cells alone where that passes their check.
 
 `--baseline TREE` runs the same measurement, in the same invocation, under another checkout
 of optimem (e.g. `git archive <commit> optimem | tar -x -C TREE`), where code is typeset at
@@ -30,6 +33,7 @@ the prose size and tool output flows as prose: the before/after table of the REA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -42,6 +46,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import Levenshtein
 from results_file import write_json  # benchmarks/results_file.py (this script's folder is on sys.path)
 
+from optimem.aids import linecheck
 from optimem.backends import get_backend
 from optimem.backends.base import PageInput
 from optimem.bench.machine import describe
@@ -160,7 +165,9 @@ except ImportError:  # a checkout from before code rows were read as typed
     _CODE_AS_TYPED = None
 
 
-def measure(backends: list[str], variant: str, code_px: int | None = None) -> list[dict]:
+def measure(
+    backends: list[str], variant: str, code_px: int | None = None, checks: bool = False
+) -> list[dict]:
     snippets = json.loads(CORPUS.read_text())["snippets"]
     turns = [TurnText(i, s.get("role", "assistant"), s["text"]) for i, s in enumerate(snippets)]
     new_layout = hasattr(RenderOptions, "code_px")
@@ -190,7 +197,10 @@ def measure(backends: list[str], variant: str, code_px: int | None = None) -> li
             reads, fids, chars, secs = [], [], 0, 0.0
             for page in pages:
                 t0 = time.perf_counter()
-                decoded = backend.decode(page_input(page, mode))
+                pin = page_input(page, mode)
+                if checks:  # as a memory with reading aids hands pages over: first reading only
+                    pin = dataclasses.replace(pin, checks=tuple(linecheck.digest(b.text) for b in page.lines))
+                decoded = backend.decode(pin)
                 secs += time.perf_counter() - t0
                 reads.append(decoded.lines)
                 fids.append(fidelity(decoded.text, page.text))
@@ -204,6 +214,7 @@ def measure(backends: list[str], variant: str, code_px: int | None = None) -> li
                 "font_px": options.font_px,
                 "code_font_px": getattr(options, "code_px", options.font_px),
                 "pages": len(pages),
+                "line_checks": checks,
                 **score_turns(pairs),
                 "fidelity": round(sum(fids) / len(fids), 4),
                 "chars_per_s": round(chars / secs, 1),
@@ -228,6 +239,12 @@ def main() -> None:
     ap.add_argument("--baseline-backends", default="cpu")
     ap.add_argument("--variant", default="after")
     ap.add_argument("--code-px", type=int, help="code size instead of the calibrated one")
+    ap.add_argument(
+        "--checks",
+        action="store_true",
+        help="give pages their line checks, as a memory with reading aids does (the first reading "
+        "proofreading starts from; `cpu` then reads sharp code rows by their glyph cells first)",
+    )
     ap.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -236,9 +253,10 @@ def main() -> None:
         tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "optimem-code-recall-before.json"
         env = dict(os.environ, PYTHONPATH=str(args.baseline.resolve()))
         cmd = [sys.executable, __file__, "--variant", "before", "--backends", args.baseline_backends]
+        cmd += ["--checks"] if args.checks else []
         subprocess.run([*cmd, "--rows-out", str(tmp)], env=env, check=True)
         rows += json.loads(tmp.read_text())
-    rows += measure(args.backends.split(","), args.variant, args.code_px)
+    rows += measure(args.backends.split(","), args.variant, args.code_px, args.checks)
     if args.rows_out:
         args.rows_out.write_text(json.dumps(rows))
         return

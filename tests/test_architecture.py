@@ -17,7 +17,8 @@ PACKAGE = Path(optimem.__file__).parent
 FLOORS: list[set[str]] = [
     {"errors", "cache"},
     {"tokens", "modes", "layout", "fonts"},
-    {"backends", "store", "aids"},
+    {"aids"},
+    {"backends", "store"},
     {"aging"},
     {"records"},
     {"pages"},

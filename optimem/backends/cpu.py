@@ -208,7 +208,8 @@ class CpuBackend(Backend):
         self, page: PageInput, lines: Sequence[int], readings: Sequence[str]
     ) -> dict[int, list[str]]:
         """The other engines' readings of these Latin lines: what proofreading tries next. On a
-        blurred page, tesseract's and (where the line model read first) rapidocr's, each also as
+        blurred page, where the line model read first, the second line model's first, then
+        tesseract's and (where the line model read first) rapidocr's, each also as
         the first reading's letters with the word gaps of both. On a sharp page read by
         tesseract, rapidocr's; `sharp_reread="misfit"` sends only lines whose length is off to
         rapidocr (the slower engine): faster, fewer lines exact."""
@@ -233,6 +234,10 @@ class CpuBackend(Backend):
             others = [(self.cjk, idx), (self.latin, [i for i in idx if i in modelled])]
         first = dict(zip(lines, readings, strict=True))
         found: dict[int, list[str]] = {i: [] for i in idx}
+        if blurred and modelled:  # the second line model's opinion (`AgedLineBackend.second_reading`)
+            assert isinstance(self.blurred, AgedLineBackend)
+            for i, text in self.blurred.second_reading(page, [i for i in idx if i in modelled]).items():
+                found[i].append(text)
         for other, some in others:
             if not some:
                 continue

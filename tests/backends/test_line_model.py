@@ -86,6 +86,27 @@ def test_a_blank_crop_reads_as_nothing():
     assert texts == [""]
 
 
+def test_a_second_model_reads_the_lines_asked_for_as_one_more_opinion(tmp_path):
+    from optimem.backends.cpu import CpuBackend
+
+    page, aged = _aged(PROSE)
+    backend = AgedLineBackend(rest=TestDoubleBackend())
+    second = backend.second_reading(aged, [0, 2])
+    assert set(second) == {0, 2}  # only the lines asked for
+    assert all(fidelity(second[i], page.lines[i].text) >= 0.95 for i in second)
+    assert ";second=" in backend.fingerprint()
+    # re-reading an aged page: the second model's reading comes first, then the engines'
+    cpu = CpuBackend(blurred=AgedLineBackend(rest=TestDoubleBackend()))
+    wrong = ["nothing like it", "nor this"]
+    found = cpu.alternates(aged, [0, 1], wrong)
+    assert found[0][0] == cpu.blurred.second_reading(aged, [0])[0]
+    # without one, nothing is read twice, and the fingerprint says so
+    alone = AgedLineBackend(rest=TestDoubleBackend(), second=False)
+    assert alone.second_reading(aged, [0, 2]) == {} and ";second=" not in alone.fingerprint()
+    with pytest.raises(BackendUnavailable, match=r"no line model at .*absent\.onnx"):
+        AgedLineBackend(rest=TestDoubleBackend(), second=tmp_path / "absent.onnx")
+
+
 def test_missing_or_foreign_model_files_say_so(tmp_path):
     with pytest.raises(BackendUnavailable, match=r"no line model at .*train_line_model\.py"):
         model_path(tmp_path / "absent.onnx")
