@@ -56,7 +56,7 @@ def child(case: str) -> dict:
     from optimem.backends import get_backend
     from optimem.bench import datasets
     from optimem.bench.config import BenchConfig
-    from optimem.bench.replay import replay
+    from optimem.bench.replay import ReplaySpec, replay
     from optimem.modes import Mode
 
     source, budget, mode = CASES[case]
@@ -66,8 +66,9 @@ def child(case: str) -> dict:
     policy = BudgetPolicy(budget) if budget else NoAging()
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
-        rep = replay(chat, label=case, cfg=cfg, backend=get_backend("cpu"), folder=Path(folder),
-                     policy=policy, creation_mode=creation)  # fmt: skip
+        rep = replay(
+            chat, ReplaySpec(case, policy, creation), cfg=cfg, backend=get_backend("cpu"), folder=Path(folder)
+        )
         wall = time.perf_counter() - t0
         s = rep.session
         digest = hashlib.sha256(json.dumps(rep.series).encode())

@@ -26,7 +26,7 @@ from optimem.backends import get_backend
 from optimem.bench import datasets
 from optimem.bench.config import BenchConfig
 from optimem.bench.machine import describe
-from optimem.bench.replay import replay
+from optimem.bench.replay import ReplaySpec, replay
 from optimem.modes import Mode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +46,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
         profile.enable()
-        rep = replay(chat, label="budget", cfg=BenchConfig(progress=False), backend=backend,
-                     folder=Path(folder), policy=BudgetPolicy(args.budget), creation_mode=Mode.SMALL)  # fmt: skip
+        spec = ReplaySpec("budget", BudgetPolicy(args.budget), Mode.SMALL)
+        rep = replay(chat, spec, cfg=BenchConfig(progress=False), backend=backend, folder=Path(folder))
         profile.disable()
         seconds = time.perf_counter() - t0
         pages = len(rep.session.pages())

@@ -43,7 +43,7 @@ def record(path: Path, chat_spec: str, budget: int) -> None:
     from optimem.backends import get_backend
     from optimem.bench import datasets
     from optimem.bench.config import BenchConfig
-    from optimem.bench.replay import replay
+    from optimem.bench.replay import ReplaySpec, replay
     from optimem.reading import correction
 
     calls: list[tuple] = []
@@ -58,8 +58,8 @@ def record(path: Path, chat_spec: str, budget: int) -> None:
     chat = datasets.load_default() if chat_spec == "default" else datasets.load(chat_spec)
     cfg = BenchConfig(progress=False)
     with tempfile.TemporaryDirectory() as folder:
-        rep = replay(chat, label="search", cfg=cfg, backend=get_backend("cpu"), folder=Path(folder),
-                     policy=BudgetPolicy(budget), creation_mode=cfg.creation_mode)  # fmt: skip
+        spec = ReplaySpec("search", BudgetPolicy(budget), cfg.creation_mode)
+        rep = replay(chat, spec, cfg=cfg, backend=get_backend("cpu"), folder=Path(folder))
         pages = rep.session.pages()
         modes = sorted(p.mode.value for p in pages)
         for page in pages:

@@ -218,10 +218,7 @@ class AgedLineBackend(Backend):
             if self._second is None:
                 self._second = LineModel(self.threads, self.batch, self.second_path)
             second = self._second
-        crops = self._model_crops(page, second)
-        ink = [i for i in lines if i in crops and not _lines.is_blank(crops[i])]
-        texts, _ = second.read([crops[i] for i in ink]) if ink else ([], [])
-        return {i: text for i, text in zip(ink, texts, strict=True) if text}
+        return {i: text for i, (text, _) in self._read(second, page, lines).items() if text}
 
     def decode(self, page: PageInput) -> Decoded:
         t0 = time.perf_counter()
@@ -246,8 +243,17 @@ class AgedLineBackend(Backend):
 
     def read_lines(self, page: PageInput) -> dict[int, tuple[str, float]]:
         """(text, confidence) of each line of `page` the model reads, by line."""
-        model = self.model()
+        return self._read(self.model(), page)
+
+    def _read(
+        self, model: LineModel, page: PageInput, only: Sequence[int] | None = None
+    ) -> dict[int, tuple[str, float]]:
+        """`model`'s (text, confidence) of each line of `page` it reads (of those `only`
+        names, when given), by line; a blank crop reads as nothing."""
         ours = self._model_crops(page, model)
+        if only is not None:
+            wanted = set(only)
+            ours = {i: crop for i, crop in ours.items() if i in wanted}
         ink = [i for i, crop in ours.items() if not _lines.is_blank(crop)]
         read = dict.fromkeys(ours, ("", 0.0))
         for i, text, score in zip(ink, *model.read([ours[i] for i in ink]), strict=True):

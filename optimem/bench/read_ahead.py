@@ -26,13 +26,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..aging.policies import AgingPolicy
 from ..backends import Backend, worker_backend
 from ..memory import OpticalMemory
-from ..modes import Mode
 from .config import BenchConfig
 from .datasets import Chat
-from .replay import Replay, reopen, replay
+from .replay import Replay, ReplaySpec, reopen, replay
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -57,20 +55,9 @@ class ReadAhead:
         )
         self._futures: dict[tuple[str, int], Future[float]] = {}
 
-    def replay(
-        self,
-        chat: Chat,
-        *,
-        label: str,
-        cfg: BenchConfig,
-        folder: Path,
-        policy: AgingPolicy,
-        creation_mode: Mode,
-    ) -> Future[tuple]:
+    def replay(self, chat: Chat, spec: ReplaySpec, *, cfg: BenchConfig, folder: Path) -> Future[tuple]:
         """Replay `chat` in a worker (no progress bars there); `replayed` opens the result."""
-        return self._pool.submit(
-            _replay, chat, label, dataclasses.replace(cfg, progress=False), folder, policy, creation_mode
-        )
+        return self._pool.submit(_replay, chat, spec, dataclasses.replace(cfg, progress=False), folder)
 
     def submit(self, rep: Replay, pages: Iterable[Page], shared: SharedReads) -> None:
         """Read `pages` of `rep` ahead, but for those whose image a page sent earlier makes."""
@@ -103,20 +90,11 @@ class ReadAhead:
 
 
 def replayed(
-    future: Future[tuple],
-    chat: Chat,
-    *,
-    label: str,
-    cfg: BenchConfig,
-    backend: Backend,
-    folder: Path,
-    policy: AgingPolicy,
-    creation_mode: Mode,
+    future: Future[tuple], chat: Chat, spec: ReplaySpec, *, cfg: BenchConfig, backend: Backend, folder: Path
 ) -> Replay:
     """The replay a worker made (`ReadAhead.replay`), opened in this process."""
     turn_ids, series, compress_seconds, over_budget = future.result()
-    rep = reopen(chat, label=label, cfg=cfg, backend=backend, folder=folder, policy=policy,
-                 creation_mode=creation_mode)  # fmt: skip
+    rep = reopen(chat, spec, cfg=cfg, backend=backend, folder=folder)
     rep.turn_ids, rep.series, rep.compress_seconds, rep.over_budget = (
         turn_ids,
         series,
@@ -137,13 +115,10 @@ def _start(backend: str, jobs: int) -> None:
     _backend = worker_backend(backend, jobs)
 
 
-def _replay(
-    chat: Chat, label: str, cfg: BenchConfig, folder: Path, policy: AgingPolicy, creation_mode: Mode
-) -> tuple:
+def _replay(chat: Chat, spec: ReplaySpec, cfg: BenchConfig, folder: Path) -> tuple:
     """One replay into its database file; what `replayed` needs besides the file."""
     assert _backend is not None
-    rep = replay(chat, label=label, cfg=cfg, backend=_backend, folder=folder, policy=policy,
-                 creation_mode=creation_mode)  # fmt: skip
+    rep = replay(chat, spec, cfg=cfg, backend=_backend, folder=folder)
     rep.memory.close()
     return rep.turn_ids, rep.series, rep.compress_seconds, rep.over_budget
 

@@ -62,6 +62,16 @@ class PageRead:
     None: read here."""
 
 
+@dataclass(frozen=True)
+class ReplaySpec:
+    """What makes one replay of a chat differ from another: its label (the database file's
+    name), the aging policy and the mode new pages are typeset at."""
+
+    label: str
+    policy: AgingPolicy
+    creation_mode: Mode
+
+
 @dataclass
 class Replay:
     """One chat replayed through one session, and what was read back from it."""
@@ -93,46 +103,27 @@ class Replay:
         return [t for t in self.session.turns() if not t.paged]
 
 
-def replay(
-    chat: Chat,
-    *,
-    label: str,
-    cfg: BenchConfig,
-    backend: Backend,
-    folder: Path,
-    policy: AgingPolicy,
-    creation_mode: Mode,
-) -> Replay:
+def replay(chat: Chat, spec: ReplaySpec, *, cfg: BenchConfig, backend: Backend, folder: Path) -> Replay:
     """Add every turn of `chat` to a fresh session, compressing after each one."""
-    rep = reopen(chat, label=label, cfg=cfg, backend=backend, folder=folder, policy=policy,
-                 creation_mode=creation_mode)  # fmt: skip
-    for turn in bar(chat.turns, cfg, f"{chat.name} · {label} · replay", unit="turn"):
+    rep = reopen(chat, spec, cfg=cfg, backend=backend, folder=folder)
+    for turn in bar(chat.turns, cfg, f"{chat.name} · {spec.label} · replay", unit="turn"):
         rep.step(turn)
     return rep
 
 
-def reopen(
-    chat: Chat,
-    *,
-    label: str,
-    cfg: BenchConfig,
-    backend: Backend,
-    folder: Path,
-    policy: AgingPolicy,
-    creation_mode: Mode,
-) -> Replay:
-    """The replay `label` of `chat` in `folder`, as `replay` opens it: a fresh one, or one
+def reopen(chat: Chat, spec: ReplaySpec, *, cfg: BenchConfig, backend: Backend, folder: Path) -> Replay:
+    """The replay `spec` of `chat` in `folder`, as `replay` opens it: a fresh one, or one
     another process made (`optimem.bench.read_ahead`), whose record the caller fills in."""
     mem = OpticalMemory(
-        folder / f"{label}.db",
+        folder / f"{spec.label}.db",
         backend=backend,
-        policy=policy,
-        creation_mode=creation_mode,
+        policy=spec.policy,
+        creation_mode=spec.creation_mode,
         keep_recent_turns=cfg.keep_recent_turns,
         decode="lazy",
         reading_aids=cfg.reading_aids,
     )
-    return Replay(label, mem.session(chat.name[:256] or "chat"), mem, {})
+    return Replay(spec.label, mem.session(chat.name[:256] or "chat"), mem, {})
 
 
 def read_pages(

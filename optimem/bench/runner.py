@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..aging.policies import AgingPolicy, BudgetPolicy, NoAging
+from ..aging.policies import BudgetPolicy, NoAging
 from ..aging.pricing import CONSUMERS, page_tokens
 from ..backends import Backend, get_backend
 from ..errors import InputError
@@ -37,7 +37,7 @@ from .config import SCHEMA_ID, TEST_DOUBLE_WARNING, BenchConfig, is_test_double
 from .datasets import Chat
 from .machine import cores
 from .read_ahead import ReadAhead, replayed
-from .replay import Replay, read_pages, replay, sample_pages
+from .replay import Replay, ReplaySpec, read_pages, replay, sample_pages
 from .score import r
 from .shared_reads import SharedReads
 
@@ -55,9 +55,7 @@ __all__ = [
 
 def _fixed_replay(chat: Chat, mode: Mode, cfg: BenchConfig, backend: Backend, folder: Path) -> Replay:
     """The chat replayed with pages typeset at `mode` and never aged."""
-    return replay(
-        chat, label=mode.value, cfg=cfg, backend=backend, folder=folder, policy=NoAging(), creation_mode=mode
-    )
+    return replay(chat, ReplaySpec(mode.value, NoAging(), mode), cfg=cfg, backend=backend, folder=folder)
 
 
 def _fixed_mode(
@@ -118,17 +116,11 @@ class Replays:
     shared: SharedReads
 
 
-def _units(cfg: BenchConfig, tokens: Sequence[int]) -> list[tuple[str, AgingPolicy, Mode]]:
-    """(label, policy, creation mode) of each replay of a chat: the budget run, each fixed
-    mode, each strict target."""
-    units: list[tuple[str, AgingPolicy, Mode]] = [
-        ("budget", BudgetPolicy(max_tokens=cfg.budget_tokens), cfg.creation_mode)
-    ]
-    units += [(mode.value, NoAging(), mode) for mode in cfg.modes]
-    units += [
-        (strict.target_label(t), BudgetPolicy(max_tokens=strict.target_budget(tokens, t)), cfg.creation_mode)
-        for t in cfg.target_savings
-    ]
+def _units(cfg: BenchConfig, tokens: Sequence[int]) -> list[ReplaySpec]:
+    """Each replay of a chat: the budget run, each fixed mode, each strict target."""
+    units = [ReplaySpec("budget", BudgetPolicy(max_tokens=cfg.budget_tokens), cfg.creation_mode)]
+    units += [ReplaySpec(mode.value, NoAging(), mode) for mode in cfg.modes]
+    units += [strict.target_spec(tokens, t, cfg) for t in cfg.target_savings]
     return units
 
 
@@ -136,10 +128,7 @@ def start_replays(chat: Chat, cfg: BenchConfig, folder: Path, ahead: ReadAhead) 
     """Every replay of `chat` handed to `ahead`'s workers, by label (`replay_chat` takes them)."""
     chat = chat.limit(cfg.limit_turns)
     tokens = [count_tokens(t.content, DEFAULT_ENCODING) for t in chat.turns]
-    return {
-        label: ahead.replay(chat, label=label, cfg=cfg, folder=folder, policy=policy, creation_mode=mode)
-        for label, policy, mode in _units(cfg, tokens)
-    }
+    return {spec.label: ahead.replay(chat, spec, cfg=cfg, folder=folder) for spec in _units(cfg, tokens)}
 
 
 def replay_chat(
@@ -158,17 +147,13 @@ def replay_chat(
     shared = SharedReads(backend)
     reps: dict[str, Replay] = {}
     fixed_labels = {mode.value for mode in cfg.modes}
-    for label, policy, mode in _units(cfg, tokens):
-        make = functools.partial(replayed, started[label]) if started is not None else replay
-        rep = make(
-            chat, label=label, cfg=cfg, backend=backend, folder=folder, policy=policy, creation_mode=mode
-        )
-        reps[label] = rep
+    for spec in _units(cfg, tokens):
+        make = functools.partial(replayed, started[spec.label]) if started is not None else replay
+        rep = reps[spec.label] = make(chat, spec, cfg=cfg, backend=backend, folder=folder)
         if ahead is not None:
             pages = rep.session.pages()
-            ahead.submit(
-                rep, sample_pages(pages, cfg.pages_per_mode) if label in fixed_labels else pages, shared
-            )
+            fixed_mode = spec.label in fixed_labels
+            ahead.submit(rep, sample_pages(pages, cfg.pages_per_mode) if fixed_mode else pages, shared)
     targets = [(t, strict.target_budget(tokens, t), reps[strict.target_label(t)]) for t in cfg.target_savings]
     fixed = {mode: reps[mode.value] for mode in cfg.modes}
     return Replays(chat, folder, tokens, reps["budget"], fixed, targets, shared)

@@ -19,7 +19,7 @@ from . import score
 from .config import BenchConfig
 from .datasets import Chat, Question
 from .read_ahead import ReadAhead
-from .replay import Replay, read_pages, replay
+from .replay import Replay, ReplaySpec, read_pages, replay
 from .score import r
 from .shared_reads import SharedReads
 
@@ -119,10 +119,15 @@ def replay_target(
     chat: Chat, target: float, cfg: BenchConfig, backend: Backend, folder: Path, tokens: Sequence[int]
 ) -> tuple[Replay, int]:
     """The replay of a strict run at text ÷ `target`, and its budget (nothing read yet)."""
-    budget = target_budget(tokens, target)
-    rep = replay(chat, label=target_label(target), cfg=cfg, backend=backend, folder=folder,
-                 policy=BudgetPolicy(max_tokens=budget), creation_mode=cfg.creation_mode)  # fmt: skip
-    return rep, budget
+    spec = target_spec(tokens, target, cfg)
+    return replay(chat, spec, cfg=cfg, backend=backend, folder=folder), target_budget(tokens, target)
+
+
+def target_spec(tokens: Sequence[int], target: float, cfg: BenchConfig) -> ReplaySpec:
+    """The replay of a strict run at text ÷ `target`: its label, its budget policy, the
+    configured creation mode."""
+    budget = BudgetPolicy(max_tokens=target_budget(tokens, target))
+    return ReplaySpec(target_label(target), budget, cfg.creation_mode)
 
 
 def target_budget(tokens: Sequence[int], target: float) -> int:
