@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Sequence
 
+from ..aids import linecheck
 from . import _lines
 from .base import Backend, Capabilities, Decoded, PageInput
 from .base import lines_subset as _subset
@@ -137,8 +138,6 @@ class CpuBackend(Backend):
         Needs the page's line checks (proofreading's): without them, nothing is read here."""
         if not page.checks or len(page.checks) != len(page.lines) or page.font_px < self.blur_px:
             return {}
-        from ..aids import linecheck
-
         rows = [
             i
             for i, box in enumerate(page.lines)
